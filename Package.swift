@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// CPU code generation for the numeric targets.
+//
+// Without a CPU flag swiftc targets baseline SSE2 and every `SIMD.addProduct` becomes a libm `fmaf`
+// call, so the default build asks for AVX2+FMA on x86-64 (every x86-64 server since 2013; arm64 needs
+// nothing: NEON is baseline). Set AMOEBA_SIMD=avx512 to build 512-bit kernels (AVX-512F/DQ/BW/VL): the
+// binary then runs only on CPUs that have them. Use a separate scratch path for that build so the
+// two never mix: `AMOEBA_SIMD=avx512 swift build -c release --scratch-path .build-avx512`.
+let numericFlags: [SwiftSetting] = {
+  #if arch(x86_64)
+  var flags = ["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c"]
+  if Context.environment["AMOEBA_SIMD"] == "avx512" {
+    flags += ["-Xcc", "-mavx512f", "-Xcc", "-mavx512dq", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl"]
+    return [.unsafeFlags(flags), .define("AMOEBA_AVX512")]
+  }
+  return [.unsafeFlags(flags)]
+  #else
+  return []
+  #endif
+}()
+
+let package = Package(
+  name: "Amoeba",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "amoeba", targets: ["amoeba"]),
+  ],
+  targets: [
+    .target(name: "Tensor", swiftSettings: numericFlags),
+    .target(name: "Graph", dependencies: ["Tensor"], swiftSettings: numericFlags),
+    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph"], swiftSettings: numericFlags),
+    .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: numericFlags),
+    .testTarget(name: "GraphTests", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
+  ]
+)

@@ -1,0 +1,38 @@
+/// What every fast kernel needs besides its operands: the thread pool and scratch memory that is
+/// allocated once, so that no kernel allocates while a step runs.
+///
+/// Scratch is split by the pool's thread index (`packedA(thread:)`) or shared between the two
+/// phases of one kernel call (`packedB`); either way it is only touched inside a kernel call, and
+/// kernels are called one at a time. That is why the class may be shared across threads.
+public final class KernelContext: @unchecked Sendable {
+  public let pool: ThreadPool
+  private let packedABuffers: UnsafeMutablePointer<Float>
+  public let packedB: UnsafeMutablePointer<Float>
+
+  public init(threads: Int = ThreadPool.onlineCores) {
+    pool = ThreadPool(threadCount: threads)
+    packedABuffers = .allocateAligned(GEMMBlocking.packedAElements * threads)
+    packedB = .allocateAligned(GEMMBlocking.packedBElements)
+  }
+
+  deinit {
+    packedABuffers.deallocate()
+    packedB.deallocate()
+  }
+
+  public var threadCount: Int { pool.threadCount }
+
+  /// This thread's buffer for one packed MC×KC block of A.
+  @inline(__always)
+  public func packedA(thread: Int) -> UnsafeMutablePointer<Float> {
+    packedABuffers + thread * GEMMBlocking.packedAElements
+  }
+}
+
+extension UnsafeMutablePointer where Pointee == Float {
+  /// Uninitialised floats on a 64-byte (cache-line, zmm) boundary. Free with `deallocate()`.
+  public static func allocateAligned(_ count: Int) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 4, alignment: 64)
+      .bindMemory(to: Float.self, capacity: Swift.max(count, 1))
+  }
+}

@@ -1,0 +1,28 @@
+/// The vector type the kernels are written in.
+///
+/// 8 lanes (one AVX2 ymm register, two NEON q registers) by default; 16 lanes (one zmm register)
+/// when the package is built with `AMOEBA_SIMD=avx512` (see Package.swift). Kernels are written
+/// against `FloatVector.scalarCount`, so both builds run the same code.
+#if AMOEBA_AVX512
+public typealias FloatVector = SIMD16<Float>
+#else
+public typealias FloatVector = SIMD8<Float>
+#endif
+
+/// Lanes per `FloatVector`.
+public let vectorWidth = FloatVector.scalarCount
+
+extension UnsafePointer where Pointee == Float {
+  @inline(__always) func vector(at offset: Int) -> FloatVector {
+    UnsafeRawPointer(self + offset).loadUnaligned(as: FloatVector.self)
+  }
+}
+
+extension UnsafeMutablePointer where Pointee == Float {
+  @inline(__always) func vector(at offset: Int) -> FloatVector {
+    UnsafeRawPointer(self + offset).loadUnaligned(as: FloatVector.self)
+  }
+  @inline(__always) func storeVector(_ v: FloatVector, at offset: Int) {
+    UnsafeMutableRawPointer(self + offset).storeBytes(of: v, as: FloatVector.self)
+  }
+}

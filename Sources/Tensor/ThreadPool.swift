@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// A fixed set of threads that run fork–join loops: `parallelFor` hands out task indices until all
+/// are done and returns only then.
+///
+/// The threads are created once and live as long as the pool; a loop allocates nothing, so the
+/// executor can call this inside a training step. The calling thread takes tasks too, so a pool of
+/// `threadCount` runs `threadCount` tasks at once with `threadCount - 1` extra threads.
+///
+/// Results must not depend on which thread runs a task: kernels split work into tasks by size, never
+/// by thread count, and each task writes only its own outputs. The thread index passed to the body
+/// exists only to pick per-thread scratch memory.
+///
+/// Threading contract: one `parallelFor` at a time (the executor and the benchmarks call it from one
+/// thread); a body must not call `parallelFor` on the same pool.
+public final class ThreadPool: @unchecked Sendable {
+  // @unchecked: all mutable state lives in `Loop`, guarded as described there.
+  public let threadCount: Int
+  private let loop: Loop
+  private var threads: [pthread_t] = []
+
+  /// - Parameter threadCount: threads running tasks, the caller included; defaults to the number
+  ///   of online cores.
+  public init(threadCount: Int = ThreadPool.onlineCores) {
+    precondition(threadCount >= 1, "a thread pool needs at least one thread")
+    self.threadCount = threadCount
+    loop = Loop(workers: threadCount - 1)
+    for index in 1..<threadCount {
+      let start = Unmanaged.passRetained(WorkerStart(loop: loop, index: index))
+      var thread = pthread_t()
+      let rc = pthread_create(&thread, nil, { raw in
+        let start = Unmanaged<WorkerStart>.fromOpaque(raw!).takeRetainedValue()
+        start.loop.workerLoop(thread: start.index)
+        return nil
+      }, start.toOpaque())
+      precondition(rc == 0, "pthread_create failed: \(String(cString: strerror(rc)))")
+      threads.append(thread)
+    }
+  }
+
+  deinit {
+    loop.shutDown()
+    for thread in threads { pthread_join(thread, nil) }
+  }
+
+  /// Online CPU cores, at least 1.
+  public static var onlineCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+  /// Runs `body(task, thread)` for every task in `0..<count` and returns when all have finished.
+  /// `thread` is in `0..<threadCount` and is unique among tasks running at the same moment.
+  public func parallelFor(_ count: Int, _ body: (_ task: Int, _ thread: Int) -> Void) {
+    if count <= 0 { return }
+    if count == 1 || threadCount == 1 {
+      for task in 0..<count { body(task, 0) }
+      return
+    }
+    withoutActuallyEscaping(body) { loop.run($0, count: count) }
+  }
+}
+
+/// The state shared by the caller of `parallelFor` and the worker threads.
+///
+/// `job`, `taskCount` and `generation` are written under `mutex` by the one caller while no worker
+/// is inside a loop (`busyWorkers == 0`); workers read them under the same mutex after seeing a new
+/// generation. Task indices come from the atomic counter, so handing out work takes no lock.
+private final class Loop: @unchecked Sendable {
+  private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+  private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+  private let finished = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+  private let workers: Int
+  private var generation: UInt64 = 0
+  private var job: ((Int, Int) -> Void)?
+  private var taskCount = 0
+  private var busyWorkers = 0
+  private var shuttingDown = false
+  private let nextTask = Atomic<Int>(0)
+
+  init(workers: Int) {
+    self.workers = workers
+    pthread_mutex_init(mutex, nil)
+    pthread_cond_init(wake, nil)
+    pthread_cond_init(finished, nil)
+  }
+
+  deinit {
+    pthread_cond_destroy(wake); pthread_cond_destroy(finished); pthread_mutex_destroy(mutex)
+    wake.deallocate(); finished.deallocate(); mutex.deallocate()
+  }
+
+  func run(_ body: @escaping (Int, Int) -> Void, count: Int) {
+    pthread_mutex_lock(mutex)
+    job = body
+    taskCount = count
+    nextTask.store(0, ordering: .relaxed)
+    busyWorkers = workers
+    generation &+= 1
+    pthread_cond_broadcast(wake)
+    pthread_mutex_unlock(mutex)
+
+    runTasks(body, count: count, thread: 0)
+
+    pthread_mutex_lock(mutex)
+    while busyWorkers > 0 { pthread_cond_wait(finished, mutex) }
+    job = nil
+    pthread_mutex_unlock(mutex)
+  }
+
+  func shutDown() {
+    pthread_mutex_lock(mutex)
+    shuttingDown = true
+    pthread_cond_broadcast(wake)
+    pthread_mutex_unlock(mutex)
+  }
+
+  @inline(__always)
+  private func runTasks(_ body: (Int, Int) -> Void, count: Int, thread: Int) {
+    while true {
+      let task = nextTask.wrappingAdd(1, ordering: .relaxed).oldValue
+      if task >= count { return }
+      body(task, thread)
+    }
+  }
+
+  func workerLoop(thread: Int) {
+    var seen: UInt64 = 0
+    pthread_mutex_lock(mutex)
+    while true {
+      while generation == seen && !shuttingDown { pthread_cond_wait(wake, mutex) }
+      if shuttingDown { break }
+      seen = generation
+      // Held in an optional and dropped before reporting back: the caller's closure must not
+      // outlive its `withoutActuallyEscaping` scope.
+      var body = job
+      let count = taskCount
+      pthread_mutex_unlock(mutex)
+      runTasks(body!, count: count, thread: thread)
+      body = nil
+      pthread_mutex_lock(mutex)
+      busyWorkers -= 1
+      if busyWorkers == 0 { pthread_cond_signal(finished) }
+    }
+    pthread_mutex_unlock(mutex)
+  }
+}
+
+private final class WorkerStart {
+  let loop: Loop
+  let index: Int
+  init(loop: Loop, index: Int) { self.loop = loop; self.index = index }
+}
