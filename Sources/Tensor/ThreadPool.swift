@@ -23,6 +23,7 @@ public final class ThreadPool: @unchecked Sendable {
   public let threadCount: Int
   private let loop: Loop
   private var threads: [pthread_t] = []
+  private let inUse = Atomic<Bool>(false)
 
   /// - Parameter threadCount: threads running tasks, the caller included; defaults to the number
   ///   of online cores.
@@ -59,7 +60,11 @@ public final class ThreadPool: @unchecked Sendable {
       for task in 0..<count { body(task, 0) }
       return
     }
+    // Two callers at once is our bug (scratch memory is per pool), so trap rather than corrupt.
+    precondition(inUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
+                 "ThreadPool.parallelFor called while another loop runs on the same pool")
     withoutActuallyEscaping(body) { loop.run($0, count: count) }
+    inUse.store(false, ordering: .releasing)
   }
 }
 

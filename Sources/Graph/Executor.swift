@@ -1,0 +1,189 @@
+import Tensor
+
+/// Runs a graph on the CPU kernels with every buffer planned ahead.
+///
+/// Construction schedules the nodes the requested outputs need (node order, already topological),
+/// computes liveness, plans one arena (`MemoryPlan`) for intermediate tensors and kernel scratch,
+/// allocates it and resolves every kernel's operand pointers. `run()` then walks the resolved
+/// instructions: it allocates nothing, and with the same inputs, parameters and `randomStream` it
+/// produces bitwise-identical outputs (the kernels' sums have a fixed order whatever the thread count).
+///
+/// Leaves (inputs, parameters, constants) have their own storage that persists across runs;
+/// requested outputs stay live to the end of the run. Read and write them with `pointer(_:)`,
+/// `write(_:_:)` and `read(_:)`.
+///
+/// Threading: not thread-safe; one `run()` at a time (kernels parallelise inside on the context's pool).
+public final class Executor {
+  public let graph: Graph
+  public let outputs: [Value]
+  public let plan: MemoryPlan
+  public let context: KernelContext
+  /// Mixed into the dropout masks; set it to the global step before each run.
+  public var randomStream: UInt64 = 0
+  /// Nodes executed per run, in order.
+  public let schedule: [Int]
+
+  private let arena: UnsafeMutablePointer<Float>
+  private var leaves: [Int: UnsafeMutablePointer<Float>] = [:]
+  private var valuePointers: [Value: UnsafeMutablePointer<Float>] = [:]
+  private var instructions: [Instruction] = []
+
+  public init(graph: Graph, outputs: [Value], context: KernelContext) throws(GraphError) {
+    self.graph = graph
+    self.outputs = outputs
+    self.context = context
+    for value in outputs where value.node >= graph.nodes.count || value.output >= graph.nodes[value.node].outputs.count {
+      throw .invalidRequest("executor: output \(value) is not in the graph")
+    }
+
+    // Schedule: every node an output depends on, in node order.
+    var needed = [Bool](repeating: false, count: graph.nodes.count)
+    for value in outputs { needed[value.node] = true }
+    for index in stride(from: graph.nodes.count - 1, through: 0, by: -1) where needed[index] {
+      for input in graph.nodes[index].inputs { needed[input.node] = true }
+    }
+    let schedule = graph.nodes.indices.filter { needed[$0] }
+    self.schedule = schedule
+    var step = [Int: Int]()
+    for (s, index) in schedule.enumerated() { step[index] = s }
+
+    // Liveness of every non-leaf output and of each node's scratch.
+    var lastUse = [Value: Int]()
+    for (s, index) in schedule.enumerated() {
+      for input in graph.nodes[index].inputs { lastUse[input] = s }
+    }
+    for value in outputs { lastUse[value] = schedule.count }
+    var buffers: [MemoryPlan.Buffer] = []
+    var bufferOfValue: [Value: Int] = [:]
+    var bufferOfWorkspace: [Int: Int] = [:]
+    for (s, index) in schedule.enumerated() {
+      let node = graph.nodes[index]
+      if node.op.isLeaf { continue }
+      for (output, shape) in node.outputs.enumerated() {
+        let value = Value(node: index, output: output)
+        bufferOfValue[value] = buffers.count
+        buffers.append(.init(elements: shape.elementCount, firstStep: s, lastStep: max(s, lastUse[value] ?? s)))
+      }
+      let scratch = Executor.workspaceElements(node, graph: graph)
+      if scratch > 0 {
+        bufferOfWorkspace[index] = buffers.count
+        buffers.append(.init(elements: scratch, firstStep: s, lastStep: s))
+      }
+    }
+    plan = MemoryPlan(buffers: buffers)
+    arena = .allocateAligned(plan.arenaElements)
+
+    for index in schedule where graph.nodes[index].op.isLeaf {
+      let node = graph.nodes[index]
+      let storage = UnsafeMutablePointer<Float>.allocateAligned(node.outputs[0].elementCount)
+      if case let .constant(fill) = node.op {
+        storage.initialize(repeating: fill, count: node.outputs[0].elementCount)
+      } else {
+        storage.initialize(repeating: 0, count: node.outputs[0].elementCount)
+      }
+      leaves[index] = storage
+      valuePointers[Value(node: index)] = storage
+    }
+    for (value, buffer) in bufferOfValue { valuePointers[value] = arena + plan.offsets[buffer] }
+    for index in schedule where !graph.nodes[index].op.isLeaf {
+      let node = graph.nodes[index]
+      instructions.append(Instruction(
+        node: index, op: node.op,
+        inputs: node.inputs.map { UnsafePointer(valuePointers[$0]!) },
+        inputShapes: node.inputs.map(graph.shape),
+        outputs: node.outputs.indices.map { valuePointers[Value(node: index, output: $0)]! },
+        outputShapes: node.outputs,
+        workspace: bufferOfWorkspace[index].map { arena + plan.offsets[$0] }))
+    }
+  }
+
+  deinit {
+    arena.deallocate()
+    for storage in leaves.values { storage.deallocate() }
+    for instruction in instructions { instruction.release() }
+  }
+
+  /// Storage of a leaf or of a requested output (valid until the executor is released).
+  public func pointer(_ value: Value) -> UnsafeMutablePointer<Float> {
+    guard let pointer = valuePointers[value], graph.nodes[value.node].op.isLeaf || outputs.contains(value) else {
+      preconditionFailure("executor: \(value) is neither a leaf nor a requested output, so its memory is reused")
+    }
+    return pointer
+  }
+
+  public func write(_ value: Value, _ data: [Float]) {
+    precondition(data.count == graph.shape(value).elementCount,
+                 "executor: \(data.count) floats for \(value) of shape \(graph.shape(value))")
+    pointer(value).update(from: data, count: data.count)
+  }
+
+  public func read(_ value: Value) -> [Float] {
+    Array(UnsafeBufferPointer(start: pointer(value), count: graph.shape(value).elementCount))
+  }
+
+  /// Runs every scheduled node once.
+  public func run() throws(ExecutionError) {
+    for instruction in instructions { try execute(instruction) }
+  }
+
+  static func workspaceElements(_ node: Node, graph: Graph) -> Int {
+    switch node.op {
+    case let .conv2d(g), let .conv2dBackpropInput(g), let .conv2dBackpropFilter(g):
+      return Conv2D.workspaceElements(g)
+    case let .depthwiseConv2dBackpropFilter(g):
+      return DepthwiseConv2D.workspaceElements(g)
+    case .batchNormTraining, .batchNormInference, .batchNormGrad:
+      let x = graph.shape(node.inputs[0])
+      let c = x.dims.last ?? 1
+      return BatchNorm.workspaceElements(rows: x.elementCount / max(c, 1), channels: c)
+    default:
+      return 0
+    }
+  }
+}
+
+/// Failures detected while running: bad data fed by the caller, never a kernel bug.
+public enum ExecutionError: Error, CustomStringConvertible, Equatable {
+  case invalidLabels(op: String, classes: Int)
+
+  public var description: String {
+    switch self {
+    case let .invalidLabels(op, classes):
+      "\(op): a label is not a whole number in 0..<\(classes); check the dataset's label range (ImageNet labels are 1...1000 with 1001 classes)"
+    }
+  }
+}
+
+/// One scheduled node with its operand pointers resolved. The pointer lists are allocated once at
+/// planning time so `run()` never allocates.
+struct Instruction {
+  let node: Int
+  let op: Op
+  let inputs: UnsafeMutableBufferPointer<UnsafePointer<Float>>
+  let inputShapes: [Shape]
+  let outputs: [UnsafeMutablePointer<Float>]
+  let outputShapes: [Shape]
+  let workspace: UnsafeMutablePointer<Float>?
+  let widths: UnsafeMutableBufferPointer<Int>
+
+  init(node: Int, op: Op, inputs: [UnsafePointer<Float>], inputShapes: [Shape], outputs: [UnsafeMutablePointer<Float>],
+       outputShapes: [Shape], workspace: UnsafeMutablePointer<Float>?) {
+    self.node = node; self.op = op; self.inputShapes = inputShapes
+    self.outputs = outputs; self.outputShapes = outputShapes; self.workspace = workspace
+    self.inputs = .allocate(capacity: max(inputs.count, 1))
+    _ = self.inputs.initialize(from: inputs)
+    self.widths = .allocate(capacity: max(inputShapes.count, 1))
+    _ = self.widths.initialize(from: inputShapes.map { $0.dims.last ?? 0 })
+  }
+
+  func release() { inputs.deallocate(); widths.deallocate() }
+}
+
+extension Op {
+  var isLeaf: Bool {
+    switch self {
+    case .input, .parameter, .constant: true
+    default: false
+    }
+  }
+}

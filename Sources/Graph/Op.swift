@@ -1,0 +1,146 @@
+import Tensor
+
+/// Every operation of the IR, in one enum (the op set is small on purpose).
+///
+/// Ops are coarse and TensorFlow-shaped so that each has one fast CPU kernel and one short StableHLO
+/// lowering (`stablehloName`). Windowed ops carry their full `WindowGeometry`, fixed at build time,
+/// so kernels never recompute padding. Tensors are float32 NHWC; filters HWIO.
+///
+/// Inputs are listed in brackets: `conv2d [x, filter]`.
+public enum Op: Hashable, Sendable {
+  // Leaves.
+  /// A tensor fed before every run (images, labels). `[]`
+  case input(name: String)
+  /// A tensor that persists across runs (weights, BN moving statistics). `[]`
+  case parameter(name: String)
+  /// A tensor filled with one value. `[]`
+  case constant(Float)
+
+  // Convolutions. The geometry holds input, window, strides, dilation and padding.
+  case conv2d(WindowGeometry)                         // [x, filter] → y
+  case conv2dBackpropInput(WindowGeometry)            // [dy, filter] → dx
+  case conv2dBackpropFilter(WindowGeometry)           // [x, dy] → dfilter
+  case depthwiseConv2d(WindowGeometry)                // [x, filter [kh, kw, C]] → y
+  case depthwiseConv2dBackpropInput(WindowGeometry)   // [dy, filter] → dx
+  case depthwiseConv2dBackpropFilter(WindowGeometry)  // [x, dy] → dfilter
+
+  // Pooling.
+  case maxPool(WindowGeometry)                        // [x] → y
+  case maxPoolGrad(WindowGeometry)                    // [x, dy] → dx
+  case avgPool(WindowGeometry)                        // [x] → y
+  case avgPoolGrad(WindowGeometry)                    // [dy] → dx
+
+  // Batch normalisation over N·H·W per channel.
+  case batchNormTraining(epsilon: Float)              // [x, gamma, beta] → (y, mean, variance)
+  case batchNormInference(epsilon: Float)             // [x, gamma, beta, mean, variance] → y
+  case batchNormGrad(epsilon: Float)                  // [x, gamma, mean, variance, dy] → (dx, dgamma, dbeta)
+
+  // Element-wise.
+  case relu                                           // [x] → y
+  case reluGrad                                       // [dy, y] → dx
+  case add                                            // [a, b] → a + b
+  case addN                                           // [x0, x1, …] → Σ, in input order
+  case scale(Float)                                   // [x] → x · c
+  case multiplyByScalar                               // [x, s (scalar)] → x · s
+  /// Inverted dropout with a counter-based mask: (seed, run's random stream, element index).
+  /// Its gradient is the same op on dy: the mask is regenerated, never stored.
+  case dropout(keepProbability: Float, seed: UInt64)  // [x] → y
+
+  // Data movement.
+  case concat                                         // [x0, x1, …] along channels (last axis)
+  case sliceChannels(first: Int, width: Int)          // [x] → x[…, first..<first+width]
+  case slice(SpatialWindow)                           // [x] → x[:, top::sh, left::sw, :] (output shape fixed at build)
+  case pad(SpatialWindow)                             // [x] → zeros with x at (top + h·sh, left + w·sw)
+  case globalAvgPool                                  // [x NHWC] → [N, C]
+  case globalAvgPoolGrad                              // [dy [N, C]] → dx NHWC
+
+  // Dense layers.
+  case matmul(transposeA: Bool, transposeB: Bool)     // [a, b] → op(a) · op(b)
+  case biasAdd                                        // [x [.., C], bias [C]] → x + bias
+  case biasAddGrad                                    // [dy [.., C]] → Σ over rows [C]
+
+  // Losses and reductions (outputs are scalars).
+  case softmaxCrossEntropy(labelSmoothing: Float)     // [logits [N, K], labels [N]] → mean loss
+  case softmaxCrossEntropyGrad(labelSmoothing: Float) // [logits, labels, dloss] → dlogits
+  case l2Loss                                         // [x] → Σ x² / 2
+  case reduceSum                                      // [x] → Σ x
+  case reduceMean                                     // [x] → Σ x / count
+  case broadcastScalar(scale: Float)                  // [s] → every element s · scale (shape fixed at build)
+
+  /// Short name used in node names, errors and plan dumps.
+  public var name: String {
+    switch self {
+    case .input: "input"
+    case .parameter: "parameter"
+    case .constant: "constant"
+    case .conv2d: "conv2d"
+    case .conv2dBackpropInput: "conv2d_backprop_input"
+    case .conv2dBackpropFilter: "conv2d_backprop_filter"
+    case .depthwiseConv2d: "depthwise_conv2d"
+    case .depthwiseConv2dBackpropInput: "depthwise_conv2d_backprop_input"
+    case .depthwiseConv2dBackpropFilter: "depthwise_conv2d_backprop_filter"
+    case .maxPool: "max_pool"
+    case .maxPoolGrad: "max_pool_grad"
+    case .avgPool: "avg_pool"
+    case .avgPoolGrad: "avg_pool_grad"
+    case .batchNormTraining: "batch_norm_training"
+    case .batchNormInference: "batch_norm_inference"
+    case .batchNormGrad: "batch_norm_grad"
+    case .relu: "relu"
+    case .reluGrad: "relu_grad"
+    case .add: "add"
+    case .addN: "add_n"
+    case .scale: "scale"
+    case .multiplyByScalar: "multiply_by_scalar"
+    case .dropout: "dropout"
+    case .concat: "concat"
+    case .sliceChannels: "slice_channels"
+    case .slice: "slice"
+    case .pad: "pad"
+    case .globalAvgPool: "global_avg_pool"
+    case .globalAvgPoolGrad: "global_avg_pool_grad"
+    case .matmul: "matmul"
+    case .biasAdd: "bias_add"
+    case .biasAddGrad: "bias_add_grad"
+    case .softmaxCrossEntropy: "softmax_cross_entropy"
+    case .softmaxCrossEntropyGrad: "softmax_cross_entropy_grad"
+    case .l2Loss: "l2_loss"
+    case .reduceSum: "reduce_sum"
+    case .reduceMean: "reduce_mean"
+    case .broadcastScalar: "broadcast_scalar"
+    }
+  }
+
+  /// The StableHLO construct each op lowers to (the XLA backend's contract; see docs/ARCHITECTURE.md).
+  public var stablehloName: String {
+    switch self {
+    case .input, .parameter: "func.func argument"
+    case .constant: "stablehlo.constant + broadcast_in_dim"
+    case .conv2d, .conv2dBackpropInput, .conv2dBackpropFilter: "stablehlo.convolution"
+    case .depthwiseConv2d, .depthwiseConv2dBackpropInput: "stablehlo.convolution (feature_group_count = C)"
+    case .depthwiseConv2dBackpropFilter: "stablehlo.convolution (batch_group_count = C)"
+    case .maxPool: "stablehlo.reduce_window (max)"
+    case .maxPoolGrad: "stablehlo.select_and_scatter"
+    case .avgPool: "stablehlo.reduce_window (add) / reduce_window of ones"
+    case .avgPoolGrad: "stablehlo.pad (interior) + reduce_window (add)"
+    case .batchNormTraining: "stablehlo.batch_norm_training"
+    case .batchNormInference: "stablehlo.batch_norm_inference"
+    case .batchNormGrad: "stablehlo.batch_norm_grad"
+    case .relu: "stablehlo.maximum"
+    case .reluGrad: "stablehlo.compare + select"
+    case .add, .addN: "stablehlo.add"
+    case .scale, .multiplyByScalar: "stablehlo.multiply"
+    case .dropout: "stablehlo.rng_bit_generator + compare + select"
+    case .concat: "stablehlo.concatenate"
+    case .sliceChannels, .slice: "stablehlo.slice"
+    case .pad: "stablehlo.pad"
+    case .globalAvgPool: "stablehlo.reduce (add) + divide"
+    case .globalAvgPoolGrad: "stablehlo.broadcast_in_dim + divide"
+    case .matmul: "stablehlo.dot_general"
+    case .biasAdd: "stablehlo.broadcast_in_dim + add"
+    case .biasAddGrad, .reduceSum, .reduceMean, .l2Loss: "stablehlo.reduce (add)"
+    case .softmaxCrossEntropy, .softmaxCrossEntropyGrad: "stablehlo.reduce (max, add) + exponential + log"
+    case .broadcastScalar: "stablehlo.broadcast_in_dim"
+    }
+  }
+}
