@@ -31,6 +31,8 @@ extension Graph {
 
     for index in stride(from: loss.node, through: 0, by: -1) where relevant[index] {
       let node = nodes[index]
+      // A leaf's contributions are summed at the end, once per requested parameter.
+      if node.op.isLeaf { continue }
       var outputGradients: [Value?] = []
       for output in node.outputs.indices {
         let value = Value(node: index, output: output)
