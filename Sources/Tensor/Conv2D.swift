@@ -3,20 +3,22 @@
 /// (all in `WindowGeometry`). Forward, gradient with respect to the input and gradient with
 /// respect to the filter sit side by side, each with its plain reference twin.
 ///
-/// The fast path is im2col + GEMM: the windows of a chunk of output pixels are copied into rows of
-/// a `[pixels, kh·kw·C]` matrix (whose column order equals the HWIO filter's row order), so the
-/// convolution becomes one GEMM per chunk. A 1×1 stride-1 convolution needs no copy at all: the
-/// NHWC input already is that matrix. Chunks are bounded by `workspaceLimit`, so the scratch memory
-/// stays a few MiB whatever the batch and image size.
+/// The fast path is implicit im2col + GEMM: the convolution is a GEMM whose A is the `[pixels,
+/// kh·kw·C]` matrix of windows (its column order equals the HWIO filter's row order), and the GEMM
+/// packs A straight from the image (`Conv2D+Packing.swift`), so that matrix never exists. A 1×1
+/// stride-1 convolution is a plain GEMM on the NHWC input. The input gradient of a stride-1
+/// convolution is a forward convolution of dy with the flipped filter; with strides it is a GEMM
+/// into explicit columns, chunked by `workspaceLimit`, folded back with col2im.
 public enum Conv2D {
   /// Floats of im2col scratch per chunk (8 MiB).
   public static let workspaceLimit = 1 << 21
 
-  /// Scratch floats the fast kernels need for this geometry (0 for a plain 1×1 convolution).
+  /// Scratch floats the fast kernels need for this geometry (the most any of the three needs).
   public static func workspaceElements(_ g: WindowGeometry) -> Int {
     if isPointwise(g) { return 0 }
-    let k = g.kh * g.kw * g.inC
-    return chunkRows(g) * k
+    let filter = g.kh * g.kw * g.inC * g.outC
+    if g.strideH == 1 && g.strideW == 1 { return filter }
+    return max(filter, chunkRows(g) * g.kh * g.kw * g.inC)
   }
 
   static func isPointwise(_ g: WindowGeometry) -> Bool {
@@ -90,11 +92,11 @@ public enum Conv2D {
                    b: w, ldb: g.outC, c: y, ldc: g.outC, context: context)
       return
     }
-    forEachChunk(g) { first, rows in
-      im2col(g, input: x, firstRow: first, rows: rows, into: workspace, context: context)
-      GEMM.compute(transA: false, transB: false, m: rows, n: g.outC, k: k, a: workspace, lda: k,
-                   b: w, ldb: g.outC, c: y + first * g.outC, ldc: g.outC, context: context)
-    }
+    GEMM.compute(m: g.outputPixels, n: g.outC, k: k, packA: { pixel, kIndex, pixels, kc, out in
+      packWindows(g, input: x, pixel: pixel, kIndex: kIndex, pixels: pixels, kc: kc, into: out)
+    }, packB: { row, column, kc, columns, out in
+      GEMM.packB(transB: false, b: w, ldb: g.outC, row: row, column: column, kc: kc, columns: columns, into: out)
+    }, c: y, ldc: g.outC, context: context)
   }
 
   public static func backpropInput(_ g: WindowGeometry, outputGradient dy: UnsafePointer<Float>,
@@ -104,6 +106,11 @@ public enum Conv2D {
     if isPointwise(g) {
       GEMM.compute(transA: false, transB: true, m: g.outputPixels, n: k, k: g.outC, a: dy, lda: g.outC,
                    b: w, ldb: g.outC, c: dx, ldc: k, context: context)
+      return
+    }
+    if g.strideH == 1 && g.strideW == 1 {
+      flipFilter(g, w, into: workspace, context: context)
+      forward(transposedGeometry(g), input: dy, filter: workspace, output: dx, workspace: workspace, context: context)
       return
     }
     Elementwise.fill(dx, count: g.inputShape.elementCount, with: 0, context: context)
@@ -123,11 +130,16 @@ public enum Conv2D {
                    b: dy, ldb: g.outC, c: dw, ldc: g.outC, context: context)
       return
     }
-    forEachChunk(g) { first, rows in
-      im2col(g, input: x, firstRow: first, rows: rows, into: workspace, context: context)
-      GEMM.compute(transA: true, transB: false, m: k, n: g.outC, k: rows, a: workspace, lda: k,
-                   b: dy + first * g.outC, ldb: g.outC, beta: first == 0 ? 0 : 1, c: dw, ldc: g.outC,
-                   context: context)
+    // dWᵀ[K_out, k] = dyᵀ · im2col: the windows become the shared, packed-once B operand (one
+    // contiguous copy per pixel and sliver), then a small transpose gives the HWIO layout.
+    let transposed = workspace
+    GEMM.compute(m: g.outC, n: k, k: g.outputPixels, packA: { channel, pixel, channels, kc, out in
+      GEMM.packA(transA: true, a: dy, lda: g.outC, row: channel, column: pixel, rows: channels, kc: kc, into: out)
+    }, packB: { pixel, kIndex, kc, columns, out in
+      packWindowColumns(g, input: x, pixel: pixel, kIndex: kIndex, pixels: kc, columns: columns, into: out)
+    }, c: transposed, ldc: k, context: context)
+    Elementwise.parallelRanges(k, chunk: 64, context: context) { s, e in
+      for row in s..<e { for channel in 0..<g.outC { dw[row * g.outC + channel] = transposed[channel * k + row] } }
     }
   }
 
@@ -140,33 +152,7 @@ public enum Conv2D {
     }
   }
 
-  /// Copies the window of each output pixel in `firstRow..<firstRow+rows` into one row of `col`
-  /// (`kh·kw·C` floats, zeros where the window hangs over the padding).
-  static func im2col(_ g: WindowGeometry, input x: UnsafePointer<Float>, firstRow: Int, rows: Int,
-                     into col: UnsafeMutablePointer<Float>, context: KernelContext) {
-    let k = g.kh * g.kw * g.inC, rowsPerTask = 32
-    context.pool.parallelFor((rows + rowsPerTask - 1) / rowsPerTask) { task, _ in
-      for r in task * rowsPerTask..<min(rows, task * rowsPerTask + rowsPerTask) {
-        let pixel = firstRow + r
-        let ow = pixel % g.outW, oh = (pixel / g.outW) % g.outH, n = pixel / (g.outW * g.outH)
-        var dst = col + r * k
-        for i in 0..<g.kh {
-          let ih = oh * g.strideH - g.padTop + i * g.dilationH
-          for j in 0..<g.kw {
-            let iw = ow * g.strideW - g.padLeft + j * g.dilationW
-            if ih >= 0 && ih < g.inH && iw >= 0 && iw < g.inW {
-              dst.update(from: x + ((n * g.inH + ih) * g.inW + iw) * g.inC, count: g.inC)
-            } else {
-              dst.update(repeating: 0, count: g.inC)
-            }
-            dst += g.inC
-          }
-        }
-      }
-    }
-  }
-
-  /// The adjoint of `im2col`: adds each row of `col` back onto the input pixels its window covers.
+  /// col2im: adds each row of `col` (one output pixel's window) back onto the input pixels it covers.
   /// Tasks own disjoint channel ranges, so overlapping windows never race and the sum order is fixed.
   static func col2imAccumulate(_ g: WindowGeometry, columns col: UnsafePointer<Float>, firstRow: Int, rows: Int,
                                into dx: UnsafeMutablePointer<Float>, context: KernelContext) {

@@ -36,6 +36,37 @@ public enum GEMM {
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, context: KernelContext
   ) {
+    compute(m: m, n: n, k: k, alpha: alpha, packA: { row, column, rows, kc, out in
+      packA(transA: transA, a: a, lda: lda, row: row, column: column, rows: rows, kc: kc, into: out)
+    }, packB: { row, column, kc, columns, out in
+      packB(transB: transB, b: b, ldb: ldb, row: row, column: column, kc: kc, columns: columns, into: out)
+    }, beta: beta, c: c, ldc: ldc, context: context)
+  }
+
+  /// Packs `kc`×`columns` of B starting at (row, column) into one NR-wide sliver, k-major
+  /// (`out[p*NR + j]`), zero-filling columns past `columns`. Called concurrently for disjoint slivers.
+  public typealias PackB = (_ row: Int, _ column: Int, _ kc: Int, _ columns: Int, _ into: UnsafeMutablePointer<Float>) -> Void
+
+  /// Packs `rows`×`kc` of A starting at (row, column) into MR-row slivers of `MR·kc` floats each,
+  /// zero-filling rows past the end, and says which layout it used inside the slivers. Called
+  /// concurrently from several threads for disjoint blocks.
+  public typealias PackA = (_ row: Int, _ column: Int, _ rows: Int, _ kc: Int, _ into: UnsafeMutablePointer<Float>) -> PackedLayout
+
+  /// How a packed MR×kc sliver of A is laid out. The micro-kernel reads either, so each packer
+  /// picks the one its source can fill with contiguous copies.
+  public enum PackedLayout: Sendable {
+    /// `sliver[r*kc + p]`: each row's kc values together (source rows are contiguous in k).
+    case rowMajor
+    /// `sliver[p*MR + r]`: the MR values of one k together (source columns are contiguous in rows).
+    case kMajor
+  }
+
+  /// The multiply with A and B supplied by packing functions instead of matrices: convolutions pack
+  /// their im2col windows straight from the image, so the im2col matrix is never written.
+  public static func compute(
+    m: Int, n: Int, k: Int, alpha: Float = 1, packA: PackA, packB: PackB,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, context: KernelContext
+  ) {
     if m == 0 || n == 0 { return }
     if k == 0 {
       scale(c, rows: m, columns: n, ldc: ldc, by: beta, context: context)
@@ -43,6 +74,11 @@ public enum GEMM {
     }
     typealias B = GEMMBlocking
     let threads = context.threadCount
+    let slivers = (n + B.nr - 1) / B.nr
+    if m <= 2 * B.mc && k > B.kc && slivers >= 2 * threads {
+      columnPanels(m: m, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta, c: c, ldc: ldc, context: context)
+      return
+    }
     // Split M so every thread gets a block; if M is too short for that, split N as well.
     let mc = min(B.mc, roundUp(max((m + threads - 1) / threads, 1), B.mr))
     let mBlocks = (m + mc - 1) / mc
@@ -61,8 +97,7 @@ public enum GEMM {
         // Phase 1: pack B[pc..<pc+kc, jc..<jc+nc] into NR-wide slivers, 8 slivers a task.
         context.pool.parallelFor((slivers + 7) / 8) { task, _ in
           for sliver in task * 8..<min(slivers, task * 8 + 8) {
-            packB(transB: transB, b: b, ldb: ldb, row: pc, column: jc + sliver * B.nr, kc: kc,
-                  columns: min(B.nr, nc - sliver * B.nr), into: packedB + sliver * kc * B.nr)
+            packB(pc, jc + sliver * B.nr, kc, min(B.nr, nc - sliver * B.nr), packedB + sliver * kc * B.nr)
           }
         }
         // Phase 2: each task packs one MC×KC block of A and multiplies it with a range of slivers.
@@ -73,7 +108,7 @@ public enum GEMM {
           let lastSliver = min(slivers, firstSliver + sliversPerGroup)
           if firstSliver >= lastSliver { return }
           let packedA = context.packedA(thread: thread)
-          packA(transA: transA, a: a, lda: lda, row: ic, column: pc, rows: rows, kc: kc, into: packedA)
+          let layout = packA(ic, pc, rows, kc, packedA)
           for sliver in firstSliver..<lastSliver {
             let j = jc + sliver * B.nr
             let columns = min(B.nr, n - j)
@@ -84,10 +119,11 @@ public enum GEMM {
               let aSliver = UnsafePointer(packedA + ir * kc)
               let bSliver = UnsafePointer(packedB + sliver * kc * B.nr)
               if tileRows == B.mr && columns == B.nr {
-                microKernel(kc: kc, a: aSliver, b: bSliver, c: cTile, ldc: ldc, alpha: alpha, beta: blockBeta)
+                microKernel(kc: kc, a: aSliver, layout: layout, b: bSliver, c: cTile, ldc: ldc,
+                            alpha: alpha, beta: blockBeta)
               } else {
-                edgeTile(kc: kc, a: aSliver, b: bSliver, c: cTile, ldc: ldc, rows: tileRows,
-                         columns: columns, alpha: alpha, beta: blockBeta)
+                edgeTile(kc: kc, a: aSliver, layout: layout, b: bSliver, c: cTile, ldc: ldc,
+                         rows: tileRows, columns: columns, alpha: alpha, beta: blockBeta)
               }
               ir += B.mr
             }
@@ -99,6 +135,58 @@ public enum GEMM {
     }
   }
 
+  /// The short-and-deep case (few rows of C, a long k: the filter gradient of a convolution, whose
+  /// k is every output pixel of the batch). Shared B blocks would cost two pool dispatches per KC
+  /// step for little work each, so instead each task owns a panel of columns for the whole k loop
+  /// and packs its own B into per-thread scratch: one dispatch in all. The k order of every element
+  /// is the same as in the blocked path.
+  private static func columnPanels(
+    m: Int, n: Int, k: Int, alpha: Float, packA: PackA, packB: PackB,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, context: KernelContext
+  ) {
+    typealias B = GEMMBlocking
+    let slivers = (n + B.nr - 1) / B.nr
+    let panels = max(2 * context.threadCount, (slivers + B.panelSlivers - 1) / B.panelSlivers)
+    let sliversPerPanel = (slivers + panels - 1) / panels
+    context.pool.parallelFor(panels) { panel, thread in
+      let first = panel * sliversPerPanel, last = min(slivers, first + sliversPerPanel)
+      if first >= last { return }
+      let packedA = context.packedA(thread: thread), packedB = context.panelB(thread: thread)
+      var pc = 0
+      while pc < k {
+        let kc = min(B.kc, k - pc)
+        let blockBeta: Float = pc == 0 ? beta : 1
+        for sliver in first..<last {
+          packB(pc, sliver * B.nr, kc, min(B.nr, n - sliver * B.nr), packedB + (sliver - first) * kc * B.nr)
+        }
+        var ic = 0
+        while ic < m {
+          let rows = min(B.mc, m - ic)
+          let layout = packA(ic, pc, rows, kc, packedA)
+          for sliver in first..<last {
+            let j = sliver * B.nr, columns = min(B.nr, n - j)
+            let bSliver = UnsafePointer(packedB + (sliver - first) * kc * B.nr)
+            var ir = 0
+            while ir < rows {
+              let tileRows = min(B.mr, rows - ir)
+              let cTile = c + (ic + ir) * ldc + j
+              let aSliver = UnsafePointer(packedA + ir * kc)
+              if tileRows == B.mr && columns == B.nr {
+                microKernel(kc: kc, a: aSliver, layout: layout, b: bSliver, c: cTile, ldc: ldc, alpha: alpha, beta: blockBeta)
+              } else {
+                edgeTile(kc: kc, a: aSliver, layout: layout, b: bSliver, c: cTile, ldc: ldc,
+                         rows: tileRows, columns: columns, alpha: alpha, beta: blockBeta)
+              }
+              ir += B.mr
+            }
+          }
+          ic += rows
+        }
+        pc += kc
+      }
+    }
+  }
+
   private static func scale(_ c: UnsafeMutablePointer<Float>, rows: Int, columns: Int, ldc: Int,
                             by beta: Float, context: KernelContext) {
     for i in 0..<rows {
@@ -106,11 +194,11 @@ public enum GEMM {
     }
   }
 
-  /// Packs `rows`×`kc` of A starting at (row, column) into MR-row slivers laid out p-major
-  /// (`out[p*MR + r]`), zero-filling the rows past the end so the micro-kernel never branches.
+  /// Packs `rows`×`kc` of a stored A starting at (row, column): row-major slivers (contiguous
+  /// copies of A's rows) when A is not transposed, k-major ones (contiguous copies of Aᵀ's rows) when it is.
   @inline(__always)
   static func packA(transA: Bool, a: UnsafePointer<Float>, lda: Int, row: Int, column: Int,
-                    rows: Int, kc: Int, into out: UnsafeMutablePointer<Float>) {
+                    rows: Int, kc: Int, into out: UnsafeMutablePointer<Float>) -> PackedLayout {
     let mr = GEMMBlocking.mr
     var ir = 0
     var dst = out
@@ -125,16 +213,16 @@ public enum GEMM {
       } else {
         for r in 0..<mr {
           if r < live {
-            let src = a + (row + ir + r) * lda + column
-            for p in 0..<kc { dst[p * mr + r] = src[p] }
+            (dst + r * kc).update(from: a + (row + ir + r) * lda + column, count: kc)
           } else {
-            for p in 0..<kc { dst[p * mr + r] = 0 }
+            (dst + r * kc).update(repeating: 0, count: kc)
           }
         }
       }
       dst += kc * mr
       ir += mr
     }
+    return transA ? .kMajor : .rowMajor
   }
 
   /// Packs `kc`×`columns` of B starting at (row, column) into one NR-wide sliver (`out[p*NR + j]`),
@@ -168,12 +256,12 @@ public enum GEMM {
   }
 
   /// A partial tile: multiply into a full-size local tile, then merge the live part into C.
-  private static func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+  private static func edgeTile(kc: Int, a: UnsafePointer<Float>, layout: PackedLayout, b: UnsafePointer<Float>,
                                c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int,
                                alpha: Float, beta: Float) {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: GEMMBlocking.mr * GEMMBlocking.nr) { tile in
       let t = tile.baseAddress!
-      microKernel(kc: kc, a: a, b: b, c: t, ldc: GEMMBlocking.nr, alpha: alpha, beta: 0)
+      microKernel(kc: kc, a: a, layout: layout, b: b, c: t, ldc: GEMMBlocking.nr, alpha: alpha, beta: 0)
       for r in 0..<rows {
         for j in 0..<columns {
           let prior = beta == 0 ? 0 : beta * c[r * ldc + j]
@@ -186,9 +274,21 @@ public enum GEMM {
   /// The register-tiled core: a 6×(2·W) tile of C in 12 vector accumulators, updated with one
   /// broadcast of A and two vector loads of B per k. Twelve accumulators cover the FMA latency on
   /// two pipes and leave registers for the B vectors and the broadcast with 16 ymm registers.
+  /// Two copies, one per packed layout of A: a runtime stride in the loop made the compiler spill
+  /// accumulators and halved the speed.
   @inline(__always)
-  static func microKernel(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+  static func microKernel(kc: Int, a: UnsafePointer<Float>, layout: PackedLayout, b: UnsafePointer<Float>,
                           c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
+    if layout == .kMajor {
+      microKernelKMajor(kc: kc, a: a, b: b, c: c, ldc: ldc, alpha: alpha, beta: beta)
+    } else {
+      microKernelRowMajor(kc: kc, a: a, b: b, c: c, ldc: ldc, alpha: alpha, beta: beta)
+    }
+  }
+
+  @inline(__always)
+  static func microKernelKMajor(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
     let w = vectorWidth
     var c00 = FloatVector(), c01 = FloatVector(), c10 = FloatVector(), c11 = FloatVector()
     var c20 = FloatVector(), c21 = FloatVector(), c30 = FloatVector(), c31 = FloatVector()
@@ -203,6 +303,33 @@ public enum GEMM {
       x = FloatVector(repeating: ap[4]); c40.addProduct(x, b0); c41.addProduct(x, b1)
       x = FloatVector(repeating: ap[5]); c50.addProduct(x, b0); c51.addProduct(x, b1)
       ap += 6
+      bp += 2 * w
+    }
+    store(c00, c01, row: c, w: w, alpha: alpha, beta: beta)
+    store(c10, c11, row: c + ldc, w: w, alpha: alpha, beta: beta)
+    store(c20, c21, row: c + 2 * ldc, w: w, alpha: alpha, beta: beta)
+    store(c30, c31, row: c + 3 * ldc, w: w, alpha: alpha, beta: beta)
+    store(c40, c41, row: c + 4 * ldc, w: w, alpha: alpha, beta: beta)
+    store(c50, c51, row: c + 5 * ldc, w: w, alpha: alpha, beta: beta)
+  }
+
+  @inline(__always)
+  static func microKernelRowMajor(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                  c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
+    let w = vectorWidth
+    var c00 = FloatVector(), c01 = FloatVector(), c10 = FloatVector(), c11 = FloatVector()
+    var c20 = FloatVector(), c21 = FloatVector(), c30 = FloatVector(), c31 = FloatVector()
+    var c40 = FloatVector(), c41 = FloatVector(), c50 = FloatVector(), c51 = FloatVector()
+    let a1 = a + kc, a2 = a + 2 * kc, a3 = a + 3 * kc, a4 = a + 4 * kc, a5 = a + 5 * kc
+    var bp = b
+    for p in 0..<kc {
+      let b0 = bp.vector(at: 0), b1 = bp.vector(at: w)
+      var x = FloatVector(repeating: a[p]); c00.addProduct(x, b0); c01.addProduct(x, b1)
+      x = FloatVector(repeating: a1[p]); c10.addProduct(x, b0); c11.addProduct(x, b1)
+      x = FloatVector(repeating: a2[p]); c20.addProduct(x, b0); c21.addProduct(x, b1)
+      x = FloatVector(repeating: a3[p]); c30.addProduct(x, b0); c31.addProduct(x, b1)
+      x = FloatVector(repeating: a4[p]); c40.addProduct(x, b0); c41.addProduct(x, b1)
+      x = FloatVector(repeating: a5[p]); c50.addProduct(x, b0); c51.addProduct(x, b1)
       bp += 2 * w
     }
     store(c00, c01, row: c, w: w, alpha: alpha, beta: beta)
@@ -236,8 +363,11 @@ public enum GEMMBlocking {
   public static let kc = 256
   public static let mc = 96
   public static let nc = 2048
+  /// Most NR-wide slivers one task of the column-panel path packs at a time.
+  public static let panelSlivers = 32
   static let packedAElements = mc * kc
   static let packedBElements = kc * nc
+  static let panelBElements = kc * panelSlivers * nr
 }
 
 @inline(__always) func roundUp(_ x: Int, _ multiple: Int) -> Int { (x + multiple - 1) / multiple * multiple }

@@ -7,16 +7,19 @@
 public final class KernelContext: @unchecked Sendable {
   public let pool: ThreadPool
   private let packedABuffers: UnsafeMutablePointer<Float>
+  private let panelBBuffers: UnsafeMutablePointer<Float>
   public let packedB: UnsafeMutablePointer<Float>
 
   public init(threads: Int = ThreadPool.onlineCores) {
     pool = ThreadPool(threadCount: threads)
     packedABuffers = .allocateAligned(GEMMBlocking.packedAElements * threads)
     packedB = .allocateAligned(GEMMBlocking.packedBElements)
+    panelBBuffers = .allocateAligned(GEMMBlocking.panelBElements * threads)
   }
 
   deinit {
     packedABuffers.deallocate()
+    panelBBuffers.deallocate()
     packedB.deallocate()
   }
 
@@ -26,6 +29,12 @@ public final class KernelContext: @unchecked Sendable {
   @inline(__always)
   public func packedA(thread: Int) -> UnsafeMutablePointer<Float> {
     packedABuffers + thread * GEMMBlocking.packedAElements
+  }
+
+  /// This thread's buffer for the B panel of GEMM's column-panel path.
+  @inline(__always)
+  public func panelB(thread: Int) -> UnsafeMutablePointer<Float> {
+    panelBBuffers + thread * GEMMBlocking.panelBElements
   }
 }
 

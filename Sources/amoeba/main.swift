@@ -1,17 +1,29 @@
-import Tensor
-import Foundation
-for threads in [1, 2] {
-  let ctx = KernelContext(threads: threads)
-  for n in [512, 1024, 2048] {
-    let a = UnsafeMutablePointer<Float>.allocateAligned(n*n), b = UnsafeMutablePointer<Float>.allocateAligned(n*n), c = UnsafeMutablePointer<Float>.allocateAligned(n*n)
-    for i in 0..<n*n { a[i] = Float.random(in: -1...1); b[i] = Float.random(in: -1...1) }
-    var times: [Double] = []
-    for _ in 0..<5 {
-      let t = Date()
-      GEMM.compute(transA: false, transB: false, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, c: c, ldc: n, context: ctx)
-      times.append(Date().timeIntervalSince(t))
-    }
-    times.sort()
-    print(threads, n, 2.0*Double(n*n*n)/times[2]/1e9)
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `amoeba`: the tools CLI. Subcommands grow with the project; each prints its own usage.
+let usage = """
+  usage: amoeba <command> [flags]
+
+  commands:
+    bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
+  """
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+do {
+  switch (arguments.first, arguments.dropFirst().first) {
+  case ("bench", "kernels"):
+    try KernelBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
+  case ("help", _), ("--help", _), ("-h", _), (nil, _):
+    print(usage)
+  default:
+    throw UsageError("unknown command '\(arguments.joined(separator: " "))'")
   }
+} catch let error as UsageError {
+  printError("amoeba: \(error.message)\n\(usage)")
+  exit(2)
+} catch {
+  printError("amoeba: \(error)")
+  exit(1)
 }

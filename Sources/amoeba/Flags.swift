@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A wrong command line: the message names the flag and what it accepts.
+struct UsageError: Error {
+  let message: String
+  init(_ message: String) { self.message = message }
+}
+
+/// `--name=value`, `--name value` and bare `--name` (true) flags, in the reference's snake_case.
+/// Every flag must be read by the command (`finish()`), so a misspelt flag is an error, not ignored.
+struct Flags {
+  private var values: [String: String] = [:]
+  private var read: Set<String> = []
+
+  init(_ arguments: [String]) throws {
+    var index = 0
+    while index < arguments.count {
+      let argument = arguments[index]
+      guard argument.hasPrefix("--"), argument.count > 2 else {
+        throw UsageError("unexpected argument '\(argument)'; flags look like --name=value")
+      }
+      let body = argument.dropFirst(2)
+      if let equals = body.firstIndex(of: "=") {
+        values[String(body[..<equals])] = String(body[body.index(after: equals)...])
+      } else if index + 1 < arguments.count, !arguments[index + 1].hasPrefix("--") {
+        values[String(body)] = arguments[index + 1]
+        index += 1
+      } else {
+        values[String(body)] = "true"
+      }
+      index += 1
+    }
+  }
+
+  mutating func string(_ name: String, default value: String) -> String {
+    read.insert(name)
+    return values[name] ?? value
+  }
+
+  mutating func int(_ name: String, default value: Int) throws -> Int {
+    read.insert(name)
+    guard let text = values[name] else { return value }
+    guard let parsed = Int(text) else { throw UsageError("--\(name) must be an integer, got '\(text)'") }
+    return parsed
+  }
+
+  mutating func intList(_ name: String, default value: [Int]) throws -> [Int] {
+    read.insert(name)
+    guard let text = values[name] else { return value }
+    let parts = text.split(separator: ",").map { Int($0) }
+    guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! > 0 }) else {
+      throw UsageError("--\(name) must be a comma-separated list of positive integers, got '\(text)'")
+    }
+    return parts.map { $0! }
+  }
+
+  mutating func bool(_ name: String) throws -> Bool {
+    read.insert(name)
+    switch values[name] {
+    case nil, "false": return false
+    case "true": return true
+    case let other?: throw UsageError("--\(name) is true or false, got '\(other)'")
+    }
+  }
+
+  /// Throws for any flag the command did not read.
+  func finish() throws {
+    let unknown = values.keys.filter { !read.contains($0) }.sorted()
+    if !unknown.isEmpty {
+      throw UsageError("unknown flag\(unknown.count > 1 ? "s" : "") \(unknown.map { "--" + $0 }.joined(separator: ", "))")
+    }
+  }
+}
+
+/// Writes a line to standard error.
+func printError(_ message: String) {
+  var line = message + "\n"
+  line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
