@@ -136,7 +136,8 @@ extension Graph {
 
   // MARK: Helpers
 
-  func scoped(_ name: String) -> String { (scope + [name]).joined(separator: "/") }
+  /// `name` under the current scope, as a node added now would be named.
+  public func scoped(_ name: String) -> String { (scope + [name]).joined(separator: "/") }
 
   private func geometry(_ op: String, _ name: String?, _ x: Value, _ shapes: [Shape], window: (Int, Int),
                         strides: (Int, Int), dilations: (Int, Int), padding: Padding,

@@ -11,16 +11,15 @@ extension Conv2D {
                           pixels: Int, kc: Int, into out: UnsafeMutablePointer<Float>) -> GEMM.PackedLayout {
     let mr = GEMMBlocking.mr
     let rows = (pixels + mr - 1) / mr * mr
-    withTapSegments(g, kIndex: kIndex, count: kc) { segments in
-      var position = PixelPosition(g, pixel: pixel)
-      for row in 0..<rows {
-        let dst = out + row * kc
-        if row < pixels {
-          copyWindow(g, x, position, segments, into: dst)
-          position.advance(g)
-        } else {
-          dst.update(repeating: 0, count: kc)
-        }
+    let start = TapCursor(g, kIndex: kIndex)
+    var position = PixelPosition(g, pixel: pixel)
+    for row in 0..<rows {
+      let dst = out + row * kc
+      if row < pixels {
+        copyWindow(g, x, position, start, count: kc, into: dst)
+        position.advance(g)
+      } else {
+        dst.update(repeating: 0, count: kc)
       }
     }
     return .rowMajor
@@ -31,24 +30,24 @@ extension Conv2D {
   static func packWindowColumns(_ g: WindowGeometry, input x: UnsafePointer<Float>, pixel: Int, kIndex: Int,
                                 pixels: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
     let nr = GEMMBlocking.nr
-    withTapSegments(g, kIndex: kIndex, count: columns) { segments in
-      var position = PixelPosition(g, pixel: pixel)
-      for q in 0..<pixels {
-        let dst = out + q * nr
-        copyWindow(g, x, position, segments, into: dst)
-        if columns < nr { (dst + columns).update(repeating: 0, count: nr - columns) }
-        position.advance(g)
-      }
+    let start = TapCursor(g, kIndex: kIndex)
+    var position = PixelPosition(g, pixel: pixel)
+    for q in 0..<pixels {
+      let dst = out + q * nr
+      copyWindow(g, x, position, start, count: columns, into: dst)
+      if columns < nr { (dst + columns).update(repeating: 0, count: nr - columns) }
+      position.advance(g)
     }
   }
 
-  /// A run of k-indices that are consecutive channels of one filter tap.
-  struct TapSegment {
-    var offset: Int        // first k-index, relative to the packed block
-    var rowOffset: Int     // i·dilationH − padTop
-    var columnOffset: Int  // j·dilationW − padLeft
-    var channel: Int
-    var length: Int
+  /// Where k-index `kIndex` falls in the filter: tap (i, j) and channel. Built with one division
+  /// per packed block; the per-pixel loops then walk taps by increments.
+  struct TapCursor {
+    var i: Int, j: Int, channel: Int
+    init(_ g: WindowGeometry, kIndex: Int) {
+      let tap = kIndex / g.inC
+      i = tap / g.kw; j = tap % g.kw; channel = kIndex % g.inC
+    }
   }
 
   /// The output pixel a packer is at, advanced without divisions.
@@ -63,38 +62,26 @@ extension Conv2D {
     }
   }
 
-  /// Splits k-indices `kIndex..<kIndex+count` into tap segments once per packed block, so the
-  /// per-pixel loops do no division.
+  /// Copies k-indices `start..<start+count` of output pixel `p`'s window: one contiguous run of
+  /// channels per tap, zeros where the tap falls in the padding.
   @inline(__always)
-  static func withTapSegments(_ g: WindowGeometry, kIndex: Int, count: Int,
-                              _ body: (UnsafeBufferPointer<TapSegment>) -> Void) {
-    let c = g.inC
-    withUnsafeTemporaryAllocation(of: TapSegment.self, capacity: count + 1) { buffer in
-      var used = 0, k = kIndex
-      while k < kIndex + count {
-        let tap = k / c, channel = k % c
-        let length = min(c - channel, kIndex + count - k)
-        buffer[used] = TapSegment(offset: k - kIndex, rowOffset: (tap / g.kw) * g.dilationH - g.padTop,
-                                  columnOffset: (tap % g.kw) * g.dilationW - g.padLeft, channel: channel, length: length)
-        used += 1
-        k += length
-      }
-      body(UnsafeBufferPointer(rebasing: buffer[..<used]))
-    }
-  }
-
-  @inline(__always)
-  static func copyWindow(_ g: WindowGeometry, _ x: UnsafePointer<Float>, _ p: PixelPosition,
-                         _ segments: UnsafeBufferPointer<TapSegment>, into dst: UnsafeMutablePointer<Float>) {
-    let top = p.oh * g.strideH, left = p.ow * g.strideW
+  static func copyWindow(_ g: WindowGeometry, _ x: UnsafePointer<Float>, _ p: PixelPosition, _ start: TapCursor,
+                         count: Int, into dst: UnsafeMutablePointer<Float>) {
     let image = x + p.n * g.inH * g.inW * g.inC
-    for s in segments {
-      let ih = top + s.rowOffset, iw = left + s.columnOffset
+    let top = p.oh * g.strideH - g.padTop, left = p.ow * g.strideW - g.padLeft
+    var i = start.i, j = start.j, channel = start.channel, offset = 0
+    while offset < count {
+      let length = min(g.inC - channel, count - offset)
+      let ih = top + i * g.dilationH, iw = left + j * g.dilationW
       if ih >= 0 && ih < g.inH && iw >= 0 && iw < g.inW {
-        (dst + s.offset).update(from: image + (ih * g.inW + iw) * g.inC + s.channel, count: s.length)
+        (dst + offset).update(from: image + (ih * g.inW + iw) * g.inC + channel, count: length)
       } else {
-        (dst + s.offset).update(repeating: 0, count: s.length)
+        (dst + offset).update(repeating: 0, count: length)
       }
+      offset += length
+      channel = 0
+      j += 1
+      if j == g.kw { j = 0; i += 1 }
     }
   }
 

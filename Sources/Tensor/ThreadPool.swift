@@ -63,7 +63,12 @@ public final class ThreadPool: @unchecked Sendable {
     // Two callers at once is our bug (scratch memory is per pool), so trap rather than corrupt.
     precondition(inUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
                  "ThreadPool.parallelFor called while another loop runs on the same pool")
-    withoutActuallyEscaping(body) { loop.run($0, count: count) }
+    // The loop receives a pointer to the closure on this stack frame, not the closure itself:
+    // handing a closure to an escaping parameter made Swift box it, one heap allocation per loop.
+    withoutActuallyEscaping(body) { escapable in
+      let job = Job(body: escapable)
+      withUnsafePointer(to: job) { loop.run($0, count: count) }
+    }
     inUse.store(false, ordering: .releasing)
   }
 }
@@ -79,7 +84,7 @@ private final class Loop: @unchecked Sendable {
   private let finished = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
   private let workers: Int
   private var generation: UInt64 = 0
-  private var job: ((Int, Int) -> Void)?
+  private var job: UnsafePointer<Job>?
   private var taskCount = 0
   private var busyWorkers = 0
   private var shuttingDown = false
@@ -97,7 +102,7 @@ private final class Loop: @unchecked Sendable {
     wake.deallocate(); finished.deallocate(); mutex.deallocate()
   }
 
-  func run(_ body: @escaping (Int, Int) -> Void, count: Int) {
+  func run(_ body: UnsafePointer<Job>, count: Int) {
     pthread_mutex_lock(mutex)
     job = body
     taskCount = count
@@ -107,7 +112,7 @@ private final class Loop: @unchecked Sendable {
     pthread_cond_broadcast(wake)
     pthread_mutex_unlock(mutex)
 
-    runTasks(body, count: count, thread: 0)
+    runTasks(body.pointee.body, count: count, thread: 0)
 
     pthread_mutex_lock(mutex)
     while busyWorkers > 0 { pthread_cond_wait(finished, mutex) }
@@ -138,19 +143,23 @@ private final class Loop: @unchecked Sendable {
       while generation == seen && !shuttingDown { pthread_cond_wait(wake, mutex) }
       if shuttingDown { break }
       seen = generation
-      // Held in an optional and dropped before reporting back: the caller's closure must not
-      // outlive its `withoutActuallyEscaping` scope.
-      var body = job
+      // The closure lives on the caller's stack until every worker has reported back.
+      let body = job!
       let count = taskCount
       pthread_mutex_unlock(mutex)
-      runTasks(body!, count: count, thread: thread)
-      body = nil
+      runTasks(body.pointee.body, count: count, thread: thread)
       pthread_mutex_lock(mutex)
       busyWorkers -= 1
       if busyWorkers == 0 { pthread_cond_signal(finished) }
     }
     pthread_mutex_unlock(mutex)
   }
+}
+
+/// A loop body held in a struct field, where a closure keeps its natural calling convention (a bare
+/// closure behind a generic pointer would be re-abstracted through a heap-allocated thunk).
+private struct Job {
+  let body: (Int, Int) -> Void
 }
 
 private final class WorkerStart {

@@ -8,6 +8,8 @@ let usage = """
 
   commands:
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
+    bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N]
+                                                          one training step of a small NASNet-style network
   """
 
 var arguments = Array(CommandLine.arguments.dropFirst())
@@ -15,6 +17,8 @@ do {
   switch (arguments.first, arguments.dropFirst().first) {
   case ("bench", "kernels"):
     try KernelBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
+  case ("bench", "step"):
+    try StepBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("help", _), ("--help", _), ("-h", _), (nil, _):
     print(usage)
   default:
