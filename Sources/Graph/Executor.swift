@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Tensor
 
 /// Runs a graph on the CPU kernels with every buffer planned ahead.
@@ -22,6 +25,13 @@ public final class Executor {
   public var randomStream: UInt64 = 0
   /// Nodes executed per run, in order.
   public let schedule: [Int]
+  /// When true, `run()` times every node (two clock reads per node) into `scheduledSeconds`.
+  public var profiling = false
+  /// The non-leaf nodes `run()` executes, in order (the schedule without inputs, parameters, constants).
+  public var executedNodes: [Int] { instructions.map(\.node) }
+  /// The fastest time seen per executed node (same order as `executedNodes`) while `profiling` was on:
+  /// the minimum, not the sum, so that a preempted run on a shared machine does not skew the profile.
+  public private(set) var scheduledSeconds: [Double] = []
 
   private let arena: UnsafeMutablePointer<Float>
   private var leaves: [Int: UnsafeMutablePointer<Float>] = [:]
@@ -95,6 +105,7 @@ public final class Executor {
         outputShapes: node.outputs,
         workspace: bufferOfWorkspace[index].map { arena + plan.offsets[$0] }))
     }
+    scheduledSeconds = [Double](repeating: .infinity, count: instructions.count)
   }
 
   deinit {
@@ -123,7 +134,31 @@ public final class Executor {
 
   /// Runs every scheduled node once.
   public func run() throws(ExecutionError) {
-    for instruction in instructions { try execute(instruction) }
+    if !profiling {
+      for instruction in instructions { try execute(instruction) }
+      return
+    }
+    for (index, instruction) in instructions.enumerated() {
+      let start = Executor.monotonicSeconds()
+      try execute(instruction)
+      scheduledSeconds[index] = min(scheduledSeconds[index], Executor.monotonicSeconds() - start)
+    }
+  }
+
+  /// Profiled seconds (each node's fastest run) summed by op name, largest first.
+  public func secondsByOp() -> [(op: String, seconds: Double, count: Int)] {
+    var totals: [String: (Double, Int)] = [:]
+    for (index, instruction) in instructions.enumerated() {
+      let entry = totals[instruction.op.name, default: (0, 0)]
+      totals[instruction.op.name] = (entry.0 + scheduledSeconds[index], entry.1 + 1)
+    }
+    return totals.map { (op: $0.key, seconds: $0.value.0, count: $0.value.1) }.sorted { $0.seconds > $1.seconds }
+  }
+
+  static func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
   }
 
   static func workspaceElements(_ node: Node, graph: Graph) -> Int {

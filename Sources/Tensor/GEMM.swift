@@ -74,9 +74,8 @@ public enum GEMM {
     }
     typealias B = GEMMBlocking
     let threads = context.threadCount
-    let slivers = (n + B.nr - 1) / B.nr
-    if m <= 2 * B.mc && k > B.kc && slivers >= 2 * threads {
-      columnPanels(m: m, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta, c: c, ldc: ldc, context: context)
+    if k > 2 * B.kc && m * n <= B.rectangleElements {
+      rectangles(m: m, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta, c: c, ldc: ldc, context: context)
       return
     }
     // Split M so every thread gets a block; if M is too short for that, split N as well.
@@ -135,22 +134,30 @@ public enum GEMM {
     }
   }
 
-  /// The short-and-deep case (few rows of C, a long k: the filter gradient of a convolution, whose
-  /// k is every output pixel of the batch). Shared B blocks would cost two pool dispatches per KC
-  /// step for little work each, so instead each task owns a panel of columns for the whole k loop
-  /// and packs its own B into per-thread scratch: one dispatch in all. The k order of every element
-  /// is the same as in the blocked path.
-  private static func columnPanels(
+  /// The small-and-deep case (a small C, a long k: the filter gradient of a convolution, whose k is
+  /// every output pixel of the batch). Shared B blocks would cost two pool dispatches per KC step
+  /// for little work each, so instead each task owns a rectangle of C for the whole k loop and
+  /// packs its own A rows and B columns into per-thread scratch: one dispatch in all. The k order of
+  /// every element is the same as in the blocked path.
+  private static func rectangles(
     m: Int, n: Int, k: Int, alpha: Float, packA: PackA, packB: PackB,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, context: KernelContext
   ) {
     typealias B = GEMMBlocking
-    let slivers = (n + B.nr - 1) / B.nr
-    let panels = max(2 * context.threadCount, (slivers + B.panelSlivers - 1) / B.panelSlivers)
-    let sliversPerPanel = (slivers + panels - 1) / panels
-    context.pool.parallelFor(panels) { panel, thread in
-      let first = panel * sliversPerPanel, last = min(slivers, first + sliversPerPanel)
-      if first >= last { return }
+    let columnSlivers = (n + B.nr - 1) / B.nr, rowSlivers = (m + B.mr - 1) / B.mr
+    // Split columns first (each panel fits the per-thread B scratch), then whichever side has more
+    // slivers per panel, until every thread has two rectangles.
+    var columnPanels = (columnSlivers + B.panelSlivers - 1) / B.panelSlivers, rowPanels = 1
+    while rowPanels * columnPanels < 2 * context.threadCount {
+      let columnsLeft = columnSlivers / columnPanels, rowsLeft = rowSlivers / rowPanels
+      if columnsLeft >= 2 && columnsLeft >= rowsLeft { columnPanels += 1 } else if rowsLeft >= 2 { rowPanels += 1 } else { break }
+    }
+    let slivPerColumnPanel = (columnSlivers + columnPanels - 1) / columnPanels
+    let rowsPerPanel = (rowSlivers + rowPanels - 1) / rowPanels * B.mr
+    context.pool.parallelFor(rowPanels * columnPanels) { task, thread in
+      let firstRow = (task / columnPanels) * rowsPerPanel, lastRow = min(m, firstRow + rowsPerPanel)
+      let first = (task % columnPanels) * slivPerColumnPanel, last = min(columnSlivers, first + slivPerColumnPanel)
+      if first >= last || firstRow >= lastRow { return }
       let packedA = context.packedA(thread: thread), packedB = context.panelB(thread: thread)
       var pc = 0
       while pc < k {
@@ -159,9 +166,9 @@ public enum GEMM {
         for sliver in first..<last {
           packB(pc, sliver * B.nr, kc, min(B.nr, n - sliver * B.nr), packedB + (sliver - first) * kc * B.nr)
         }
-        var ic = 0
-        while ic < m {
-          let rows = min(B.mc, m - ic)
+        var ic = firstRow
+        while ic < lastRow {
+          let rows = min(B.mc, lastRow - ic)
           let layout = packA(ic, pc, rows, kc, packedA)
           for sliver in first..<last {
             let j = sliver * B.nr, columns = min(B.nr, n - j)
@@ -363,8 +370,10 @@ public enum GEMMBlocking {
   public static let kc = 256
   public static let mc = 96
   public static let nc = 2048
-  /// Most NR-wide slivers one task of the column-panel path packs at a time.
+  /// Most NR-wide slivers one task of the rectangle path packs at a time.
   public static let panelSlivers = 32
+  /// Largest C (m·n) the rectangle path takes; larger products have enough blocks to share B.
+  public static let rectangleElements = 1 << 18
   static let packedAElements = mc * kc
   static let packedBElements = kc * nc
   static let panelBElements = kc * panelSlivers * nr

@@ -23,23 +23,61 @@ public enum Pooling {
     }
   }
 
+  /// Recomputes each window's maximum, then walks the taps in order giving the gradient to the
+  /// first tap that equals it, per channel: vectorised over channels with a mask of the channels
+  /// still unassigned.
   public static func maxPoolGrad(_ g: WindowGeometry, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                  inputGradient dx: UnsafeMutablePointer<Float>, context: KernelContext) {
-    let c = g.inC
+    let c = g.inC, width = vectorWidth, vectorEnd = c - c % width
     context.pool.parallelFor(g.batch) { n, _ in
-      (dx + n * g.inH * g.inW * c).update(repeating: 0, count: g.inH * g.inW * c)
+      let image = x + n * g.inH * g.inW * c, gradient = dx + n * g.inH * g.inW * c
+      gradient.update(repeating: 0, count: g.inH * g.inW * c)
       for oh in 0..<g.outH { for ow in 0..<g.outW {
         let grad = dy + ((n * g.outH + oh) * g.outW + ow) * c
-        for ch in 0..<c {
-          var best = -Float.infinity, bestIndex = -1
+        let taps = tapRange(g, oh: oh, ow: ow)
+        var c0 = 0
+        while c0 < vectorEnd {
+          var maximum = FloatVector(repeating: -.infinity)
+          for ih in taps.rows { for iw in taps.columns {
+            let v = UnsafePointer(image + (ih * g.inW + iw) * c + c0).vector(at: 0)
+            maximum = maximum.replacing(with: v, where: v .> maximum)
+          } }
+          // Lane masks as integer bits (all ones / zero): the generic SIMD select is a per-lane loop.
+          var unassigned = FloatVector.MaskStorage(repeating: -1)
+          let value = unsafeBitCast(grad.vector(at: c0), to: FloatVector.MaskStorage.self)
+          for ih in taps.rows { for iw in taps.columns {
+            let offset = (ih * g.inW + iw) * c + c0
+            let first = unassigned & (UnsafePointer(image + offset).vector(at: 0) .== maximum)._storage
+            gradient.storeVector(gradient.vector(at: offset) + unsafeBitCast(value & first, to: FloatVector.self), at: offset)
+            unassigned &= ~first
+          } }
+          c0 += width
+        }
+        for ch in vectorEnd..<c {
+          var best = -Float.infinity, bestOffset = -1
           forEachTap(g, oh: oh, ow: ow) { ih, iw in
-            let index = ((n * g.inH + ih) * g.inW + iw) * c + ch
-            if x[index] > best || bestIndex < 0 { best = x[index]; bestIndex = index }
+            let offset = (ih * g.inW + iw) * c + ch
+            if image[offset] > best || bestOffset < 0 { best = image[offset]; bestOffset = offset }
           }
-          dx[bestIndex] += grad[ch]
+          gradient[bestOffset] += grad[ch]
         }
       } }
     }
+  }
+
+  /// Reference twin of `maxPoolGrad`: one channel at a time, scalar.
+  public static func maxPoolGradReference(_ g: WindowGeometry, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                          inputGradient dx: UnsafeMutablePointer<Float>) {
+    let c = g.inC
+    dx.update(repeating: 0, count: g.inputShape.elementCount)
+    for n in 0..<g.batch { for oh in 0..<g.outH { for ow in 0..<g.outW { for ch in 0..<c {
+      var best = -Float.infinity, bestIndex = -1
+      forEachTap(g, oh: oh, ow: ow) { ih, iw in
+        let index = ((n * g.inH + ih) * g.inW + iw) * c + ch
+        if x[index] > best || bestIndex < 0 { best = x[index]; bestIndex = index }
+      }
+      dx[bestIndex] += dy[((n * g.outH + oh) * g.outW + ow) * c + ch]
+    } } } }
   }
 
   public static func avgPool(_ g: WindowGeometry, input x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
@@ -78,6 +116,14 @@ public enum Pooling {
         }
       } }
     }
+  }
+
+  /// The input rows and columns of output pixel (oh, ow)'s window that lie inside the input
+  /// (stride-1 ranges: only for windows without dilation).
+  @inline(__always)
+  static func tapRange(_ g: WindowGeometry, oh: Int, ow: Int) -> (rows: Range<Int>, columns: Range<Int>) {
+    let top = oh * g.strideH - g.padTop, left = ow * g.strideW - g.padLeft
+    return (max(top, 0)..<min(top + g.kh, g.inH), max(left, 0)..<min(left + g.kw, g.inW))
   }
 
   /// Calls `body(ih, iw)` for every window position of output pixel (oh, ow) inside the input.

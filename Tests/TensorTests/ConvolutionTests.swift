@@ -119,3 +119,19 @@ let convCases: [ConvCase] = [
     #expect(out == [-1, -3, -7, -9])
   }
 }
+
+@Suite struct PoolingTests {
+  let context = KernelContext(threads: 2)
+
+  @Test(arguments: [((3, 3), (1, 1), Padding.same, 19), ((3, 3), (2, 2), .same, 8), ((2, 2), (2, 2), .same, 5), ((5, 5), (3, 3), .valid, 17)])
+  func maxPoolGradMatchesReferenceIncludingTies(window: (Int, Int), strides: (Int, Int), padding: Padding, channels: Int) {
+    let g = WindowGeometry(input: [2, 7, 6, channels], window: window, strides: strides, padding: padding, outChannels: channels)!
+    // Values rounded to a coarse grid so that windows hold ties: the first maximum must win in both.
+    let x = randomArray(g.inputShape.elementCount, seed: 31).map { ($0 * 3).rounded() }
+    let dy = randomArray(g.outputShape.elementCount, seed: 32)
+    var fast = [Float](repeating: .nan, count: x.count), slow = fast
+    fast.withUnsafeMutableBufferPointer { Pooling.maxPoolGrad(g, input: x, outputGradient: dy, inputGradient: $0.baseAddress!, context: context) }
+    slow.withUnsafeMutableBufferPointer { Pooling.maxPoolGradReference(g, input: x, outputGradient: dy, inputGradient: $0.baseAddress!) }
+    #expect(maxRelativeError(fast, slow) < 1e-6)
+  }
+}

@@ -8,6 +8,7 @@ import Tensor
 struct StepBenchmark {
   var batch: Int, imageSize: Int, filters: Int, cells: Int
   var steps: Int, threads: Int
+  var profile: Bool
 
   init(flags: Flags) throws {
     var flags = flags
@@ -17,6 +18,7 @@ struct StepBenchmark {
     cells = try flags.int("cells", default: 3)
     steps = try flags.int("steps", default: 5)
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
+    profile = try flags.bool("profile")
     try flags.finish()
     guard batch > 0, imageSize >= 8, filters >= 4, cells >= 1, steps >= 1, threads >= 1 else {
       throw UsageError("bench step needs --batch ≥ 1, --image_size ≥ 8, --filters ≥ 4, --cells ≥ 1, --steps ≥ 1, --threads ≥ 1")
@@ -82,6 +84,8 @@ struct StepBenchmark {
     for n in 0..<batch { labelStorage[n] = Float((n * 37) % 1001) }
 
     var times: [Double] = []
+    times.reserveCapacity(steps)
+    executor.profiling = profile
     for step in 0..<steps {
       executor.randomStream = UInt64(step)
       let start = now()
@@ -94,6 +98,20 @@ struct StepBenchmark {
     print("machine: \(machineDescription()); \(threads) threads")
     print("graph: \(forwardNodes) forward nodes, \(g.nodes.count) with the backward pass; \(executor.schedule.count) scheduled; \(parameters.count) parameters")
     print("memory plan: planned peak \(mib(executor.plan.plannedPeakBytes)) MiB, naive sum \(mib(executor.plan.naiveBytes)) MiB (\(round1(Double(executor.plan.naiveBytes) / Double(max(executor.plan.plannedPeakBytes, 1))))x)")
+    if profile {
+      let total = executor.secondsByOp().reduce(0) { $0 + $1.seconds }
+      print("profile (each node's fastest run; sum \(round1(total * 1e3)) ms):")
+      for entry in executor.secondsByOp() {
+        print(pad("  " + entry.op, 36) + pad("\(entry.count)x", 6) + pad(String(round1(entry.seconds * 1e3)) + " ms", 12) + String(round1(100 * entry.seconds / total)) + "%")
+      }
+      print("slowest nodes:")
+      let slowest = executor.scheduledSeconds.enumerated().sorted { $0.element > $1.element }.prefix(12)
+      for (index, seconds) in slowest {
+        let node = g.nodes[executor.executedNodes[index]]
+        let shapes = node.inputs.map { g.shape($0).description }.joined(separator: " ")
+        print("  " + pad(String(round1(seconds * 1e3)) + " ms", 10) + pad(node.op.name, 24) + pad(shapes, 40) + node.name)
+      }
+    }
     print("step: median \(round3(times[times.count / 2] * 1e3)) ms over \(steps) steps at batch \(batch), \(round1(Double(batch) / times[times.count / 2])) images/s; loss \(loss0)")
   }
 }
