@@ -93,9 +93,10 @@ extension Graph {
       return [try op(.maxPoolGrad(g), [x[0], try only()])]
     case let .avgPool(g):
       return [try op(.avgPoolGrad(g), [try only()])]
-    case let .batchNormTraining(epsilon):
+    case let .batchNormTraining(epsilon, relu):
       let dy = try only()
-      let dx = try op(.batchNormGrad(epsilon: epsilon), [x[0], x[1], Value(node: index, output: 1), Value(node: index, output: 2), dy])
+      let moments = [Value(node: index, output: 1), Value(node: index, output: 2)]
+      let dx = try op(.batchNormGrad(epsilon: epsilon, relu: relu), [x[0], x[1]] + moments + [dy] + (relu ? [y] : []))
       return [dx, Value(node: dx.node, output: 1), Value(node: dx.node, output: 2)]
     case .relu:
       return [try op(.reluGrad, [try only(), y])]

@@ -30,18 +30,18 @@ extension Executor {
       Pooling.avgPool(g, input: x[0], output: y[0], context: ctx)
     case let .avgPoolGrad(g):
       Pooling.avgPoolGrad(g, outputGradient: x[0], inputGradient: y[0], context: ctx)
-    case let .batchNormTraining(epsilon):
+    case let .batchNormTraining(epsilon, relu):
       let (rows, c) = rowsAndChannels(instruction.inputShapes[0])
-      BatchNorm.training(x[0], rows: rows, channels: c, gamma: x[1], beta: x[2], epsilon: epsilon, output: y[0],
+      BatchNorm.training(x[0], rows: rows, channels: c, gamma: x[1], beta: x[2], epsilon: epsilon, relu: relu, output: y[0],
                          mean: y[1], variance: y[2], workspace: ws!, context: ctx)
     case let .batchNormInference(epsilon):
       let (rows, c) = rowsAndChannels(instruction.inputShapes[0])
       BatchNorm.inference(x[0], rows: rows, channels: c, gamma: x[1], beta: x[2], mean: x[3], variance: x[4],
                           epsilon: epsilon, output: y[0], workspace: ws!, context: ctx)
-    case let .batchNormGrad(epsilon):
+    case let .batchNormGrad(epsilon, relu):
       let (rows, c) = rowsAndChannels(instruction.inputShapes[0])
       BatchNorm.gradient(x[4], input: x[0], rows: rows, channels: c, gamma: x[1], mean: x[2], variance: x[3],
-                         epsilon: epsilon, inputGradient: y[0], gammaGradient: y[1], betaGradient: y[2],
+                         epsilon: epsilon, reluOutput: relu ? x[5] : nil, inputGradient: y[0], gammaGradient: y[1], betaGradient: y[2],
                          workspace: ws!, context: ctx)
     case .relu:
       Elementwise.relu(x[0], into: y[0], count: count, context: ctx)

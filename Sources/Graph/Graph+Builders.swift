@@ -61,7 +61,7 @@ extension Graph {
   /// Training-mode batch norm: returns (y, batch mean, biased batch variance).
   public mutating func batchNormTraining(_ x: Value, gamma: Value, beta: Value, epsilon: Float,
                                          name: String? = nil) throws(GraphError) -> (y: Value, mean: Value, variance: Value) {
-    let y = try add(.batchNormTraining(epsilon: epsilon), [x, gamma, beta], name: name)
+    let y = try add(.batchNormTraining(epsilon: epsilon, relu: false), [x, gamma, beta], name: name)
     return (y, Value(node: y.node, output: 1), Value(node: y.node, output: 2))
   }
 

@@ -31,9 +31,11 @@ public enum Op: Hashable, Sendable {
   case avgPoolGrad(WindowGeometry)                    // [dy] → dx
 
   // Batch normalisation over N·H·W per channel.
-  case batchNormTraining(epsilon: Float)              // [x, gamma, beta] → (y, mean, variance)
+  /// With `relu`, y is max(0, normalised): the BN → ReLU pair fused by `fusingBatchNormRelu()`.
+  case batchNormTraining(epsilon: Float, relu: Bool)  // [x, gamma, beta] → (y, mean, variance)
   case batchNormInference(epsilon: Float)             // [x, gamma, beta, mean, variance] → y
-  case batchNormGrad(epsilon: Float)                  // [x, gamma, mean, variance, dy] → (dx, dgamma, dbeta)
+  /// With `relu`, a sixth input is the fused forward output y, and dy counts only where y > 0.
+  case batchNormGrad(epsilon: Float, relu: Bool)      // [x, gamma, mean, variance, dy (, y)] → (dx, dgamma, dbeta)
 
   // Element-wise.
   case relu                                           // [x] → y
@@ -83,9 +85,9 @@ public enum Op: Hashable, Sendable {
     case .maxPoolGrad: "max_pool_grad"
     case .avgPool: "avg_pool"
     case .avgPoolGrad: "avg_pool_grad"
-    case .batchNormTraining: "batch_norm_training"
+    case let .batchNormTraining(_, relu): relu ? "batch_norm_relu_training" : "batch_norm_training"
     case .batchNormInference: "batch_norm_inference"
-    case .batchNormGrad: "batch_norm_grad"
+    case let .batchNormGrad(_, relu): relu ? "batch_norm_relu_grad" : "batch_norm_grad"
     case .relu: "relu"
     case .reluGrad: "relu_grad"
     case .add: "add"
@@ -123,9 +125,9 @@ public enum Op: Hashable, Sendable {
     case .maxPoolGrad: "stablehlo.select_and_scatter"
     case .avgPool: "stablehlo.reduce_window (add) / reduce_window of ones"
     case .avgPoolGrad: "stablehlo.pad (interior) + reduce_window (add)"
-    case .batchNormTraining: "stablehlo.batch_norm_training"
+    case .batchNormTraining: "stablehlo.batch_norm_training (+ maximum when fused)"
     case .batchNormInference: "stablehlo.batch_norm_inference"
-    case .batchNormGrad: "stablehlo.batch_norm_grad"
+    case .batchNormGrad: "stablehlo.batch_norm_grad (after compare + select when fused)"
     case .relu: "stablehlo.maximum"
     case .reluGrad: "stablehlo.compare + select"
     case .add, .addN: "stablehlo.add"

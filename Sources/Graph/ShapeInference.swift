@@ -74,11 +74,12 @@ extension Op {
       let c = try channels(0)
       for (i, what) in [(1, "gamma"), (2, "beta"), (3, "mean"), (4, "variance")] { try expect(i, [c], what) }
       return [inputs[0]]
-    case .batchNormGrad:
-      try arity(5)
+    case let .batchNormGrad(_, relu):
+      try arity(relu ? 6 : 5)
       let c = try channels(0)
       for (i, what) in [(1, "gamma"), (2, "mean"), (3, "variance")] { try expect(i, [c], what) }
       try expect(4, inputs[0], "output gradient")
+      if relu { try expect(5, inputs[0], "fused output") }
       return [inputs[0], [c], [c]]
 
     case .relu, .scale, .dropout:

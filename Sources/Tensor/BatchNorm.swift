@@ -5,6 +5,9 @@
 ///     gradient:  dβ = Σ dy,  dγ = Σ dy·x̂,  dx = γ/√(var+ε) · (dy − dβ/rows − x̂·dγ/rows)
 ///
 /// These are `stablehlo.batch_norm_training`, `batch_norm_inference` and `batch_norm_grad`.
+/// With `relu`, the forward writes max(0, y) and the gradient masks dy with the fused output
+/// (dy where y > 0): the BN → ReLU pair of NASNet's bottlenecks in one pass each way, without the
+/// intermediate tensor.
 /// Per-channel sums are taken in fixed 256-row chunks (partials in the workspace), then combined
 /// in chunk order in Double, so the bits never depend on the thread count; the variance uses a
 /// second pass over x − mean rather than E[x²] − mean², which loses precision on large activations.
@@ -19,7 +22,7 @@ public enum BatchNorm {
   static func chunks(_ rows: Int) -> Int { max(1, (rows + rowsPerChunk - 1) / rowsPerChunk) }
 
   public static func training(_ x: UnsafePointer<Float>, rows: Int, channels: Int, gamma: UnsafePointer<Float>,
-                              beta: UnsafePointer<Float>, epsilon: Float, output y: UnsafeMutablePointer<Float>,
+                              beta: UnsafePointer<Float>, epsilon: Float, relu: Bool = false, output y: UnsafeMutablePointer<Float>,
                               mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>,
                               workspace: UnsafeMutablePointer<Float>, context: KernelContext) {
     let c = channels
@@ -34,13 +37,13 @@ public enum BatchNorm {
     }
     combine(workspace, rows: rows, channels: c, scale: 1 / Double(rows), into: variance)
     inference(x, rows: rows, channels: c, gamma: gamma, beta: beta, mean: mean, variance: variance,
-              epsilon: epsilon, output: y, workspace: workspace, context: context)
+              epsilon: epsilon, relu: relu, output: y, workspace: workspace, context: context)
   }
 
   /// Normalises with given statistics. Uses `2·C` floats of workspace for the folded scale and shift.
   public static func inference(_ x: UnsafePointer<Float>, rows: Int, channels: Int, gamma: UnsafePointer<Float>,
                                beta: UnsafePointer<Float>, mean: UnsafePointer<Float>, variance: UnsafePointer<Float>,
-                               epsilon: Float, output y: UnsafeMutablePointer<Float>,
+                               epsilon: Float, relu: Bool = false, output y: UnsafeMutablePointer<Float>,
                                workspace: UnsafeMutablePointer<Float>, context: KernelContext) {
     let c = channels
     let scale = workspace, shift = workspace + c
@@ -51,14 +54,18 @@ public enum BatchNorm {
     Elementwise.parallelRanges(rows, chunk: rowsPerChunk, context: context) { s, e in
       for r in s..<e {
         let src = x + r * c, dst = y + r * c
-        for ch in 0..<c { dst[ch] = src[ch] * scale[ch] + shift[ch] }
+        if relu {
+          for ch in 0..<c { dst[ch] = max(src[ch] * scale[ch] + shift[ch], 0) }
+        } else {
+          for ch in 0..<c { dst[ch] = src[ch] * scale[ch] + shift[ch] }
+        }
       }
     }
   }
 
   public static func gradient(_ dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, rows: Int, channels: Int,
                               gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>, variance: UnsafePointer<Float>,
-                              epsilon: Float, inputGradient dx: UnsafeMutablePointer<Float>,
+                              epsilon: Float, reluOutput: UnsafePointer<Float>? = nil, inputGradient dx: UnsafeMutablePointer<Float>,
                               gammaGradient dgamma: UnsafeMutablePointer<Float>, betaGradient dbeta: UnsafeMutablePointer<Float>,
                               workspace: UnsafeMutablePointer<Float>, context: KernelContext) {
     let c = channels
@@ -69,9 +76,28 @@ public enum BatchNorm {
       partial.update(repeating: 0, count: 2 * c)
       for r in s..<min(rows, s + rowsPerChunk) {
         let g = dy + r * c, v = x + r * c
-        for ch in 0..<c {
-          partial[ch] += g[ch]
-          partial[c + ch] += g[ch] * (v[ch] - mean[ch])
+        if let fused = reluOutput {
+          let out = fused + r * c
+          var ch = 0
+          while ch + vectorWidth <= c {
+            let d = keepWherePositive(g.vector(at: ch), out.vector(at: ch))
+            partial.storeVector(partial.vector(at: ch) + d, at: ch)
+            var centered = partial.vector(at: c + ch)
+            centered.addProduct(d, v.vector(at: ch) - mean.vector(at: ch))
+            partial.storeVector(centered, at: c + ch)
+            ch += vectorWidth
+          }
+          while ch < c {
+            let d = out[ch] > 0 ? g[ch] : 0
+            partial[ch] += d
+            partial[c + ch] += d * (v[ch] - mean[ch])
+            ch += 1
+          }
+        } else {
+          for ch in 0..<c {
+            partial[ch] += g[ch]
+            partial[c + ch] += g[ch] * (v[ch] - mean[ch])
+          }
         }
       }
     }
@@ -98,7 +124,19 @@ public enum BatchNorm {
     Elementwise.parallelRanges(rows, chunk: rowsPerChunk, context: context) { s, e in
       for r in s..<e {
         let g = dy + r * c, v = x + r * c, d = dx + r * c
-        for ch in 0..<c { d[ch] = a[ch] * g[ch] + b[ch] * (v[ch] - mean[ch]) + k[ch] }
+        if let fused = reluOutput {
+          let out = fused + r * c
+          var ch = 0
+          while ch + vectorWidth <= c {
+            var sum = b.vector(at: ch) * (v.vector(at: ch) - mean.vector(at: ch)) + k.vector(at: ch)
+            sum.addProduct(a.vector(at: ch), keepWherePositive(g.vector(at: ch), out.vector(at: ch)))
+            d.storeVector(sum, at: ch)
+            ch += vectorWidth
+          }
+          while ch < c { d[ch] = a[ch] * (out[ch] > 0 ? g[ch] : 0) + b[ch] * (v[ch] - mean[ch]) + k[ch]; ch += 1 }
+        } else {
+          for ch in 0..<c { d[ch] = a[ch] * g[ch] + b[ch] * (v[ch] - mean[ch]) + k[ch] }
+        }
       }
     }
   }

@@ -48,7 +48,14 @@ public enum Elementwise {
   /// dx = dy where x > 0, else 0 (the subgradient at 0 is 0, as in TensorFlow).
   public static func reluGrad(_ dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>,
                               count: Int, context: KernelContext) {
-    parallelRanges(count, context: context) { s, e in for i in s..<e { dx[i] = x[i] > 0 ? dy[i] : 0 } }
+    parallelRanges(count, context: context) { s, e in
+      var i = s
+      while i + vectorWidth <= e {
+        dx.storeVector(keepWherePositive(dy.vector(at: i), x.vector(at: i)), at: i)
+        i += vectorWidth
+      }
+      while i < e { dx[i] = x[i] > 0 ? dy[i] : 0; i += 1 }
+    }
   }
 
   /// Inverted dropout: keeps each element with probability `keep` and scales it by 1/keep, so the

@@ -26,3 +26,12 @@ extension UnsafeMutablePointer where Pointee == Float {
     UnsafeMutableRawPointer(self + offset).storeBytes(of: v, as: FloatVector.self)
   }
 }
+
+/// `value` where `selector > 0`, else 0, without a branch: the integer lane mask of the comparison
+/// ANDed into the float bits. (A `? :` per element compiled to a branch that mispredicted on real
+/// ReLU patterns; the generic SIMD `replacing(with:where:)` is a per-lane loop.)
+@inline(__always)
+func keepWherePositive(_ value: FloatVector, _ selector: FloatVector) -> FloatVector {
+  let bits = unsafeBitCast(value, to: FloatVector.MaskStorage.self) & (selector .> FloatVector())._storage
+  return unsafeBitCast(bits, to: FloatVector.self)
+}

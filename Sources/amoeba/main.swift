@@ -9,6 +9,7 @@ let usage = """
   commands:
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
     bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N] [--profile]
+                  [--fuse_bn_relu true|false]
                                                           one training step of a small NASNet-style network
   """
 

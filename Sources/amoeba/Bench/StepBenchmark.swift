@@ -9,6 +9,7 @@ struct StepBenchmark {
   var batch: Int, imageSize: Int, filters: Int, cells: Int
   var steps: Int, threads: Int
   var profile: Bool
+  var fuseBatchNormRelu: Bool
 
   init(flags: Flags) throws {
     var flags = flags
@@ -19,6 +20,7 @@ struct StepBenchmark {
     steps = try flags.int("steps", default: 5)
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
     profile = try flags.bool("profile")
+    fuseBatchNormRelu = try flags.string("fuse_bn_relu", default: "true") != "false"
     try flags.finish()
     guard batch > 0, imageSize >= 8, filters >= 4, cells >= 1, steps >= 1, threads >= 1 else {
       throw UsageError("bench step needs --batch ≥ 1, --image_size ≥ 8, --filters ≥ 4, --cells ≥ 1, --steps ≥ 1, --threads ≥ 1")
@@ -43,9 +45,9 @@ struct StepBenchmark {
         return try g.batchNormTraining(y, gamma: gamma, beta: beta, epsilon: 1.001e-5).y
       }
     }
-    let images = try g.input("images", [batch, imageSize, imageSize, 3])
-    let labels = try g.input("labels", [batch])
-    var previous = try convBN(&g, images, "stem", window: (3, 3), out: filters, relu: false)
+    let imagesBeforeFusion = try g.input("images", [batch, imageSize, imageSize, 3])
+    let labelsBeforeFusion = try g.input("labels", [batch])
+    var previous = try convBN(&g, imagesBeforeFusion, "stem", window: (3, 3), out: filters, relu: false)
     for cell in 0..<cells {
       previous = try g.withScope("cell_\(cell)") { g in
         let h0 = try convBN(&g, previous, "prev_1x1", window: (1, 1), out: filters)
@@ -62,8 +64,15 @@ struct StepBenchmark {
     }
     let pooled = try g.globalAvgPool(try g.relu(previous))
     let logits = try g.dense(pooled, weights: try weight(&g, "fc/weights", [filters, 1001]), bias: try weight(&g, "fc/biases", [1001]))
-    let crossEntropy = try g.softmaxCrossEntropy(logits: logits, labels: labels, labelSmoothing: 0.1)
-    let loss = try g.add(crossEntropy, try g.scale(try g.addN(try parameters.map { try g.l2Loss($0) }), by: 4e-5))
+    let crossEntropy = try g.softmaxCrossEntropy(logits: logits, labels: labelsBeforeFusion, labelSmoothing: 0.1)
+    let lossBeforeFusion = try g.add(crossEntropy, try g.scale(try g.addN(try parameters.map { try g.l2Loss($0) }), by: 4e-5))
+    let unfusedNodes = g.nodes.count
+    var values: [Value: Value] = Dictionary(uniqueKeysWithValues: (0..<g.nodes.count).flatMap { node in
+      g.nodes[node].outputs.indices.map { (Value(node: node, output: $0), Value(node: node, output: $0)) }
+    })
+    if fuseBatchNormRelu { (g, values) = try g.fusingBatchNormRelu() }
+    let loss = values[lossBeforeFusion]!, images = values[imagesBeforeFusion]!, labels = values[labelsBeforeFusion]!
+    parameters = parameters.map { values[$0]! }
     let forwardNodes = g.nodes.count
     let gradients = try g.gradients(of: loss, withRespectTo: parameters)
 
@@ -96,7 +105,7 @@ struct StepBenchmark {
     times.sort()
     let mib = { (bytes: Int) in round1(Double(bytes) / 1_048_576) }
     print("machine: \(machineDescription()); \(threads) threads")
-    print("graph: \(forwardNodes) forward nodes, \(g.nodes.count) with the backward pass; \(executor.schedule.count) scheduled; \(parameters.count) parameters")
+    print("graph: \(unfusedNodes) forward nodes, \(forwardNodes) after BN+ReLU fusion (\(fuseBatchNormRelu ? "on" : "off")), \(g.nodes.count) with the backward pass; \(executor.schedule.count) scheduled; \(parameters.count) parameters")
     print("memory plan: planned peak \(mib(executor.plan.plannedPeakBytes)) MiB, naive sum \(mib(executor.plan.naiveBytes)) MiB (\(round1(Double(executor.plan.naiveBytes) / Double(max(executor.plan.plannedPeakBytes, 1))))x)")
     if profile {
       let total = executor.secondsByOp().reduce(0) { $0 + $1.seconds }
