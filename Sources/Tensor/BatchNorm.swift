@@ -75,29 +75,21 @@ public enum BatchNorm {
       let partial = workspace + (s / rowsPerChunk) * 2 * c
       partial.update(repeating: 0, count: 2 * c)
       for r in s..<min(rows, s + rowsPerChunk) {
-        let g = dy + r * c, v = x + r * c
-        if let fused = reluOutput {
-          let out = fused + r * c
-          var ch = 0
-          while ch + vectorWidth <= c {
-            let d = keepWherePositive(g.vector(at: ch), out.vector(at: ch))
-            partial.storeVector(partial.vector(at: ch) + d, at: ch)
-            var centered = partial.vector(at: c + ch)
-            centered.addProduct(d, v.vector(at: ch) - mean.vector(at: ch))
-            partial.storeVector(centered, at: c + ch)
-            ch += vectorWidth
-          }
-          while ch < c {
-            let d = out[ch] > 0 ? g[ch] : 0
-            partial[ch] += d
-            partial[c + ch] += d * (v[ch] - mean[ch])
-            ch += 1
-          }
-        } else {
-          for ch in 0..<c {
-            partial[ch] += g[ch]
-            partial[c + ch] += g[ch] * (v[ch] - mean[ch])
-          }
+        let g = dy + r * c, v = x + r * c, out = reluOutput.map { $0 + r * c }
+        var ch = 0
+        while ch + vectorWidth <= c {
+          let d = out.map { keepWherePositive(g.vector(at: ch), $0.vector(at: ch)) } ?? g.vector(at: ch)
+          partial.storeVector(partial.vector(at: ch) + d, at: ch)
+          var centered = partial.vector(at: c + ch)
+          centered.addProduct(d, v.vector(at: ch) - mean.vector(at: ch))
+          partial.storeVector(centered, at: c + ch)
+          ch += vectorWidth
+        }
+        while ch < c {
+          let d = out.map { $0[ch] > 0 ? g[ch] : 0 } ?? g[ch]
+          partial[ch] += d
+          partial[c + ch].addProduct(d, v[ch] - mean[ch])
+          ch += 1
         }
       }
     }
@@ -123,19 +115,19 @@ public enum BatchNorm {
     }
     Elementwise.parallelRanges(rows, chunk: rowsPerChunk, context: context) { s, e in
       for r in s..<e {
-        let g = dy + r * c, v = x + r * c, d = dx + r * c
-        if let fused = reluOutput {
-          let out = fused + r * c
-          var ch = 0
-          while ch + vectorWidth <= c {
-            var sum = b.vector(at: ch) * (v.vector(at: ch) - mean.vector(at: ch)) + k.vector(at: ch)
-            sum.addProduct(a.vector(at: ch), keepWherePositive(g.vector(at: ch), out.vector(at: ch)))
-            d.storeVector(sum, at: ch)
-            ch += vectorWidth
-          }
-          while ch < c { d[ch] = a[ch] * (out[ch] > 0 ? g[ch] : 0) + b[ch] * (v[ch] - mean[ch]) + k[ch]; ch += 1 }
-        } else {
-          for ch in 0..<c { d[ch] = a[ch] * g[ch] + b[ch] * (v[ch] - mean[ch]) + k[ch] }
+        let g = dy + r * c, v = x + r * c, d = dx + r * c, out = reluOutput.map { $0 + r * c }
+        var ch = 0
+        while ch + vectorWidth <= c {
+          let masked = out.map { keepWherePositive(g.vector(at: ch), $0.vector(at: ch)) } ?? g.vector(at: ch)
+          var sum = b.vector(at: ch) * (v.vector(at: ch) - mean.vector(at: ch)) + k.vector(at: ch)
+          sum.addProduct(a.vector(at: ch), masked)
+          d.storeVector(sum, at: ch)
+          ch += vectorWidth
+        }
+        while ch < c {
+          let masked = out.map { $0[ch] > 0 ? g[ch] : 0 } ?? g[ch]
+          d[ch] = (b[ch] * (v[ch] - mean[ch]) + k[ch]).addingProduct(a[ch], masked)
+          ch += 1
         }
       }
     }
