@@ -113,6 +113,11 @@ extension Graph {
       return [try op(.multiplyByScalar, [try only(), x[1]]), nil]
     case .dropout:
       return [try op(node.op, [try only()])]
+    case .dropPath:
+      if needed[1] { throw .notDifferentiable(op: node.name, reason: "the keep probability is a schedule, not a parameter") }
+      return [try op(node.op, [try only(), x[1]]), nil]
+    case .reshape:
+      return [try op(.reshape, [try only()], shape: shape(x[0]))]
     case .concat:
       let dy = try only()
       var first = 0

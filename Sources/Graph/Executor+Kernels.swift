@@ -57,6 +57,12 @@ extension Executor {
       Elementwise.scale(x[0], by: x[1][0], into: y[0], count: count, context: ctx)
     case let .dropout(keep, seed):
       Elementwise.dropout(x[0], keep: keep, seed: seed, stream: randomStream, into: y[0], count: count, context: ctx)
+    case let .dropPath(seed):
+      let batch = instruction.inputShapes[0][0]
+      Elementwise.dropPath(x[0], keep: x[1][0], seed: seed, stream: randomStream, batch: batch,
+                           elementsPerExample: count / max(batch, 1), into: y[0], context: ctx)
+    case .reshape:
+      Elementwise.copy(x[0], to: y[0], count: count, context: ctx)
     case .concat:
       let (rows, _) = rowsAndChannels(instruction.outputShapes[0])
       Elementwise.concatChannels(UnsafeBufferPointer(x), widths: UnsafeBufferPointer(instruction.widths), rows: rows,

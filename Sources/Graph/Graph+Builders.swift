@@ -85,6 +85,15 @@ extension Graph {
     return try add(.dropout(keepProbability: keepProbability, seed: seed), [x], name: name)
   }
 
+  /// Drop-path with the keep probability read from a scalar tensor (see `Op.dropPath`).
+  public mutating func dropPath(_ x: Value, keepProbability: Value, seed: UInt64, name: String? = nil) throws(GraphError) -> Value {
+    try add(.dropPath(seed: seed), [x, keepProbability], name: name)
+  }
+
+  public mutating func reshape(_ x: Value, to shape: Shape, name: String? = nil) throws(GraphError) -> Value {
+    try add(.reshape, [x], name: name, outputShapes: [shape])
+  }
+
   public mutating func concat(_ xs: [Value], name: String? = nil) throws(GraphError) -> Value {
     xs.count == 1 ? xs[0] : try add(.concat, xs, name: name)
   }

@@ -47,6 +47,10 @@ public enum Op: Hashable, Sendable {
   /// Inverted dropout with a counter-based mask: (seed, run's random stream, element index).
   /// Its gradient is the same op on dy: the mask is regenerated, never stored.
   case dropout(keepProbability: Float, seed: UInt64)  // [x] → y
+  /// Drop-path (NASNet's drop-connect): keeps each *example* whole with probability `keep` (a scalar
+  /// input, so the reference's linear ramp can change it every step) and scales kept ones by 1/keep.
+  /// The mask is (seed, random stream, example index); the gradient is the same op on dy.
+  case dropPath(seed: UInt64)                         // [x NHWC, keep (scalar)] → y
 
   // Data movement.
   case concat                                         // [x0, x1, …] along channels (last axis)
@@ -55,6 +59,7 @@ public enum Op: Hashable, Sendable {
   case pad(SpatialWindow)                             // [x] → zeros with x at (top + h·sh, left + w·sw)
   case globalAvgPool                                  // [x NHWC] → [N, C]
   case globalAvgPoolGrad                              // [dy [N, C]] → dx NHWC
+  case reshape                                        // [x] → same elements, declared shape
 
   // Dense layers.
   case matmul(transposeA: Bool, transposeB: Bool)     // [a, b] → op(a) · op(b)
@@ -95,6 +100,8 @@ public enum Op: Hashable, Sendable {
     case .scale: "scale"
     case .multiplyByScalar: "multiply_by_scalar"
     case .dropout: "dropout"
+    case .dropPath: "drop_path"
+    case .reshape: "reshape"
     case .concat: "concat"
     case .sliceChannels: "slice_channels"
     case .slice: "slice"
@@ -132,7 +139,8 @@ public enum Op: Hashable, Sendable {
     case .reluGrad: "stablehlo.compare + select"
     case .add, .addN: "stablehlo.add"
     case .scale, .multiplyByScalar: "stablehlo.multiply"
-    case .dropout: "stablehlo.rng_bit_generator + compare + select"
+    case .dropout, .dropPath: "stablehlo.rng_bit_generator + compare + select"
+    case .reshape: "stablehlo.reshape"
     case .concat: "stablehlo.concatenate"
     case .sliceChannels, .slice: "stablehlo.slice"
     case .pad: "stablehlo.pad"

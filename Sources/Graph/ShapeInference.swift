@@ -136,6 +136,16 @@ extension Op {
       try arity(1)
       if inputs[0].rank != 4 { throw fail("input must be NHWC") }
       return [[inputs[0][0], inputs[0][3]]]
+    case .dropPath:
+      try arity(2)
+      if inputs[0].rank < 1 { throw fail("input needs a batch axis") }
+      try expect(1, .scalar, "keep probability")
+      return [inputs[0]]
+    case .reshape:
+      try arity(1)
+      let out = try needDeclared()
+      if out.elementCount != inputs[0].elementCount { throw fail("cannot reshape \(inputs[0]) to \(out)") }
+      return [out]
     case .globalAvgPoolGrad:
       try arity(1)
       let out = try needDeclared()

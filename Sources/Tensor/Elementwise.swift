@@ -72,6 +72,18 @@ public enum Elementwise {
     }
   }
 
+  /// Drop-path: example n is kept whole when `keep + u_n ≥ 1` (u_n uniform in [0, 1) from
+  /// `CounterRandom(seed, stream, n)`, TensorFlow's floor(keep + u) rule) and scaled by 1/keep.
+  public static func dropPath(_ x: UnsafePointer<Float>, keep: Float, seed: UInt64, stream: UInt64, batch: Int,
+                              elementsPerExample: Int, into y: UnsafeMutablePointer<Float>, context: KernelContext) {
+    context.pool.parallelFor(batch) { n, _ in
+      let kept = (keep + CounterRandom.uniform(seed: seed, stream: stream, index: UInt64(n))).rounded(.down) >= 1
+      let factor: Float = kept ? 1 / keep : 0
+      let src = x + n * elementsPerExample, dst = y + n * elementsPerExample
+      for i in 0..<elementsPerExample { dst[i] = src[i] * factor }
+    }
+  }
+
   /// Channel concat of NHWC tensors that share N, H, W: `rows` = N·H·W, `widths[t]` = channels of input t.
   public static func concatChannels(_ xs: UnsafeBufferPointer<UnsafePointer<Float>>, widths: UnsafeBufferPointer<Int>,
                                     rows: Int, into y: UnsafeMutablePointer<Float>, context: KernelContext) {

@@ -48,6 +48,7 @@ import Tensor
     try checker.checkOp([x]) { g, p, _ in try g.addN([p[0], try g.relu(p[0]), p[0]]) }
     try checker.checkOp([x], inputs: [("s", .scalar, [1.7])]) { g, p, i in try g.add(.multiplyByScalar, [p[0], i[0]]) }
     try checker.checkOp([x]) { g, p, _ in try g.dropout(p[0], keepProbability: 0.6, seed: 42) }
+    try checker.checkOp([x], inputs: [("keep", .scalar, [0.7])]) { g, p, i in try g.dropPath(p[0], keepProbability: i[0], seed: 3) }
   }
 
   @Test func dataMovement() throws {
@@ -57,6 +58,7 @@ import Tensor
     try checker.checkOp([a]) { g, p, _ in try g.slice(p[0], strides: (2, 2)) }
     try checker.checkOp([a]) { g, p, _ in try g.pad(p[0], top: 0, bottom: 1, left: 2, right: 1) }
     try checker.checkOp([a]) { g, p, _ in try g.globalAvgPool(p[0]) }
+    try checker.checkOp([a]) { g, p, _ in try g.reshape(p[0], to: [2, 60]) }
   }
 
   @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])

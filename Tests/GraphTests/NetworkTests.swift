@@ -105,6 +105,24 @@ struct MiniNetwork {
     #expect(results[0][0][0].isFinite)
   }
 
+  @Test func dropPathKeepsOrDropsWholeExamples() throws {
+    var g = Graph()
+    let x = try g.input("x", [64, 2, 2, 3])
+    let keep = try g.input("keep", .scalar)
+    let y = try g.dropPath(x, keepProbability: keep, seed: 9)
+    let executor = try Executor(graph: g, outputs: [y], context: KernelContext(threads: 2))
+    executor.write(x, [Float](repeating: 1, count: 64 * 12))
+    executor.write(keep, [0.5])
+    try executor.run()
+    let out = executor.read(y)
+    let examples = (0..<64).map { Array(out[$0 * 12..<($0 + 1) * 12]) }
+    #expect(examples.allSatisfy { $0 == [Float](repeating: 0, count: 12) || $0 == [Float](repeating: 2, count: 12) })
+    #expect((16...48).contains(examples.filter { $0[0] == 2 }.count))
+    executor.write(keep, [1])
+    try executor.run()
+    #expect(executor.read(y) == [Float](repeating: 1, count: 64 * 12))
+  }
+
   @Test func dropoutMaskChangesWithTheRandomStream() throws {
     var g = Graph()
     let x = try g.input("x", [64])
