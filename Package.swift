@@ -30,8 +30,10 @@ let package = Package(
   targets: [
     .target(name: "Tensor", swiftSettings: numericFlags),
     .target(name: "Graph", dependencies: ["Tensor"], swiftSettings: numericFlags),
-    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph"], swiftSettings: numericFlags),
+    .target(name: "Model", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
+    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model"], swiftSettings: numericFlags),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "GraphTests", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
+    .testTarget(name: "ModelTests", dependencies: ["Model", "Graph", "Tensor"], swiftSettings: numericFlags),
   ]
 )

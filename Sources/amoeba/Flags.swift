@@ -56,13 +56,21 @@ struct Flags {
     return parts.map { $0! }
   }
 
-  mutating func bool(_ name: String) throws -> Bool {
+  mutating func bool(_ name: String, default value: Bool = false) throws -> Bool {
     read.insert(name)
     switch values[name] {
-    case nil, "false": return false
-    case "true": return true
+    case nil: return value
+    case "false", "False", "0": return false
+    case "true", "True", "1": return true
     case let other?: throw UsageError("--\(name) is true or false, got '\(other)'")
     }
+  }
+
+  mutating func double(_ name: String, default value: Double) throws -> Double {
+    read.insert(name)
+    guard let text = values[name] else { return value }
+    guard let parsed = Double(text), parsed.isFinite else { throw UsageError("--\(name) must be a number, got '\(text)'") }
+    return parsed
   }
 
   /// Throws for any flag the command did not read.

@@ -7,6 +7,7 @@ let usage = """
   usage: amoeba <command> [flags]
 
   commands:
+    summary [model flags]                                  per-stage shapes, parameter counts, multiply-adds
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
     bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N] [--profile]
                   [--fuse_bn_relu true|false]
@@ -16,6 +17,8 @@ let usage = """
 var arguments = Array(CommandLine.arguments.dropFirst())
 do {
   switch (arguments.first, arguments.dropFirst().first) {
+  case ("summary", _):
+    try SummaryCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("bench", "kernels"):
     try KernelBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "step"):
