@@ -34,6 +34,12 @@ struct Flags {
     }
   }
 
+  /// Whether the flag was given (marks it read).
+  mutating func has(_ name: String) -> Bool {
+    read.insert(name)
+    return values[name] != nil
+  }
+
   mutating func string(_ name: String, default value: String) -> String {
     read.insert(name)
     return values[name] ?? value

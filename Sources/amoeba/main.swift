@@ -8,6 +8,8 @@ let usage = """
 
   commands:
     summary [model flags]                                  per-stage shapes, parameter counts, multiply-adds
+    lr-schedule [training flags] --steps 0,100,437         the learning rate at each step
+    train [model, training and data flags]                 single-process training with progress and evaluation
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
     bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N] [--profile]
                   [--fuse_bn_relu true|false]
@@ -17,6 +19,10 @@ let usage = """
 var arguments = Array(CommandLine.arguments.dropFirst())
 do {
   switch (arguments.first, arguments.dropFirst().first) {
+  case ("lr-schedule", _):
+    try LearningRateCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
+  case ("train", _):
+    try TrainCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("summary", _):
     try SummaryCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("bench", "kernels"):

@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Data
+import Model
+import Tensor
+import Train
+
+/// `amoeba train`: the single-process training loop (the one the distributed worker reuses), with a
+/// progress line and evaluation of the moving-average weights on the validation split.
+struct TrainCommand {
+  var network: NetworkConfig
+  var training: TrainingConfig
+  var useData: String
+  var threads: Int
+  var seed: UInt64
+  var logEvery: Int
+  var evalOnAverages: Bool
+
+  init(flags: Flags) throws {
+    var flags = flags
+    network = try flags.networkConfig()
+    training = try flags.trainingConfig()
+    let dataDir = flags.string("data_dir", default: "")
+    useData = flags.string("use_data", default: dataDir.isEmpty ? "builtin" : "real")
+    threads = try flags.int("threads", default: ThreadPool.onlineCores)
+    seed = UInt64(try flags.int("seed", default: 0))
+    logEvery = try flags.int("log_every", default: 20)
+    evalOnAverages = try flags.bool("eval_on_moving_averages", default: true)
+    let trainImagesGiven = flags.has("num_train_images"), evalImagesGiven = flags.has("num_eval_images")
+    try flags.finish()
+    switch useData {
+    case "builtin":
+      let data = BuiltInDataset(imageSize: network.imageSize)
+      if !trainImagesGiven { training.numTrainImages = data.trainCount }
+      if !evalImagesGiven { training.numEvalImages = data.validationCount }
+      // Like ImageNet's labels inside the reference's 1001 logits, the 10 built-in classes use the
+      // first 10 of --num_label_classes (default 1001).
+      guard network.numLabelClasses >= data.classCount else {
+        throw UsageError("--use_data=builtin has \(data.classCount) classes; --num_label_classes must be at least \(data.classCount)")
+      }
+    case "fake":
+      break
+    case "real":
+      throw UsageError("--use_data=real (ImageNet TFRecords in --data_dir) arrives with the input-pipeline issue; use --use_data=builtin or fake")
+    default:
+      throw UsageError("--use_data must be builtin, fake or real, got '\(useData)'")
+    }
+    try training.validate()
+  }
+
+  func run() throws {
+    let context = KernelContext(threads: threads)
+    let dataset: any Dataset = useData == "fake"
+      ? FakeDataset(imageSize: network.imageSize, classCount: network.numLabelClasses, trainCount: training.numTrainImages,
+                    validationCount: training.numEvalImages)
+      : BuiltInDataset(imageSize: network.imageSize, trainCount: training.numTrainImages, validationCount: training.numEvalImages)
+    let trainer = try Trainer(network: network, training: training, batchSize: training.trainBatchSize, context: context, seed: seed)
+    let batcher = Batcher(dataset: dataset, split: .train, batchSize: training.trainBatchSize, seed: seed)
+    let pixels = network.imageSize * network.imageSize * 3
+    let images = UnsafeMutablePointer<Float>.allocateAligned(training.trainBatchSize * pixels)
+    let labels = UnsafeMutablePointer<Float>.allocateAligned(training.trainBatchSize)
+    defer { images.deallocate(); labels.deallocate() }
+
+    let total = training.totalSteps
+    print("training \(network.cellName) num_cells=\(network.numCells) reduction_size=\(network.reductionSize) image_size=\(network.imageSize) on \(useData) data: \(trainer.model.trainableParameterCount) parameters, \(total) steps of \(training.trainBatchSize) (\(training.numEpochs) epochs), \(threads) threads")
+    let evalEvery = training.mode == "train_and_eval" ? max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining))) : Int.max
+    var windowStart = now(), windowImages = 0, lossSum = 0.0, lossCount = 0
+    let started = now()
+    while trainer.globalStep < total {
+      let step = trainer.globalStep
+      batcher.fill(batch: step, images: images, labels: labels, context: context)
+      let losses = try trainer.computeGradients(images: images, labels: labels)
+      let rate = trainer.applyGradients()
+      windowImages += training.trainBatchSize
+      lossSum += Double(losses.total); lossCount += 1
+      if trainer.globalStep % logEvery == 0 || trainer.globalStep == total {
+        let elapsed = now() - windowStart, speed = Double(windowImages) / max(elapsed, 1e-9)
+        let remaining = Double(total - trainer.globalStep) * Double(training.trainBatchSize) / max(speed, 1e-9)
+        let epoch = Double(trainer.globalStep) / Double(training.stepsPerEpochForTraining)
+        print("step \(trainer.globalStep)/\(total) epoch \(format(epoch, 2)) loss \(format(lossSum / Double(lossCount), 4)) lr \(format(rate, 5)) images/s \(format(speed, 1)) eta \(duration(remaining))")
+        windowStart = now(); windowImages = 0; lossSum = 0; lossCount = 0
+      }
+      if trainer.globalStep % evalEvery == 0 && trainer.globalStep < total {
+        try evaluate(trainer, dataset: dataset, context: context)
+      }
+    }
+    print("trained \(total) steps in \(duration(now() - started))")
+    if training.mode != "train" || true {
+      try evaluate(trainer, dataset: dataset, context: context)
+    }
+  }
+
+  func evaluate(_ trainer: Trainer, dataset: any Dataset, context: KernelContext) throws {
+    let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
+    evaluator.load(from: trainer, useAverages: evalOnAverages)
+    let batcher = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize)
+    let pixels = network.imageSize * network.imageSize * 3
+    let images = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize * pixels)
+    let labels = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize)
+    defer { images.deallocate(); labels.deallocate() }
+    let batches = min(training.numEvalImages, dataset.count(.validation)) / training.evalBatchSize
+    var top1 = 0, top5 = 0
+    for batch in 0..<batches {
+      batcher.fill(batch: batch, images: images, labels: labels, context: context)
+      let hits = try evaluator.evaluate(images: images, labels: labels, count: training.evalBatchSize)
+      top1 += hits.top1; top5 += hits.top5
+    }
+    let seen = max(batches * training.evalBatchSize, 1)
+    print("eval step \(trainer.globalStep): top_1_accuracy \(format(Double(top1) / Double(seen), 4)) top_5_accuracy \(format(Double(top5) / Double(seen), 4)) over \(seen) validation images (\(evalOnAverages ? "moving-average weights" : "live weights"))")
+  }
+}
+
+func format(_ x: Double, _ digits: Int) -> String {
+  var scale = 1.0
+  for _ in 0..<digits { scale *= 10 }
+  let rounded = (x * scale).rounded() / scale
+  return String(rounded)
+}
+
+func duration(_ seconds: Double) -> String {
+  guard seconds.isFinite else { return "?" }
+  let s = Int(seconds.rounded())
+  return s >= 3600 ? "\(s / 3600)h\(s % 3600 / 60)m" : s >= 60 ? "\(s / 60)m\(s % 60)s" : "\(s)s"
+}
