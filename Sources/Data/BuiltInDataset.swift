@@ -45,10 +45,10 @@ public struct BuiltInDataset: Dataset {
     }
     let label = Int(uniform() * Float(classCount)) % classCount
     let s = Float(imageSize)
-    let size = (0.35 + 0.35 * uniform()) * s            // shape extent
+    let size = (0.5 + 0.35 * uniform()) * s             // shape extent
     let cx = size / 2 + uniform() * (s - size), cy = size / 2 + uniform() * (s - size)
-    let period = max(2, (0.12 + 0.12 * uniform()) * s)   // stripe period
-    let noise = 0.05 + 0.15 * uniform()
+    let period = max(2, (0.25 + 0.1 * uniform()) * size) // stripe period: about 3 to 4 stripes across the shape
+    let noise = 0.03 + 0.1 * uniform()
     // Foreground and background colours with enough contrast to see the shape.
     var fg = (uniform() * 2 - 1, uniform() * 2 - 1, uniform() * 2 - 1)
     let bg = (uniform() * 2 - 1, uniform() * 2 - 1, uniform() * 2 - 1)
