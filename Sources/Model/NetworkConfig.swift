@@ -50,3 +50,14 @@ public struct NetworkConfig: Hashable, Sendable {
     }
   }
 }
+
+extension NetworkConfig {
+  /// The flags as `--name` → value text, for checkpoint sidecars and logs.
+  public var flagValues: [String: String] {
+    ["cell_name": cellName, "num_cells": String(numCells), "reduction_size": String(reductionSize),
+     "stem_reduction_size": String(stemReductionSize), "image_size": String(imageSize),
+     "num_label_classes": String(numLabelClasses), "use_aux_head": String(useAuxHead), "aux_scaling": String(auxScaling),
+     "dense_dropout_keep_prob": String(denseDropoutKeepProb), "drop_connect_keep_prob": String(dropConnectKeepProb),
+     "batch_norm_epsilon": String(batchNormEpsilon), "batch_norm_decay": String(batchNormDecay), "weight_decay": String(weightDecay)]
+  }
+}

@@ -63,3 +63,16 @@ public enum TrainError: Error, CustomStringConvertible, Equatable {
     }
   }
 }
+
+extension TrainingConfig {
+  /// The flags as `--name` → value text, for checkpoint sidecars and logs.
+  public var flagValues: [String: String] {
+    var values = ["train_batch_size": String(trainBatchSize), "eval_batch_size": String(evalBatchSize), "lr": String(lr),
+                  "lr_decay_value": String(lrDecayValue), "lr_num_epochs_per_decay": String(lrNumEpochsPerDecay),
+                  "lr_decay_method": lrDecayMethod, "num_epochs": String(numEpochs), "num_train_images": String(numTrainImages),
+                  "num_eval_images": String(numEvalImages), "optimizer": optimizer, "moving_average_decay": String(movingAverageDecay),
+                  "iterations_per_loop": String(iterationsPerLoop), "mode": mode]
+    if let warmup = lrWarmupEpochs { values["lr_warmup_epochs"] = String(warmup) }
+    return values
+  }
+}

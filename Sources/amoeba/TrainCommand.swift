@@ -16,6 +16,9 @@ struct TrainCommand {
   var seed: UInt64
   var logEvery: Int
   var evalOnAverages: Bool
+  var modelDir: String
+  var saveEvery: Int
+  var keepCheckpoints: Int
 
   init(flags: Flags) throws {
     var flags = flags
@@ -27,6 +30,9 @@ struct TrainCommand {
     seed = UInt64(try flags.int("seed", default: 0))
     logEvery = try flags.int("log_every", default: 20)
     evalOnAverages = try flags.bool("eval_on_moving_averages", default: true)
+    modelDir = flags.string("model_dir", default: "")
+    keepCheckpoints = try flags.int("keep_checkpoint_max", default: 5)
+    let saveSteps = try flags.int("save_checkpoints_steps", default: 0)
     let trainImagesGiven = flags.has("num_train_images"), evalImagesGiven = flags.has("num_eval_images")
     try flags.finish()
     switch useData {
@@ -47,7 +53,10 @@ struct TrainCommand {
       throw UsageError("--use_data must be builtin, fake or real, got '\(useData)'")
     }
     try training.validate()
+    saveEvery = saveSteps > 0 ? saveSteps : training.iterationsPerLoop
   }
+
+  var checkpointConfig: [String: String] { network.flagValues.merging(training.flagValues) { a, _ in a } }
 
   func run() throws {
     let context = KernelContext(threads: threads)
@@ -62,6 +71,15 @@ struct TrainCommand {
     let labels = UnsafeMutablePointer<Float>.allocateAligned(training.trainBatchSize)
     defer { images.deallocate(); labels.deallocate() }
 
+    let store = modelDir.isEmpty ? nil : CheckpointStore(directory: modelDir, keep: keepCheckpoints)
+    if let store, let sidecar = try store.restore(into: trainer, config: checkpointConfig, report: { print("warning: \($0)") }) {
+      print("restored \(modelDir)/\(sidecar.tensorsFile) at step \(sidecar.globalStep)")
+    }
+    if training.mode == "eval" {
+      guard store != nil, trainer.globalStep > 0 else { throw UsageError("--mode=eval needs --model_dir with a checkpoint") }
+      try evaluate(trainer, dataset: dataset, context: context)
+      return
+    }
     let total = training.totalSteps
     print("training \(network.cellName) num_cells=\(network.numCells) reduction_size=\(network.reductionSize) image_size=\(network.imageSize) on \(useData) data: \(trainer.model.trainableParameterCount) parameters, \(total) steps of \(training.trainBatchSize) (\(training.numEpochs) epochs), \(threads) threads")
     let evalEvery = training.mode == "train_and_eval" ? max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining))) : Int.max
@@ -81,14 +99,16 @@ struct TrainCommand {
         print("step \(trainer.globalStep)/\(total) epoch \(format(epoch, 2)) loss \(format(lossSum / Double(lossCount), 4)) lr \(format(rate, 5)) images/s \(format(speed, 1)) eta \(duration(remaining))")
         windowStart = now(); windowImages = 0; lossSum = 0; lossCount = 0
       }
+      if let store, trainer.globalStep % saveEvery == 0 || trainer.globalStep == total {
+        let path = try store.save(trainer, config: checkpointConfig)
+        print("saved \(path)")
+      }
       if trainer.globalStep % evalEvery == 0 && trainer.globalStep < total {
         try evaluate(trainer, dataset: dataset, context: context)
       }
     }
-    print("trained \(total) steps in \(duration(now() - started))")
-    if training.mode != "train" || true {
-      try evaluate(trainer, dataset: dataset, context: context)
-    }
+    print("trained to step \(total) in \(duration(now() - started))")
+    try evaluate(trainer, dataset: dataset, context: context)
   }
 
   func evaluate(_ trainer: Trainer, dataset: any Dataset, context: KernelContext) throws {

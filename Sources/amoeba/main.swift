@@ -10,6 +10,7 @@ let usage = """
     summary [model flags]                                  per-stage shapes, parameter counts, multiply-adds
     lr-schedule [training flags] --steps 0,100,437         the learning rate at each step
     train [model, training and data flags]                 single-process training with progress and evaluation
+    export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
     bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N] [--profile]
                   [--fuse_bn_relu true|false]
@@ -21,6 +22,8 @@ do {
   switch (arguments.first, arguments.dropFirst().first) {
   case ("lr-schedule", _):
     try LearningRateCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
+  case ("export", _):
+    try ExportCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("train", _):
     try TrainCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("summary", _):
