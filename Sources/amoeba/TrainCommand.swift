@@ -108,7 +108,8 @@ struct TrainCommand {
       }
     }
     print("trained to step \(total) in \(duration(now() - started))")
-    try evaluate(trainer, dataset: dataset, context: context)
+    // --mode=train only trains, as the reference's; the others end with an evaluation.
+    if training.mode != "train" { try evaluate(trainer, dataset: dataset, context: context) }
   }
 
   func evaluate(_ trainer: Trainer, dataset: any Dataset, context: KernelContext) throws {

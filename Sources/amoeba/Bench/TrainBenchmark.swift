@@ -1,0 +1,66 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Data
+import Model
+import Tensor
+import Train
+
+/// `amoeba bench train --preset bench-small|tiny`: training images/s (forward, backward, optimizer,
+/// moving averages) of a whole AmoebaNet-D step on fake data, and the process's peak RSS.
+/// bench-small: num_cells 6, reduction_size 64, image_size 128, batch 32, aux head, 1001 classes.
+/// tiny: num_cells 3, reduction_size 16, image_size 32, batch 64, 10 classes, no aux head.
+struct TrainBenchmark {
+  var network = NetworkConfig()
+  var training = TrainingConfig()
+  var preset: String
+  var steps: Int
+  var threads: Int
+
+  init(flags: Flags) throws {
+    var flags = flags
+    preset = flags.string("preset", default: "tiny")
+    steps = try flags.int("steps", default: 10)
+    threads = try flags.int("threads", default: ThreadPool.onlineCores)
+    try flags.finish()
+    switch preset {
+    case "bench-small":
+      network.numCells = 6; network.reductionSize = 64; network.imageSize = 128; network.useAuxHead = true
+      network.numLabelClasses = 1001; training.trainBatchSize = 32
+    case "tiny":
+      network.numCells = 3; network.reductionSize = 16; network.imageSize = 32; network.useAuxHead = false
+      network.numLabelClasses = 10; training.trainBatchSize = 64
+    default:
+      throw UsageError("--preset must be bench-small or tiny, got '\(preset)'")
+    }
+    training.numTrainImages = 1_281_167
+    guard steps >= 2 else { throw UsageError("--steps must be at least 2") }
+  }
+
+  func run() throws {
+    let context = KernelContext(threads: threads)
+    let trainer = try Trainer(network: network, training: training, batchSize: training.trainBatchSize, context: context)
+    let data = FakeDataset(imageSize: network.imageSize, classCount: network.numLabelClasses)
+    let batcher = Batcher(dataset: data, split: .train, batchSize: training.trainBatchSize)
+    let pixels = network.imageSize * network.imageSize * 3
+    let images = UnsafeMutablePointer<Float>.allocateAligned(training.trainBatchSize * pixels)
+    let labels = UnsafeMutablePointer<Float>.allocateAligned(training.trainBatchSize)
+    defer { images.deallocate(); labels.deallocate() }
+    batcher.fill(batch: 0, images: images, labels: labels, context: context)
+    var times: [Double] = []
+    for _ in 0..<steps {
+      let start = now()
+      try trainer.computeGradients(images: images, labels: labels)
+      trainer.applyGradients()
+      times.append(now() - start)
+    }
+    times.removeFirst()  // the first step touches every page of the arena
+    times.sort()
+    let median = times[times.count / 2], best = times[0]
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    print("machine: \(machineDescription()); \(threads) threads")
+    print("preset \(preset): \(trainer.model.trainableParameterCount) parameters, batch \(training.trainBatchSize), memory plan \(round1(Double(trainer.executor.plan.plannedPeakBytes) / 1_048_576)) MiB")
+    print("images/s median \(round1(Double(training.trainBatchSize) / median)) best \(round1(Double(training.trainBatchSize) / best)) over \(times.count) steps; peak RSS \(round1(Double(usage.ru_maxrss) / 1024)) MiB")
+  }
+}
