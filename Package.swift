@@ -33,11 +33,13 @@ let package = Package(
     .target(name: "Model", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
     .target(name: "Train", dependencies: ["Model", "Graph", "Tensor"], swiftSettings: numericFlags),
     .target(name: "Data", dependencies: ["Tensor"], swiftSettings: numericFlags),
+    .target(name: "Collective", swiftSettings: numericFlags),
     .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data"], swiftSettings: numericFlags),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "GraphTests", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "ModelTests", dependencies: ["Model", "Graph", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Data", "Graph", "Tensor"], swiftSettings: numericFlags),
+    .testTarget(name: "CollectiveTests", dependencies: ["Collective"], swiftSettings: numericFlags),
     .testTarget(name: "DataTests", dependencies: ["Data", "Tensor"], swiftSettings: numericFlags),
   ]
 )

@@ -1,0 +1,35 @@
+/// Failures of the data plane. Every case names the peer (rank and address) where there is one and
+/// says what to check; the first error on a ring is what every later operation on it reports.
+public enum CollectiveError: Error, CustomStringConvertible, Equatable, Sendable {
+  /// A system call failed: the call, the errno text, and the peer it concerned.
+  case systemCall(call: String, error: String, peer: String)
+  /// Could not connect to a peer before the deadline.
+  case connectFailed(rank: Int, address: String, waited: Double, lastError: String)
+  /// The peer closed the connection (its process died or gave up).
+  case peerClosed(rank: Int, address: String)
+  /// Nothing arrived from (or could be sent to) the peer within the deadline.
+  case peerTimedOut(rank: Int, address: String, waited: Double)
+  /// The peer sent bytes that are not a valid frame (wrong magic, wrong size, wrong sequence).
+  case malformedFrame(rank: Int, address: String, reason: String)
+  /// An address that cannot be parsed or resolved.
+  case badAddress(String)
+
+  public var description: String {
+    switch self {
+    case let .systemCall(call, error, peer):
+      "\(call) failed for \(peer): \(error)"
+    case let .connectFailed(rank, address, waited, lastError):
+      "could not connect to rank \(rank) at \(address) within \(seconds(waited)) (last error: \(lastError)); check that the process is running and the address is reachable"
+    case let .peerClosed(rank, address):
+      "rank \(rank) at \(address) closed the connection; it has probably exited — see its log"
+    case let .peerTimedOut(rank, address, waited):
+      "rank \(rank) at \(address) sent nothing for \(seconds(waited)); it is stalled or the network is down"
+    case let .malformedFrame(rank, address, reason):
+      "rank \(rank) at \(address) sent a malformed frame: \(reason); is it running the same version of amoeba?"
+    case let .badAddress(text):
+      "bad address '\(text)': expected host:port (IPv6 as [addr]:port)"
+    }
+  }
+}
+
+func seconds(_ s: Double) -> String { String(Double(Int(s * 10)) / 10) + " s" }

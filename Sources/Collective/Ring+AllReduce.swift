@@ -1,0 +1,111 @@
+/// Ring all-reduce: reduce-scatter then all-gather, n − 1 steps each, as Baidu's ring and Gloo's
+/// `allreduce_ring` do.
+///
+/// The buffer is cut into `size` chunks, chunk i = elements [i·c/n, (i+1)·c/n). In reduce-scatter
+/// step s, rank r sends chunk (r − s) to the right and adds the chunk (r − s − 1) arriving from the
+/// left into its own copy, so after n − 1 steps rank r holds the full sum of chunk (r + 1). In
+/// all-gather step s it sends chunk (r + 1 − s) and overwrites chunk (r − s) with what arrives. Each
+/// rank sends 2·(n−1)/n of the buffer in all. Sending, receiving and adding overlap: the adds
+/// run on each segment as soon as it has arrived, while the transport keeps both sockets busy.
+/// Every rank ends with the same bits: each chunk is summed once, by its owner, then copied.
+public enum ReduceOperation: Sendable { case sum, mean }
+
+public final class Ring {
+  public let links: RingLinks
+  /// Floats added per callback slice while the rest of a chunk is in flight.
+  public var segmentElements = 16_384
+  private var scratch: UnsafeMutablePointer<Float>
+  private var scratchCapacity = 0
+
+  public init(links: RingLinks) {
+    self.links = links
+    scratch = .allocate(capacity: 1)
+  }
+
+  deinit { scratch.deallocate() }
+
+  public var rank: Int { links.rank }
+  public var size: Int { links.size }
+
+  func chunk(_ i: Int, count: Int) -> Range<Int> {
+    let n = size
+    return (i * count / n)..<((i + 1) * count / n)
+  }
+
+  private func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
+    if count > scratchCapacity {
+      scratch.deallocate()
+      scratch = .allocate(capacity: max(count, 1))
+      scratchCapacity = count
+    }
+    return scratch
+  }
+
+  /// Sums (or averages) `data` across the ring in place.
+  public func allReduce(_ data: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation = .sum) throws(CollectiveError) {
+    let n = size, count = data.count, r = rank
+    guard n > 1 else { return }
+    let base = data.baseAddress!
+    let largest = (0..<n).map { chunk($0, count: count).count }.max() ?? 0
+    let incoming = reserve(largest)
+    for s in 0..<(n - 1) {
+      let send = chunk((r - s + n) % n, count: count), receive = chunk((r - s - 1 + 2 * n) % n, count: count)
+      var added = 0
+      try links.exchange(send: UnsafeRawBufferPointer(start: base + send.lowerBound, count: send.count * 4),
+                         receive: UnsafeMutableRawBufferPointer(start: incoming, count: receive.count * 4)) { bytes in
+        let ready = bytes / 4
+        guard ready - added >= segmentElements || ready == receive.count else { return }
+        let target = base + receive.lowerBound
+        for i in added..<ready { target[i] += incoming[i] }
+        added = ready
+      }
+    }
+    let owned = chunk((r + 1) % n, count: count)
+    if operation == .mean {
+      let scale = 1 / Float(n)
+      for i in owned { base[i] *= scale }
+    }
+    for s in 0..<(n - 1) {
+      let send = chunk((r + 1 - s + n) % n, count: count), receive = chunk((r - s + n) % n, count: count)
+      try links.exchange(send: UnsafeRawBufferPointer(start: base + send.lowerBound, count: send.count * 4),
+                         receive: UnsafeMutableRawBufferPointer(start: base + receive.lowerBound, count: receive.count * 4)) { _ in }
+    }
+  }
+
+  /// Rank `root`'s `data` everywhere: passed around the ring in n − 1 exchanges.
+  public func broadcast(_ data: UnsafeMutableBufferPointer<Float>, root: Int = 0) throws(CollectiveError) {
+    let n = size
+    guard n > 1 else { return }
+    // Step s: the rank s places right of the root has the data and passes it on; the others
+    // exchange empty frames, which keeps every link's sequence numbers in step.
+    for s in 0..<(n - 1) {
+      let sender = (root + s) % n, receiver = (root + s + 1) % n
+      let outgoing = rank == sender ? UnsafeRawBufferPointer(data) : UnsafeRawBufferPointer(start: nil, count: 0)
+      let incoming = rank == receiver ? UnsafeMutableRawBufferPointer(data) : UnsafeMutableRawBufferPointer(start: nil, count: 0)
+      try links.exchange(send: outgoing, receive: incoming) { _ in }
+    }
+  }
+
+  /// Every rank's `local` (the same count everywhere), concatenated in rank order.
+  public func allGather(_ local: [Float]) throws(CollectiveError) -> [Float] {
+    let n = size, count = local.count
+    var all = [Float](repeating: 0, count: n * count)
+    for i in 0..<count { all[rank * count + i] = local[i] }
+    guard n > 1 else { return all }
+    try all.withUnsafeMutableBufferPointer { (buffer) throws(CollectiveError) in
+      let base = buffer.baseAddress!
+      for s in 0..<(n - 1) {
+        let send = (rank - s + n) % n, receive = (rank - s - 1 + n) % n
+        try links.exchange(send: UnsafeRawBufferPointer(start: base + send * count, count: count * 4),
+                           receive: UnsafeMutableRawBufferPointer(start: base + receive * count, count: count * 4)) { _ in }
+      }
+    }
+    return all
+  }
+
+  /// Returns once every rank has called it (or throws naming the rank that did not).
+  public func barrier() throws(CollectiveError) {
+    var token: [Float] = [1]
+    try token.withUnsafeMutableBufferPointer { (buffer) throws(CollectiveError) in try allReduce(buffer) }
+  }
+}

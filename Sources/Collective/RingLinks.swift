@@ -1,0 +1,153 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the ring algorithms need from a transport: a rank, a size, and one full-duplex step —
+/// send to the right neighbour while receiving from the left. The algorithms (`Ring+AllReduce`, …)
+/// know nothing about sockets; `TCPRing` implements this over TCP, and tests may implement it in memory.
+public protocol RingLinks: AnyObject {
+  var rank: Int { get }
+  var size: Int { get }
+  /// Sends `outgoing` to the right while receiving exactly `incoming.count` bytes from the left.
+  /// `received(bytes)` is called as the incoming bytes arrive (with the count received so far), so a
+  /// caller can reduce the first segments while later ones are still on the wire.
+  func exchange(send outgoing: UnsafeRawBufferPointer, receive incoming: UnsafeMutableRawBufferPointer,
+                received: (Int) -> Void) throws(CollectiveError)
+}
+
+/// A ring of processes over TCP: this rank connects to its right neighbour and accepts its left one.
+///
+/// Every message is a frame: a 16-byte header (magic `AMRG`, sequence number, payload length), then
+/// the payload. The receiver knows the length it expects and checks the header against it before
+/// reading the payload, so a peer sending garbage is reported, never trusted for a size.
+/// The first error is sticky: later operations fail with the same error.
+public final class TCPRing: RingLinks {
+  public let rank: Int
+  public let size: Int
+  /// Seconds each operation may wait on a peer.
+  public let timeout: Double
+  let right: TCPConnection?
+  let left: TCPConnection?
+  private var sendSequence: UInt32 = 0
+  private var receiveSequence: UInt32 = 0
+  private var failure: CollectiveError?
+
+  static let magic: UInt32 = 0x4752_4D41  // "AMRG"
+  static let headerBytes = 16
+
+  /// Forms the ring: `listener` is this rank's bound socket, `addresses[r]` every rank's listening
+  /// address. Peers may start in any order; everything must be connected before `timeout` passes.
+  public init(rank: Int, addresses: [SocketAddress], listener: TCPListener, jobID: UInt64 = 0, timeout: Double = 30) throws(CollectiveError) {
+    self.rank = rank
+    self.size = addresses.count
+    self.timeout = timeout
+    guard size > 1 else { right = nil; left = nil; return }
+    let deadline = monotonicNow() + timeout
+    let rightRank = (rank + 1) % size, leftRank = (rank + size - 1) % size
+    let right = try connect(to: addresses[rightRank], rank: rightRank, deadline: deadline)
+    right.timeout = timeout
+    try right.sendAll(TCPRing.hello(rank: rank, size: size, jobID: jobID), deadline: deadline)
+    let left = try listener.accept(deadline: deadline, expecting: "rank \(leftRank) (\(addresses[leftRank]))")
+    left.peerRank = leftRank
+    left.peerAddress = addresses[leftRank].description
+    left.timeout = timeout
+    let greeting = try left.receive(count: 24, deadline: deadline)
+    let expected = TCPRing.hello(rank: leftRank, size: size, jobID: jobID)
+    if greeting != expected {
+      throw .malformedFrame(rank: leftRank, address: addresses[leftRank].description,
+                            reason: "its ring greeting does not say rank \(leftRank) of \(size) in this job")
+    }
+    self.right = right
+    self.left = left
+  }
+
+  static func hello(rank: Int, size: Int, jobID: UInt64) -> [UInt8] {
+    var bytes = [UInt8]()
+    for value in [UInt64(magic) << 32 | UInt64(rank), UInt64(size), jobID] {
+      withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+    return bytes
+  }
+
+  public func close() {
+    right?.close()
+    left?.close()
+  }
+
+  public func exchange(send outgoing: UnsafeRawBufferPointer, receive incoming: UnsafeMutableRawBufferPointer,
+                       received: (Int) -> Void) throws(CollectiveError) {
+    if let failure { throw failure }
+    guard let right, let left else { return }
+    do {
+      try run(right: right, left: left, outgoing: outgoing, incoming: incoming, received: received)
+    } catch {
+      failure = error
+      throw error
+    }
+  }
+
+  private func run(right: TCPConnection, left: TCPConnection, outgoing: UnsafeRawBufferPointer,
+                   incoming: UnsafeMutableRawBufferPointer, received: (Int) -> Void) throws(CollectiveError) {
+    let deadline = monotonicNow() + timeout
+    var header = [UInt8](repeating: 0, count: TCPRing.headerBytes)
+    for (i, value) in [UInt32(TCPRing.magic), sendSequence, UInt32(truncatingIfNeeded: outgoing.count),
+                       UInt32(truncatingIfNeeded: outgoing.count >> 32)].enumerated() {
+      withUnsafeBytes(of: value.littleEndian) { header.replaceSubrange(i * 4..<(i + 1) * 4, with: $0) }
+    }
+    sendSequence &+= 1
+    var incomingHeader = [UInt8](repeating: 0, count: TCPRing.headerBytes)
+    var sent = 0, got = 0
+    let sendTotal = TCPRing.headerBytes + outgoing.count, receiveTotal = TCPRing.headerBytes + incoming.count
+    while sent < sendTotal || got < receiveTotal {
+      var fds = [pollfd(fd: right.fd, events: sent < sendTotal ? Int16(POLLOUT) : 0, revents: 0),
+                 pollfd(fd: left.fd, events: got < receiveTotal ? Int16(POLLIN) : 0, revents: 0)]
+      let remaining = deadline - monotonicNow()
+      if remaining <= 0 {
+        let late = got < receiveTotal ? left : right
+        throw .peerTimedOut(rank: late.peerRank, address: late.peerAddress, waited: timeout)
+      }
+      let rc = poll(&fds, 2, Int32(min(remaining * 1000 + 1, 60_000)))
+      if rc < 0 && errno != EINTR { throw right.failure("poll") }
+      if sent < sendTotal && fds[0].revents != 0 {
+        let n: Int
+        if sent < TCPRing.headerBytes {
+          n = header.withUnsafeBytes { Glibc.send(right.fd, $0.baseAddress! + sent, TCPRing.headerBytes - sent, Int32(MSG_NOSIGNAL)) }
+        } else {
+          let offset = sent - TCPRing.headerBytes
+          n = Glibc.send(right.fd, outgoing.baseAddress! + offset, outgoing.count - offset, Int32(MSG_NOSIGNAL))
+        }
+        if n > 0 { sent += n } else if n < 0 && errno != EAGAIN && errno != EINTR { throw right.failure("send") }
+      }
+      if got < receiveTotal && fds[1].revents != 0 {
+        let n: Int
+        if got < TCPRing.headerBytes {
+          n = incomingHeader.withUnsafeMutableBytes { Glibc.recv(left.fd, $0.baseAddress! + got, TCPRing.headerBytes - got, 0) }
+          if n > 0 && got + n == TCPRing.headerBytes { try check(incomingHeader, expected: incoming.count, from: left) }
+        } else {
+          let offset = got - TCPRing.headerBytes
+          n = Glibc.recv(left.fd, incoming.baseAddress! + offset, incoming.count - offset, 0)
+        }
+        if n == 0 { throw .peerClosed(rank: left.peerRank, address: left.peerAddress) }
+        if n > 0 {
+          got += n
+          if got > TCPRing.headerBytes { received(got - TCPRing.headerBytes) }
+        } else if errno != EAGAIN && errno != EINTR { throw left.failure("recv") }
+      }
+    }
+    receiveSequence &+= 1
+  }
+
+  private func check(_ header: [UInt8], expected: Int, from left: TCPConnection) throws(CollectiveError) {
+    func word(_ i: Int) -> UInt32 { header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) } }
+    guard word(0) == TCPRing.magic else {
+      throw .malformedFrame(rank: left.peerRank, address: left.peerAddress, reason: "bad magic 0x\(String(word(0), radix: 16))")
+    }
+    guard word(1) == receiveSequence else {
+      throw .malformedFrame(rank: left.peerRank, address: left.peerAddress, reason: "sequence \(word(1)), expected \(receiveSequence)")
+    }
+    let length = Int(word(2)) | Int(word(3)) << 32
+    guard length == expected else {
+      throw .malformedFrame(rank: left.peerRank, address: left.peerAddress, reason: "payload of \(length) bytes, expected \(expected)")
+    }
+  }
+}

@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Monotonic clock in seconds: deadlines never move with wall-clock changes.
+public func monotonicNow() -> Double {
+  var t = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &t)
+  return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+/// A host and port, IPv4 or IPv6.
+public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
+  public var host: String
+  public var port: Int
+
+  public init(host: String, port: Int) { self.host = host; self.port = port }
+
+  /// `host:port`, `[v6]:port`.
+  public init(parsing text: String) throws(CollectiveError) {
+    if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+      let rest = text[text.index(after: close)...]
+      guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (0...65535).contains(port) else { throw .badAddress(text) }
+      host = String(text[text.index(after: text.startIndex)..<close]); self.port = port
+    } else {
+      guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port),
+            !text[..<colon].isEmpty else { throw .badAddress(text) }
+      host = String(text[..<colon]); self.port = port
+    }
+  }
+
+  public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+  /// getaddrinfo for a TCP stream socket.
+  func resolve() throws(CollectiveError) -> (family: Int32, storage: sockaddr_storage, length: socklen_t) {
+    var hints = addrinfo()
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    hints.ai_family = AF_UNSPEC
+    var result: UnsafeMutablePointer<addrinfo>?
+    let rc = getaddrinfo(host, String(port), &hints, &result)
+    guard rc == 0, let info = result else { throw .badAddress("\(description) (\(String(cString: gai_strerror(rc))))") }
+    defer { freeaddrinfo(result) }
+    var storage = sockaddr_storage()
+    withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: info.pointee.ai_addr, count: Int(info.pointee.ai_addrlen))) }
+    return (info.pointee.ai_family, storage, info.pointee.ai_addrlen)
+  }
+}
+
+/// A connected TCP socket in non-blocking mode; every read and write waits with `poll` against a
+/// deadline. Not thread-safe: one owner at a time.
+public final class TCPConnection {
+  public let fd: Int32
+  /// Who is on the other side, for error messages: "rank 3 at 10.0.0.4:5000".
+  public var peerRank: Int
+  public var peerAddress: String
+  /// The wait each deadline was computed from, reported when it passes.
+  public var timeout: Double = 30
+  private var closed = false
+
+  init(fd: Int32, peerRank: Int, peerAddress: String) {
+    self.fd = fd; self.peerRank = peerRank; self.peerAddress = peerAddress
+    TCPConnection.configure(fd)
+  }
+
+  deinit { close() }
+
+  public func close() {
+    if !closed { closed = true; Glibc.close(fd) }
+  }
+
+  static func configure(_ fd: Int32) {
+    var one: Int32 = 1
+    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    var buffer: Int32 = 4 << 20
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer, socklen_t(MemoryLayout<Int32>.size))
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, socklen_t(MemoryLayout<Int32>.size))
+    let flags = fcntl(fd, F_GETFL, 0)
+    _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+  }
+
+  var peer: String { "rank \(peerRank) at \(peerAddress)" }
+
+  /// Writes all of `bytes` before `deadline`.
+  public func sendAll(_ bytes: UnsafeRawBufferPointer, deadline: Double) throws(CollectiveError) {
+    var offset = 0
+    while offset < bytes.count {
+      let n = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+      if n > 0 { offset += n; continue }
+      if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { throw failure("send") }
+      try wait(POLLOUT, deadline: deadline)
+    }
+  }
+
+  public func sendAll(_ bytes: [UInt8], deadline: Double) throws(CollectiveError) {
+    var offset = 0
+    while offset < bytes.count {
+      let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+      if n > 0 { offset += n; continue }
+      if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { throw failure("send") }
+      try wait(POLLOUT, deadline: deadline)
+    }
+  }
+
+  public func receive(count: Int, deadline: Double) throws(CollectiveError) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: count)
+    var offset = 0
+    while offset < count {
+      let n = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + offset, count - offset, 0) }
+      if n > 0 { offset += n; continue }
+      if n == 0 { throw .peerClosed(rank: peerRank, address: peerAddress) }
+      if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { throw failure("recv") }
+      try wait(POLLIN, deadline: deadline)
+    }
+    return bytes
+  }
+
+  /// Reads exactly `bytes.count` bytes before `deadline`.
+  public func receiveAll(_ bytes: UnsafeMutableRawBufferPointer, deadline: Double) throws(CollectiveError) {
+    var offset = 0
+    while offset < bytes.count {
+      let n = recv(fd, bytes.baseAddress! + offset, bytes.count - offset, 0)
+      if n > 0 { offset += n; continue }
+      if n == 0 { throw .peerClosed(rank: peerRank, address: peerAddress) }
+      if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { throw failure("recv") }
+      try wait(POLLIN, deadline: deadline)
+    }
+  }
+
+  func wait(_ events: Int32, deadline: Double) throws(CollectiveError) {
+    let remaining = deadline - monotonicNow()
+    if remaining <= 0 { throw .peerTimedOut(rank: peerRank, address: peerAddress, waited: timeout) }
+    var p = pollfd(fd: fd, events: Int16(events), revents: 0)
+    let rc = poll(&p, 1, Int32(min(remaining * 1000 + 1, 60_000)))
+    if rc < 0 && errno != EINTR { throw failure("poll") }
+  }
+
+  func failure(_ call: String) -> CollectiveError {
+    let code = errno
+    if code == ECONNRESET || code == EPIPE { return .peerClosed(rank: peerRank, address: peerAddress) }
+    return .systemCall(call: call, error: String(cString: strerror(code)), peer: peer)
+  }
+}
+
+/// A listening TCP socket.
+public final class TCPListener {
+  public let fd: Int32
+  public let address: SocketAddress
+
+  /// Binds `host:port` (port 0 picks a free one; `address` reports the real port).
+  public init(host: String, port: Int = 0) throws(CollectiveError) {
+    let resolved = try SocketAddress(host: host, port: port).resolve()
+    let fd = socket(resolved.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw .systemCall(call: "socket", error: String(cString: strerror(errno)), peer: host) }
+    var one: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+    var storage = resolved.storage
+    let rc = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, resolved.length) } }
+    guard rc == 0, listen(fd, 64) == 0 else {
+      let error = String(cString: strerror(errno))
+      Glibc.close(fd)
+      throw .systemCall(call: "bind/listen", error: error, peer: "\(host):\(port)")
+    }
+    var bound = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    let boundPort = withUnsafeBytes(of: &bound) { raw -> Int in
+      let family = raw.load(as: sa_family_t.self)
+      let portOffset = family == sa_family_t(AF_INET6) ? 2 : 2
+      return Int(UInt16(bigEndian: raw.load(fromByteOffset: portOffset, as: UInt16.self)))
+    }
+    self.fd = fd
+    self.address = SocketAddress(host: host, port: boundPort)
+    let flags = fcntl(fd, F_GETFL, 0)
+    _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+  }
+
+  deinit { Glibc.close(fd) }
+
+  /// Accepts one connection before `deadline`.
+  public func accept(deadline: Double, expecting: String) throws(CollectiveError) -> TCPConnection {
+    while true {
+      var storage = sockaddr_storage()
+      var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+      let client = withUnsafeMutablePointer(to: &storage) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.accept(fd, $0, &length) }
+      }
+      if client >= 0 {
+        _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+        return TCPConnection(fd: client, peerRank: -1, peerAddress: "incoming")
+      }
+      if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+        throw .systemCall(call: "accept", error: String(cString: strerror(errno)), peer: address.description)
+      }
+      let remaining = deadline - monotonicNow()
+      if remaining <= 0 { throw .peerTimedOut(rank: -1, address: expecting, waited: 0) }
+      var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+      _ = poll(&p, 1, Int32(min(remaining * 1000 + 1, 60_000)))
+    }
+  }
+}
+
+/// Connects to `address`, retrying refused or unreachable attempts until `deadline` (peers start in
+/// any order).
+public func connect(to address: SocketAddress, rank: Int, deadline: Double) throws(CollectiveError) -> TCPConnection {
+  let started = monotonicNow()
+  var lastError = "none"
+  while true {
+    let resolved = try address.resolve()
+    let fd = socket(resolved.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw .systemCall(call: "socket", error: String(cString: strerror(errno)), peer: address.description) }
+    var storage = resolved.storage
+    let rc = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, resolved.length) } }
+    if rc == 0 { return TCPConnection(fd: fd, peerRank: rank, peerAddress: address.description) }
+    lastError = String(cString: strerror(errno))
+    Glibc.close(fd)
+    if monotonicNow() >= deadline {
+      throw .connectFailed(rank: rank, address: address.description, waited: monotonicNow() - started, lastError: lastError)
+    }
+    usleep(20_000)
+  }
+}

@@ -1,0 +1,179 @@
+import Testing
+import Foundation
+import Synchronization
+@testable import Collective
+
+/// Runs `body(rank)` on `n` threads at once (ring members block on each other, so a pool with
+/// fewer threads than ranks would deadlock) and returns the results in rank order.
+func onRanks<T: Sendable>(_ n: Int, _ body: @escaping @Sendable (Int) -> T) -> [T] {
+  let results = Mutex<[Int: T]>([:])
+  let done = DispatchSemaphore(value: 0)
+  for rank in 0..<n {
+    let thread = Thread {
+      let value = body(rank)
+      results.withLock { $0[rank] = value }
+      done.signal()
+    }
+    thread.stackSize = 1 << 22
+    thread.start()
+  }
+  for _ in 0..<n { done.wait() }
+  return results.withLock { dict in (0..<n).map { dict[$0]! } }
+}
+
+/// Listeners on loopback with their addresses, one per rank.
+func listeners(_ n: Int) throws -> ([TCPListener], [SocketAddress]) {
+  let ls = try (0..<n).map { _ in try TCPListener(host: "127.0.0.1") }
+  return (ls, ls.map(\.address))
+}
+
+final class Box<T>: @unchecked Sendable { var value: T; init(_ value: T) { self.value = value } }
+
+@Suite struct RingAllReduceTests {
+  @Test(arguments: [1, 2, 3, 4, 5, 8])
+  func everyRankEndsWithTheExactSumForAnyLength(ranks n: Int) throws {
+    let (ls, addresses) = try listeners(n)
+    let boxes = ls.map { Box($0) }
+    let lengths = [0, 1, n - 1, 7, 1000, 65_537, 250_007]
+    let outcomes: [Result<[[Float]], CollectiveError>] = onRanks(n) { rank in
+      do {
+        let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
+        ring.segmentElements = 1000  // several segments per chunk even on small buffers
+        var results: [[Float]] = []
+        for count in lengths {
+          // Each rank contributes rank + i/8: the sum is exact in float32 (a gloo-style test).
+          var data = (0..<count).map { Float(rank) + Float($0 % 8) / 8 }
+          try data.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b) }
+          results.append(data)
+        }
+        var mean = [Float](repeating: Float(rank), count: 11)
+        try mean.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b, .mean) }
+        results.append(mean)
+        return .success(results)
+      } catch { return .failure(error as! CollectiveError) }
+    }
+    let triangle = Float(n * (n - 1) / 2)
+    for (rank, outcome) in outcomes.enumerated() {
+      let results = try outcome.get()
+      for (k, count) in lengths.enumerated() {
+        let expected = (0..<count).map { triangle + Float(n) * Float($0 % 8) / 8 }
+        #expect(results[k] == expected, "rank \(rank) of \(n), \(count) elements")
+      }
+      #expect(results.last! == [Float](repeating: triangle / Float(n), count: 11))
+    }
+    // Bitwise identical everywhere, also for sums that round.
+    #expect(Set(outcomes.map { try! $0.get().description }).count == 1)
+  }
+
+  @Test func broadcastAllGatherAndBarrier() throws {
+    let n = 4
+    let (ls, addresses) = try listeners(n)
+    let boxes = ls.map { Box($0) }
+    let outcomes: [Result<([Float], [Float]), CollectiveError>] = onRanks(n) { rank in
+      do {
+        let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
+        var data = rank == 2 ? [1, 2, 3, 4, 5] : [Float](repeating: 0, count: 5)
+        try data.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.broadcast(b, root: 2) }
+        let gathered = try ring.allGather([Float(rank), Float(rank * 10)])
+        try ring.barrier()
+        return .success((data, gathered))
+      } catch { return .failure(error as! CollectiveError) }
+    }
+    for outcome in outcomes {
+      let (data, gathered) = try outcome.get()
+      #expect(data == [1, 2, 3, 4, 5])
+      #expect(gathered == [0, 0, 1, 10, 2, 20, 3, 30])
+    }
+  }
+}
+
+@Suite struct RingFailureTests {
+  /// Rank `victim` forms the ring, then does `sabotage` instead of the all-reduce.
+  func run(ranks n: Int, victim: Int, timeout: Double, sabotage: @escaping @Sendable (TCPRing) -> Void) throws -> [Result<Double, CollectiveError>] {
+    let (ls, addresses) = try listeners(n)
+    let boxes = ls.map { Box($0) }
+    return onRanks(n) { rank in
+      do {
+        let links = try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: timeout)
+        if rank == victim { sabotage(links); return .success(0) }
+        let started = monotonicNow()
+        var data = [Float](repeating: 1, count: 100_000)
+        do {
+          try data.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try Ring(links: links).allReduce(b) }
+        } catch {
+          return .failure(error as! CollectiveError)
+        }
+        return .success(monotonicNow() - started)
+      } catch { return .failure(error as! CollectiveError) }
+    }
+  }
+
+  @Test func aKilledPeerIsNamedByItsNeighbourWithinTheDeadline() throws {
+    let started = monotonicNow()
+    let outcomes = try run(ranks: 4, victim: 2, timeout: 3) { links in links.close() }
+    #expect(monotonicNow() - started < 10)
+    for (rank, outcome) in outcomes.enumerated() where rank != 2 {
+      guard case let .failure(error) = outcome else { Issue.record("rank \(rank) finished without the victim"); continue }
+      // The right neighbour of the victim sees it close; the others see their own neighbours fail or time out.
+      if rank == 3 { #expect(error == .peerClosed(rank: 2, address: "127.0.0.1:\(portOf(error))") || error.description.contains("rank 2")) }
+      #expect(error.description.contains("rank"))
+    }
+  }
+
+  @Test func aStalledPeerTimesOutOnEveryOtherRank() throws {
+    let started = monotonicNow()
+    let outcomes = try run(ranks: 3, victim: 1, timeout: 1.5) { links in Thread.sleep(forTimeInterval: 4); links.close() }
+    #expect(monotonicNow() - started < 8)
+    for (rank, outcome) in outcomes.enumerated() where rank != 1 {
+      guard case let .failure(error) = outcome else { Issue.record("rank \(rank) finished with a stalled peer"); continue }
+      guard case let .peerTimedOut(late, _, waited) = error else { Issue.record("rank \(rank): \(error)"); continue }
+      #expect(late == 1 || late == (rank + 2) % 3)
+      #expect(waited == 1.5)
+    }
+    // The stalled rank's right neighbour (rank 2) waits on rank 1 itself.
+    if case let .failure(.peerTimedOut(late, _, _)) = outcomes[2] { #expect(late == 1) }
+  }
+
+  @Test func aPeerSendingGarbageIsReportedAsAMalformedFrame() throws {
+    let outcomes = try run(ranks: 3, victim: 0, timeout: 3) { links in
+      _ = try? links.right!.sendAll([UInt8](repeating: 0xAB, count: 64), deadline: monotonicNow() + 1)
+      Thread.sleep(forTimeInterval: 0.5)
+      links.close()
+    }
+    guard case let .failure(error) = outcomes[1] else { Issue.record("rank 1 accepted garbage"); return }
+    guard case let .malformedFrame(rank, _, reason) = error else { Issue.record("rank 1: \(error)"); return }
+    #expect(rank == 0)
+    #expect(reason.contains("magic"))
+  }
+
+  @Test func aFrameLongerThanExpectedIsRefusedBeforeReadingIt() throws {
+    let outcomes = try run(ranks: 2, victim: 0, timeout: 3) { links in
+      // A well-formed header announcing 2^40 bytes.
+      var header = [UInt8]()
+      for value: UInt32 in [TCPRing.magic, 0, 0, 256] { withUnsafeBytes(of: value.littleEndian) { header.append(contentsOf: $0) } }
+      _ = try? links.right!.sendAll(header, deadline: monotonicNow() + 1)
+      Thread.sleep(forTimeInterval: 0.5)
+      links.close()
+    }
+    guard case let .failure(.malformedFrame(rank, _, reason)) = outcomes[1] else { Issue.record("rank 1: \(outcomes[1])"); return }
+    #expect(rank == 0)
+    #expect(reason.contains("1099511627776 bytes"))
+  }
+
+  @Test func nobodyListeningIsAConnectErrorNamingTheAddress() throws {
+    let listener = try TCPListener(host: "127.0.0.1")
+    let dead = try TCPListener(host: "127.0.0.1")
+    let deadAddress = dead.address
+    _ = consume dead
+    let error = #expect(throws: CollectiveError.self) {
+      _ = try TCPRing(rank: 0, addresses: [listener.address, deadAddress], listener: listener, timeout: 0.5)
+    }
+    #expect(error?.description.contains(deadAddress.description) == true)
+    #expect(error?.description.contains("rank 1") == true)
+  }
+}
+
+func portOf(_ error: CollectiveError) -> String {
+  if case let .peerClosed(_, address) = error { return String(address.split(separator: ":").last ?? "") }
+  return ""
+}
