@@ -34,7 +34,7 @@ let package = Package(
     .target(name: "Train", dependencies: ["Model", "Graph", "Tensor"], swiftSettings: numericFlags),
     .target(name: "Data", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .target(name: "Collective", swiftSettings: numericFlags),
-    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data"], swiftSettings: numericFlags),
+    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "Collective"], swiftSettings: numericFlags),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "GraphTests", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "ModelTests", dependencies: ["Model", "Graph", "Tensor"], swiftSettings: numericFlags),

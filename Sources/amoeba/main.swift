@@ -12,6 +12,8 @@ let usage = """
     train [model, training and data flags]                 single-process training with progress and evaluation
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
+    bench allreduce --ranks N --sizes 64K,1M,256M [--repeats R] [--json]
+                                                          ring all-reduce over loopback: time, algbw, busbw, #wrong
     bench train --preset bench-small|tiny [--steps N] [--threads N]
                                                           whole-model training images/s and peak RSS
     bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N] [--profile]
@@ -32,6 +34,8 @@ do {
     try SummaryCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("bench", "kernels"):
     try KernelBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
+  case ("bench", "allreduce"):
+    try AllReduceBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "train"):
     try TrainBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "step"):

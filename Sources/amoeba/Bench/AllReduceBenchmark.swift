@@ -1,0 +1,118 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Collective
+import Foundation
+
+/// `amoeba bench allreduce --ranks N --sizes 64K,1M,16M,64M,256M [--repeats R] [--json]`: starts N
+/// local processes on loopback that form a ring, and prints per size the median time, algbw,
+/// busbw (= algbw·2(n−1)/n, nccl-tests' definition) and the count of wrong elements (each rank
+/// contributes rank + (i mod 8)/8, so the sum is exact).
+struct AllReduceBenchmark {
+  var ranks: Int
+  var sizes: [Int]
+  var repeats: Int
+  var json: Bool
+  /// Set in the child processes.
+  var rank: Int?
+  var rendezvous: String
+
+  init(flags: Flags) throws {
+    var flags = flags
+    ranks = try flags.int("ranks", default: 2)
+    let sizeText = flags.string("sizes", default: "64K,1M,16M,64M,256M")
+    sizes = try sizeText.split(separator: ",").map { try AllReduceBenchmark.parseBytes(String($0)) }
+    repeats = try flags.int("repeats", default: 10)
+    json = try flags.bool("json")
+    rank = flags.has("rank") ? try flags.int("rank", default: 0) : nil
+    rendezvous = flags.string("rendezvous", default: "")
+    try flags.finish()
+    guard ranks >= 1, ranks <= 64 else { throw UsageError("--ranks must be in 1...64") }
+  }
+
+  static func parseBytes(_ text: String) throws -> Int {
+    let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+    if let unit = text.last, let scale = units[unit], let value = Int(text.dropLast()) { return value * scale }
+    guard let value = Int(text) else { throw UsageError("--sizes takes byte counts like 64K,1M,256M, got '\(text)'") }
+    return value
+  }
+
+  func run() throws {
+    if let rank { try child(rank: rank); return }
+    let directory = NSTemporaryDirectory() + "amoeba-allreduce-\(getpid())"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    var children: [pid_t] = []
+    for r in 0..<ranks {
+      let args = [executable, "bench", "allreduce", "--ranks", String(ranks), "--sizes", sizes.map(String.init).joined(separator: ","),
+                  "--repeats", String(repeats), "--rank", String(r), "--rendezvous", directory] + (json ? ["--json"] : [])
+      var pid = pid_t()
+      let cArgs = args.map { strdup($0) } + [nil]
+      defer { cArgs.forEach { free($0) } }
+      let rc = posix_spawn(&pid, executable, nil, nil, cArgs, environ)
+      guard rc == 0 else { throw BenchmarkError("could not start rank \(r): \(String(cString: strerror(rc)))") }
+      children.append(pid)
+    }
+    var failed = false
+    for (r, pid) in children.enumerated() {
+      var status: Int32 = 0
+      waitpid(pid, &status, 0)
+      if status != 0 { printError("rank \(r) exited with status \(status)"); failed = true }
+    }
+    if failed { throw BenchmarkError("allreduce benchmark failed (see the ranks' errors above)") }
+  }
+
+  /// One rank: bind, publish the port in the rendezvous directory, read everyone's, run.
+  func child(rank: Int) throws {
+    let listener = try TCPListener(host: "127.0.0.1")
+    try String(listener.address.port).write(toFile: "\(rendezvous)/\(rank).port.tmp", atomically: false, encoding: .utf8)
+    rename("\(rendezvous)/\(rank).port.tmp", "\(rendezvous)/\(rank).port")
+    let deadline = monotonicNow() + 30
+    var addresses: [SocketAddress] = []
+    while addresses.count < ranks {
+      addresses = (0..<ranks).compactMap { r in
+        (try? String(contentsOfFile: "\(rendezvous)/\(r).port", encoding: .utf8)).flatMap(Int.init).map { SocketAddress(host: "127.0.0.1", port: $0) }
+      }
+      if addresses.count < ranks {
+        guard monotonicNow() < deadline else { throw BenchmarkError("rank \(rank): the other ranks did not publish their ports within 30 s") }
+        usleep(10_000)
+      }
+    }
+    let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, timeout: 60))
+    if rank == 0 && !json {
+      print("ring all-reduce, float32 sum, \(ranks) ranks on loopback; \(machineDescription())")
+      print(pad("size", 12) + pad("time ms", 12) + pad("algbw GB/s", 12) + pad("busbw GB/s", 12) + "#wrong")
+    }
+    var rows: [String] = []
+    for bytes in sizes {
+      let count = bytes / 4
+      let data = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(count, 1))
+      defer { data.deallocate() }
+      var times: [Double] = []
+      var wrong = 0
+      for iteration in 0...repeats {
+        for i in 0..<count { data[i] = Float(rank) + Float(i % 8) / 8 }
+        try ring.barrier()
+        let start = monotonicNow()
+        try ring.allReduce(UnsafeMutableBufferPointer(rebasing: data[0..<count]))
+        if iteration > 0 { times.append(monotonicNow() - start) }
+        let triangle = Float(ranks * (ranks - 1) / 2)
+        for i in 0..<count where data[i] != triangle + Float(ranks) * Float(i % 8) / 8 { wrong += 1 }
+      }
+      var total = [Float(wrong)]
+      try total.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b) }
+      times.sort()
+      let median = times[times.count / 2]
+      let algbw = Double(bytes) / median / 1e9, busbw = algbw * 2 * Double(ranks - 1) / Double(ranks)
+      if rank == 0 {
+        if json {
+          rows.append("{\"bytes\":\(bytes),\"ranks\":\(ranks),\"median_ms\":\(round3(median * 1e3)),\"algbw_gbps\":\(round3(algbw)),\"busbw_gbps\":\(round3(busbw)),\"wrong\":\(Int(total[0]))}")
+        } else {
+          print(pad(String(bytes), 12) + pad(String(round3(median * 1e3)), 12) + pad(String(round3(algbw)), 12) + pad(String(round3(busbw)), 12) + String(Int(total[0])))
+        }
+      }
+    }
+    if rank == 0 && json { print("[\n  " + rows.joined(separator: ",\n  ") + "\n]") }
+  }
+}
