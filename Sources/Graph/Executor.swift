@@ -25,6 +25,9 @@ public final class Executor {
   public var randomStream: UInt64 = 0
   /// Nodes executed per run, in order.
   public let schedule: [Int]
+  /// Called after each node runs, with its node index (a distributed trainer hands gradients to
+  /// the communication thread as soon as they are final). Nil costs nothing.
+  public var onExecuted: ((_ node: Int) -> Void)?
   /// When true, `run()` times every node (two clock reads per node) into `scheduledSeconds`.
   public var profiling = false
   /// The non-leaf nodes `run()` executes, in order (the schedule without inputs, parameters, constants).
@@ -134,6 +137,13 @@ public final class Executor {
 
   /// Runs every scheduled node once.
   public func run() throws(ExecutionError) {
+    if let hook = onExecuted {
+      for instruction in instructions {
+        try execute(instruction)
+        hook(instruction.node)
+      }
+      return
+    }
     if !profiling {
       for instruction in instructions { try execute(instruction) }
       return

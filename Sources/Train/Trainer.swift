@@ -1,3 +1,4 @@
+import Collective
 import Graph
 import Model
 import Tensor
@@ -118,7 +119,9 @@ public final class Trainer {
     executor.pointer(labels).update(from: classes, count: batchSize)
     if let keep = dropPathKeep { executor.pointer(keep)[0] = dropPathKeepProbability(at: globalStep) }
     executor.randomStream = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(globalStep)
+    prepareBuckets()
     try executor.run()
+    try finishBuckets()
     let total = executor.pointer(totalLoss)[0], ce = executor.pointer(crossEntropy)[0]
     guard total.isFinite else {
       throw TrainError.diverged("step \(globalStep): the loss is \(total); lower --lr or check the input data")
@@ -160,4 +163,82 @@ public final class Trainer {
 
   /// Sets the step counter (restore from a checkpoint).
   public func setGlobalStep(_ step: Int) { globalStep = step }
+
+  // MARK: Data-parallel gradient averaging
+
+  private var buckets: GradientBuckets?
+  private var bucketOfGradient: [(bucket: Int, offset: Int)] = []
+  private var gradientsFinalAt: [Int: [Int]] = [:]
+  private var gradientsFinalAtStart: [Int] = []
+  private var pendingPerBucket: [Int] = []
+  private var bucketCounts: [Int] = []
+  /// Communication of the last step: seconds spent all-reducing, and seconds not hidden by backward.
+  public private(set) var lastCommunication: GradientBuckets.Statistics?
+
+  /// Averages gradients over `ring` from now on: gradients are grouped in buckets in the order the
+  /// backward pass finishes them, each bucket is all-reduced on a communication thread as soon as
+  /// its last gradient is final, and `computeGradients` waits only for what is still in flight.
+  public func attach(ring: Ring, bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20) {
+    let position = Dictionary(uniqueKeysWithValues: executor.executedNodes.enumerated().map { ($1, $0) })
+    // Leaves (a zero gradient for an unused parameter) are final before the step runs.
+    let order = gradients.indices.sorted { (position[gradients[$0].node] ?? -1, $0) < (position[gradients[$1].node] ?? -1, $1) }
+    let plan = GradientBuckets.plan(tensorSizes: order.map { trainable[$0].shape.elementCount },
+                                    bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes)
+    bucketOfGradient = [(Int, Int)](repeating: (0, 0), count: gradients.count)
+    var sizes: [Int] = []
+    for (b, members) in plan.enumerated() {
+      var offset = 0
+      for k in members {
+        let g = order[k]
+        bucketOfGradient[g] = (b, offset)
+        offset += trainable[g].shape.elementCount
+        if position[gradients[g].node] != nil {
+          gradientsFinalAt[gradients[g].node, default: []].append(g)
+        } else {
+          gradientsFinalAtStart.append(g)
+        }
+      }
+      sizes.append(offset)
+      bucketCounts.append(members.count)
+    }
+    pendingPerBucket = bucketCounts
+    let buckets = GradientBuckets(ring: ring, bucketSizes: sizes, operation: .mean)
+    self.buckets = buckets
+    executor.onExecuted = { [unowned self] node in
+      guard let finals = self.gradientsFinalAt[node] else { return }
+      for g in finals { self.handOver(g, to: buckets) }
+    }
+  }
+
+  /// Stops the communication thread (call before dropping a trainer that was attached to a ring).
+  public func detach() {
+    buckets?.shutDown()
+    buckets = nil
+    executor.onExecuted = nil
+  }
+
+  private func handOver(_ g: Int, to buckets: GradientBuckets) {
+    let (b, offset) = bucketOfGradient[g]
+    let count = trainable[g].shape.elementCount
+    (buckets.buffer(b).baseAddress! + offset).update(from: gradientPointer(g), count: count)
+    pendingPerBucket[b] -= 1
+    if pendingPerBucket[b] == 0 { buckets.markReady(b) }
+  }
+
+  /// Before a run: re-arm the bucket counters and hand over the gradients that are final already.
+  func prepareBuckets() {
+    guard let buckets else { return }
+    for b in pendingPerBucket.indices { pendingPerBucket[b] = bucketCounts[b] }
+    for g in gradientsFinalAtStart { handOver(g, to: buckets) }
+  }
+
+  /// After a run: wait for the buckets and copy the averaged gradients back.
+  func finishBuckets() throws {
+    guard let buckets else { return }
+    lastCommunication = try buckets.waitAll()
+    for g in gradients.indices {
+      let (b, offset) = bucketOfGradient[g]
+      gradientPointer(g).update(from: buckets.buffer(b).baseAddress! + offset, count: trainable[g].shape.elementCount)
+    }
+  }
 }
