@@ -25,6 +25,7 @@ public final class GradientBuckets: @unchecked Sendable {
 
   public let ring: Ring
   public let operation: ReduceOperation
+  public let compression: WireCompression
   public let bucketSizes: [Int]
   private let storage: UnsafeMutablePointer<Float>
   private let offsets: [Int]
@@ -42,9 +43,10 @@ public final class GradientBuckets: @unchecked Sendable {
   }
 
   /// - Parameter bucketSizes: floats per bucket, in the order the buckets become ready.
-  public init(ring: Ring, bucketSizes: [Int], operation: ReduceOperation = .mean) {
+  public init(ring: Ring, bucketSizes: [Int], operation: ReduceOperation = .mean, compression: WireCompression = .none) {
     self.ring = ring
     self.operation = operation
+    self.compression = compression
     self.bucketSizes = bucketSizes
     var offsets: [Int] = [], total = 0
     for size in bucketSizes { offsets.append(total); total += size }
@@ -118,7 +120,7 @@ public final class GradientBuckets: @unchecked Sendable {
       pthread_mutex_unlock(mutex)
       let started = monotonicNow()
       var failure: CollectiveError?
-      do { try ring.allReduce(buffer(next), operation) } catch { failure = error }
+      do { try ring.allReduce(buffer(next), operation, compression: compression) } catch { failure = error }
       let elapsed = monotonicNow() - started
       pthread_mutex_lock(mutex)
       state.busySeconds += elapsed

@@ -178,7 +178,8 @@ public final class Trainer {
   /// Averages gradients over `ring` from now on: gradients are grouped in buckets in the order the
   /// backward pass finishes them, each bucket is all-reduced on a communication thread as soon as
   /// its last gradient is final, and `computeGradients` waits only for what is still in flight.
-  public func attach(ring: Ring, bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20) {
+  public func attach(ring: Ring, bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20,
+                     compression: WireCompression = .none) {
     let position = Dictionary(uniqueKeysWithValues: executor.executedNodes.enumerated().map { ($1, $0) })
     // Leaves (a zero gradient for an unused parameter) are final before the step runs.
     let order = gradients.indices.sorted { (position[gradients[$0].node] ?? -1, $0) < (position[gradients[$1].node] ?? -1, $1) }
@@ -202,7 +203,7 @@ public final class Trainer {
       bucketCounts.append(members.count)
     }
     pendingPerBucket = bucketCounts
-    let buckets = GradientBuckets(ring: ring, bucketSizes: sizes, operation: .mean)
+    let buckets = GradientBuckets(ring: ring, bucketSizes: sizes, operation: .mean, compression: compression)
     self.buckets = buckets
     executor.onExecuted = { [unowned self] node in
       guard let finals = self.gradientsFinalAt[node] else { return }

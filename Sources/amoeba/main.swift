@@ -12,7 +12,7 @@ let usage = """
     train [model, training and data flags]                 single-process training with progress and evaluation
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
-    bench allreduce --ranks N --sizes 64K,1M,256M [--repeats R] [--json]
+    bench allreduce --ranks N --sizes 64K,1M,256M [--compression none|bf16|fp16] [--json]
                                                           ring all-reduce over loopback: time, algbw, busbw, #wrong
     bench train --preset bench-small|tiny [--steps N] [--threads N]
                                                           whole-model training images/s and peak RSS

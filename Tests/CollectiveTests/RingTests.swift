@@ -176,3 +176,43 @@ func portOf(_ error: CollectiveError) -> String {
   if case let .peerClosed(_, address) = error { return String(address.split(separator: ":").last ?? "") }
   return ""
 }
+
+@Suite struct CompressionTests {
+  @Test func bfloat16RoundsToNearestEven() {
+    #expect(WireCompression.float(bfloat16: WireCompression.bfloat16(1.0)) == 1.0)
+    // 1 + 2^-8 is halfway between two bfloat16 values: ties go to even (1.0).
+    #expect(WireCompression.float(bfloat16: WireCompression.bfloat16(1 + 1.0 / 256)) == 1.0)
+    #expect(WireCompression.float(bfloat16: WireCompression.bfloat16(1 + 3.0 / 256)) == 1 + 4.0 / 256)
+    #expect(WireCompression.float(bfloat16: WireCompression.bfloat16(-3e38)).isFinite)
+    #expect(WireCompression.float(bfloat16: WireCompression.bfloat16(.nan)).isNaN)
+  }
+
+  @Test(arguments: [WireCompression.bf16, .fp16])
+  func compressedAllReduceIsCloseAndIdenticalEverywhere(compression: WireCompression) throws {
+    let n = 3
+    let (ls, addresses) = try listeners(n)
+    let boxes = ls.map { Box($0) }
+    let count = 20_011
+    let outcomes: [Result<([Float], [Float]), CollectiveError>] = onRanks(n) { rank in
+      do {
+        let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
+        var sum = (0..<count).map { Float(rank + 1) * (1 + Float($0 % 97) / 97) * 10_000 }
+        try sum.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b, .sum, compression: compression) }
+        var mean = (0..<count).map { Float(rank + 1) * Float($0 % 13) / 13 }
+        try mean.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b, .mean, compression: compression) }
+        return .success((sum, mean))
+      } catch { return .failure(error as! CollectiveError) }
+    }
+    let results = try outcomes.map { try $0.get() }
+    // Each value fits float16 (≤ 60,000 < 65,504), but their sum (up to 120,000) would overflow it
+    // without the prescale.
+    let tolerance: Float = compression == .bf16 ? 1.0 / 64 : 1.0 / 512
+    for i in stride(from: 0, to: count, by: 7) {
+      let exactSum = 6 * (1 + Float(i % 97) / 97) * 10_000, exactMean = 2 * Float(i % 13) / 13
+      #expect(abs(results[0].0[i] - exactSum) <= tolerance * exactSum, "sum[\(i)] \(results[0].0[i]) vs \(exactSum)")
+      #expect(abs(results[0].1[i] - exactMean) <= tolerance * max(exactMean, 1e-3) + 1e-3, "mean[\(i)]")
+    }
+    #expect(results[0].0 == results[1].0 && results[1].0 == results[2].0)
+    #expect(results[0].1 == results[1].1 && results[1].1 == results[2].1)
+  }
+}

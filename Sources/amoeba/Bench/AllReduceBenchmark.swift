@@ -13,6 +13,7 @@ struct AllReduceBenchmark {
   var sizes: [Int]
   var repeats: Int
   var json: Bool
+  var compression: WireCompression
   /// Set in the child processes.
   var rank: Int?
   var rendezvous: String
@@ -24,6 +25,11 @@ struct AllReduceBenchmark {
     sizes = try sizeText.split(separator: ",").map { try AllReduceBenchmark.parseBytes(String($0)) }
     repeats = try flags.int("repeats", default: 10)
     json = try flags.bool("json")
+    let compressionText = flags.string("compression", default: "none")
+    guard let compression = WireCompression(rawValue: compressionText) else {
+      throw UsageError("--compression must be none, bf16 or fp16, got '\(compressionText)'")
+    }
+    self.compression = compression
     rank = flags.has("rank") ? try flags.int("rank", default: 0) : nil
     rendezvous = flags.string("rendezvous", default: "")
     try flags.finish()
@@ -46,7 +52,7 @@ struct AllReduceBenchmark {
     var children: [pid_t] = []
     for r in 0..<ranks {
       let args = [executable, "bench", "allreduce", "--ranks", String(ranks), "--sizes", sizes.map(String.init).joined(separator: ","),
-                  "--repeats", String(repeats), "--rank", String(r), "--rendezvous", directory] + (json ? ["--json"] : [])
+                  "--repeats", String(repeats), "--compression", compression.rawValue, "--rank", String(r), "--rendezvous", directory] + (json ? ["--json"] : [])
       var pid = pid_t()
       let cArgs = args.map { strdup($0) } + [nil]
       defer { cArgs.forEach { free($0) } }
@@ -81,7 +87,7 @@ struct AllReduceBenchmark {
     }
     let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, timeout: 60))
     if rank == 0 && !json {
-      print("ring all-reduce, float32 sum, \(ranks) ranks on loopback; \(machineDescription())")
+      print("ring all-reduce, float32 sum, \(ranks) ranks on loopback, wire \(compression == .none ? "float32" : compression.rawValue); \(machineDescription())")
       print(pad("size", 12) + pad("time ms", 12) + pad("algbw GB/s", 12) + pad("busbw GB/s", 12) + "#wrong")
     }
     var rows: [String] = []
@@ -95,7 +101,7 @@ struct AllReduceBenchmark {
         for i in 0..<count { data[i] = Float(rank) + Float(i % 8) / 8 }
         try ring.barrier()
         let start = monotonicNow()
-        try ring.allReduce(UnsafeMutableBufferPointer(rebasing: data[0..<count]))
+        try ring.allReduce(UnsafeMutableBufferPointer(rebasing: data[0..<count]), .sum, compression: compression)
         if iteration > 0 { times.append(monotonicNow() - start) }
         let triangle = Float(ranks * (ranks - 1) / 2)
         for i in 0..<count where data[i] != triangle + Float(ranks) * Float(i % 8) / 8 { wrong += 1 }
