@@ -34,12 +34,14 @@ let package = Package(
     .target(name: "Train", dependencies: ["Model", "Graph", "Tensor", "Collective"], swiftSettings: numericFlags),
     .target(name: "Data", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .target(name: "Collective", swiftSettings: numericFlags),
+    .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "Collective"], swiftSettings: numericFlags),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "GraphTests", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "ModelTests", dependencies: ["Model", "Graph", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Data", "Graph", "Tensor", "Collective"], swiftSettings: numericFlags),
     .testTarget(name: "CollectiveTests", dependencies: ["Collective"], swiftSettings: numericFlags),
+    .testTarget(name: "ClusterTests", dependencies: ["Cluster"], swiftSettings: numericFlags),
     .testTarget(name: "DataTests", dependencies: ["Data", "Tensor"], swiftSettings: numericFlags),
   ]
 )
