@@ -26,6 +26,8 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "amoeba", targets: ["amoeba"]),
+    .executable(name: "amoeba-coordinator", targets: ["amoeba-coordinator"]),
+    .executable(name: "amoeba-worker", targets: ["amoeba-worker"]),
   ],
   targets: [
     .target(name: "Tensor", swiftSettings: numericFlags),
@@ -34,8 +36,11 @@ let package = Package(
     .target(name: "Train", dependencies: ["Model", "Graph", "Tensor", "Collective"], swiftSettings: numericFlags),
     .target(name: "Data", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .target(name: "Collective", swiftSettings: numericFlags),
-    .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor"], swiftSettings: numericFlags),
-    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "Collective"], swiftSettings: numericFlags),
+    .target(name: "CLI", dependencies: ["Model", "Train", "Data"], swiftSettings: numericFlags),
+    .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor", "CLI"], swiftSettings: numericFlags),
+    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "Collective", "CLI", "Cluster"], swiftSettings: numericFlags),
+    .executableTarget(name: "amoeba-coordinator", dependencies: ["Cluster", "CLI"], swiftSettings: numericFlags),
+    .executableTarget(name: "amoeba-worker", dependencies: ["Cluster", "CLI", "Collective", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "GraphTests", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "ModelTests", dependencies: ["Model", "Graph", "Tensor"], swiftSettings: numericFlags),

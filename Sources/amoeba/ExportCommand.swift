@@ -1,3 +1,4 @@
+import CLI
 import Train
 
 /// `amoeba export --model_dir D --out F.safetensors`: the moving-average weights and batch-norm

@@ -1,3 +1,4 @@
+import CLI
 import Model
 
 /// `amoeba summary [model flags]`: the per-stage output shapes, the trainable parameter counts with

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLI
 
 /// `amoeba`: the tools CLI. Subcommands grow with the project; each prints its own usage.
 let usage = """
@@ -9,6 +10,7 @@ let usage = """
   commands:
     summary [model flags]                                  per-stage shapes, parameter counts, multiply-adds
     lr-schedule [training flags] --steps 0,100,437         the learning rate at each step
+    launch --workers N [model, training and data flags]    a coordinator and N workers on this machine
     train [model, training and data flags]                 single-process training with progress and evaluation
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
@@ -26,6 +28,8 @@ do {
   switch (arguments.first, arguments.dropFirst().first) {
   case ("lr-schedule", _):
     try LearningRateCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
+  case ("launch", _):
+    exit(try LaunchCommand(arguments: Array(arguments.dropFirst())).run())
   case ("export", _):
     try ExportCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("train", _):

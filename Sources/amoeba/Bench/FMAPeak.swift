@@ -1,3 +1,4 @@
+import CLI
 import Tensor
 
 /// The machine's measured FMA peak: twelve independent FMA chains per thread, enough to hide the

@@ -1,3 +1,4 @@
+import CLI
 import Tensor
 
 /// `amoeba bench kernels`: GFLOP/s of sgemm and of convolution forward+backward at the shapes of

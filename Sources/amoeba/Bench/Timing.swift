@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLI
 
 /// Monotonic seconds.
 func now() -> Double {
@@ -41,11 +42,3 @@ func machineDescription() -> String {
   return "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores, \(model)"
 }
 
-extension StringProtocol {
-  func trimmingCharacters(in set: String) -> String {
-    var s = Substring(self)
-    while let c = s.first, set.contains(c) { s.removeFirst() }
-    while let c = s.last, set.contains(c) { s.removeLast() }
-    return String(s)
-  }
-}

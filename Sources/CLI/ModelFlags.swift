@@ -2,7 +2,7 @@ import Model
 
 extension Flags {
   /// The model flags, with the reference's names (`--num_cells`, `--reduction_size`, …).
-  mutating func networkConfig() throws -> NetworkConfig {
+  public mutating func networkConfig() throws -> NetworkConfig {
     var c = NetworkConfig()
     c.cellName = string("cell_name", default: c.cellName)
     c.numCells = try int("num_cells", default: c.numCells)

@@ -3,18 +3,19 @@ import Glibc
 #endif
 
 /// A wrong command line: the message names the flag and what it accepts.
-struct UsageError: Error {
-  let message: String
-  init(_ message: String) { self.message = message }
+public struct UsageError: Error, CustomStringConvertible {
+  public let message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
 }
 
 /// `--name=value`, `--name value` and bare `--name` (true) flags, in the reference's snake_case.
 /// Every flag must be read by the command (`finish()`), so a misspelt flag is an error, not ignored.
-struct Flags {
+public struct Flags {
   private var values: [String: String] = [:]
   private var read: Set<String> = []
 
-  init(_ arguments: [String]) throws {
+  public init(_ arguments: [String]) throws {
     var index = 0
     while index < arguments.count {
       let argument = arguments[index]
@@ -35,24 +36,24 @@ struct Flags {
   }
 
   /// Whether the flag was given (marks it read).
-  mutating func has(_ name: String) -> Bool {
+  public mutating func has(_ name: String) -> Bool {
     read.insert(name)
     return values[name] != nil
   }
 
-  mutating func string(_ name: String, default value: String) -> String {
+  public mutating func string(_ name: String, default value: String) -> String {
     read.insert(name)
     return values[name] ?? value
   }
 
-  mutating func int(_ name: String, default value: Int) throws -> Int {
+  public mutating func int(_ name: String, default value: Int) throws -> Int {
     read.insert(name)
     guard let text = values[name] else { return value }
     guard let parsed = Int(text) else { throw UsageError("--\(name) must be an integer, got '\(text)'") }
     return parsed
   }
 
-  mutating func intList(_ name: String, default value: [Int]) throws -> [Int] {
+  public mutating func intList(_ name: String, default value: [Int]) throws -> [Int] {
     read.insert(name)
     guard let text = values[name] else { return value }
     let parts = text.split(separator: ",").map { Int($0) }
@@ -62,7 +63,7 @@ struct Flags {
     return parts.map { $0! }
   }
 
-  mutating func bool(_ name: String, default value: Bool = false) throws -> Bool {
+  public mutating func bool(_ name: String, default value: Bool = false) throws -> Bool {
     read.insert(name)
     switch values[name] {
     case nil: return value
@@ -72,7 +73,7 @@ struct Flags {
     }
   }
 
-  mutating func double(_ name: String, default value: Double) throws -> Double {
+  public mutating func double(_ name: String, default value: Double) throws -> Double {
     read.insert(name)
     guard let text = values[name] else { return value }
     guard let parsed = Double(text), parsed.isFinite else { throw UsageError("--\(name) must be a number, got '\(text)'") }
@@ -80,7 +81,7 @@ struct Flags {
   }
 
   /// Throws for any flag the command did not read.
-  func finish() throws {
+  public func finish() throws {
     let unknown = values.keys.filter { !read.contains($0) }.sorted()
     if !unknown.isEmpty {
       throw UsageError("unknown flag\(unknown.count > 1 ? "s" : "") \(unknown.map { "--" + $0 }.joined(separator: ", "))")
@@ -89,7 +90,7 @@ struct Flags {
 }
 
 /// Writes a line to standard error.
-func printError(_ message: String) {
+public func printError(_ message: String) {
   var line = message + "\n"
   line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }

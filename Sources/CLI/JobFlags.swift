@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Data
+import Model
+import Train
+
+extension Flags {
+  /// The job token: `--job_token`, `--job_token_file`, or the `AMOEBA_JOB_TOKEN` environment variable.
+  /// Returns nil when none is given.
+  public mutating func jobToken() throws -> String? {
+    if has("job_token") { return string("job_token", default: "") }
+    if has("job_token_file") {
+      let path = string("job_token_file", default: "")
+      guard let file = fopen(path, "r") else { throw UsageError("--job_token_file \(path): \(String(cString: strerror(errno)))") }
+      defer { fclose(file) }
+      var buffer = [CChar](repeating: 0, count: 4096)
+      guard fgets(&buffer, 4096, file) != nil else { throw UsageError("--job_token_file \(path) is empty") }
+      return String(cString: buffer).trimmingCharacters(in: " \n\r\t")
+    }
+    if let env = getenv("AMOEBA_JOB_TOKEN") { return String(cString: env) }
+    return nil
+  }
+
+  /// Flags of the reference's command line that concern TPUs or Google Cloud: accepted so the seed's
+  /// command lines run unchanged, and reported as ignored.
+  public mutating func ignoredReferenceFlags() -> [String] {
+    ["tpu", "tpu_name", "master", "gcp_project", "tpu_zone", "use_tpu", "use_bp16", "num_shards", "enable_hostcall",
+     "transpose_enabled", "distributed_group_size", "export_dir", "export_to_tpu", "eval_timeout"].filter { has($0) }
+  }
+
+  /// Model, training and data flags for a training job, the built-in dataset's sizes filled in.
+  public mutating func trainingJob() throws -> (network: NetworkConfig, training: TrainingConfig, config: [String: String]) {
+    let network = try networkConfig()
+    var training = try trainingConfig()
+    let dataDir = string("data_dir", default: "")
+    let useData = string("use_data", default: dataDir.isEmpty ? "builtin" : "real")
+    let seed = try int("seed", default: 0)
+    let modelDir = string("model_dir", default: "")
+    let trainImagesGiven = has("num_train_images"), evalImagesGiven = has("num_eval_images")
+    switch useData {
+    case "builtin":
+      let data = BuiltInDataset(imageSize: network.imageSize)
+      if !trainImagesGiven { training.numTrainImages = data.trainCount }
+      if !evalImagesGiven { training.numEvalImages = data.validationCount }
+    case "fake": break
+    case "real": throw UsageError("--use_data=real (ImageNet TFRecords in --data_dir) arrives with the input-pipeline issue; use --use_data=builtin or fake")
+    default: throw UsageError("--use_data must be builtin, fake or real, got '\(useData)'")
+    }
+    try training.validate()
+    var config = network.flagValues.merging(training.flagValues) { a, _ in a }
+    config["use_data"] = useData
+    config["seed"] = String(seed)
+    if !modelDir.isEmpty { config["model_dir"] = modelDir }
+    return (network, training, config)
+  }
+}

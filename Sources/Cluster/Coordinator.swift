@@ -1,0 +1,170 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Collective
+import Foundation
+
+/// The control plane: registers workers (authenticated with the job token), assigns ranks and ring
+/// order, sends the configuration, then aggregates every worker's per-step metrics and evaluation
+/// into one progress line, and ends the run — exit status 0 only when every worker finished.
+/// A worker that sends nothing for `heartbeatTimeout` is named (rank and address), the others are
+/// stopped, and the run fails.
+public final class Coordinator {
+  public struct Options: Sendable {
+    public var host = "0.0.0.0"
+    public var port = 0
+    public var workers = 1
+    public var token: String
+    /// The training configuration as flags, sent to every worker.
+    public var config: [String: String]
+    public var totalSteps: Int
+    public var stepsPerEpoch: Int
+    public var globalBatch: Int
+    public var logEvery = 10
+    public var joinTimeout = 120.0
+    public var heartbeatTimeout = 120.0
+    public init(token: String, config: [String: String], totalSteps: Int, stepsPerEpoch: Int, globalBatch: Int) {
+      self.token = token; self.config = config; self.totalSteps = totalSteps
+      self.stepsPerEpoch = stepsPerEpoch; self.globalBatch = globalBatch
+    }
+  }
+
+  public let options: Options
+  let listener: TCPListener
+  public var log: (String) -> Void = { print($0); fflush(nil) }
+
+  public init(options: Options) throws {
+    self.options = options
+    listener = try TCPListener(host: options.host, port: options.port)
+  }
+
+  public var port: Int { listener.address.port }
+
+  struct Member {
+    let channel: ControlChannel
+    let ringAddress: String
+    var lastHeard: Double
+    var done = false
+  }
+
+  /// Runs the job; returns the process exit status.
+  public func run() -> Int32 {
+    var members: [Member] = []
+    let joinDeadline = monotonicNow() + options.joinTimeout
+    log("coordinator: waiting for \(options.workers) workers on port \(port)")
+    while members.count < options.workers {
+      do {
+        let connection = try listener.accept(deadline: joinDeadline, expecting: "worker \(members.count) of \(options.workers)")
+        connection.peerAddress = "worker connection \(members.count + 1)"
+        if let member = try admit(ControlChannel(connection), rank: members.count) { members.append(member) }
+      } catch {
+        log("coordinator: error: only \(members.count) of \(options.workers) workers joined: \(error)")
+        for member in members { try? member.channel.send(.stop(reason: "the job could not start: \(error)")) }
+        return 1
+      }
+    }
+    let configHash = JobAuthentication.configHash(options.config)
+    let addresses = members.map(\.ringAddress)
+    for (rank, member) in members.enumerated() {
+      try? member.channel.send(.assignment(rank: rank, size: members.count, ringAddresses: addresses, config: options.config,
+                                           jobID: String(JobAuthentication.ringJobID(token: options.token, configHash: configHash))))
+    }
+    log("coordinator: \(members.count) workers joined; ring order \(addresses.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " "))")
+    return supervise(&members)
+  }
+
+  /// Challenge–response on a new connection; a refused worker is told why and logged here.
+  func admit(_ channel: ControlChannel, rank: Int) throws -> Member? {
+    guard case let .hello(version, ringAddress, host) = try channel.receive(timeout: 30) else {
+      log("coordinator: refused a connection that did not start with hello"); return nil
+    }
+    channel.connection.peerAddress = host
+    guard version == JobAuthentication.protocolVersion else {
+      log("coordinator: refused worker at \(host): protocol version \(version), this coordinator speaks \(JobAuthentication.protocolVersion)")
+      try? channel.send(.stop(reason: "protocol version \(version) does not match the coordinator's \(JobAuthentication.protocolVersion); run the same amoeba build everywhere"))
+      return nil
+    }
+    let nonce = JobAuthentication.nonce()
+    try channel.send(.challenge(nonce: nonce))
+    guard case let .response(mac, clientNonce) = try channel.receive(timeout: 30),
+          JobAuthentication.matches(mac, JobAuthentication.workerProof(token: options.token, nonce: nonce, clientNonce: clientNonce)) else {
+      log("coordinator: refused worker at \(host): wrong job token")
+      try? channel.send(.stop(reason: "authentication failed: the job token differs from the coordinator's"))
+      return nil
+    }
+    try channel.send(.proof(mac: JobAuthentication.coordinatorProof(token: options.token, nonce: nonce, clientNonce: clientNonce)))
+    log("coordinator: worker \(rank) joined from \(host), ring address \(ringAddress)")
+    return Member(channel: channel, ringAddress: ringAddress, lastHeard: monotonicNow())
+  }
+
+  func supervise(_ members: inout [Member]) -> Int32 {
+    var stepReports: [Int: [(rank: Int, loss: Double, lr: Double, rate: Double, seconds: Double, hidden: Double)]] = [:]
+    var evaluation = (top1: 0, top5: 0, count: 0, reports: 0, step: 0)
+    let started = monotonicNow()
+    while members.contains(where: { !$0.done }) {
+      var fds = members.map { pollfd(fd: $0.channel.connection.fd, events: $0.done ? 0 : Int16(POLLIN), revents: 0) }
+      _ = poll(&fds, nfds_t(fds.count), 1000)
+      let now = monotonicNow()
+      for rank in members.indices where !members[rank].done {
+        if fds[rank].revents == 0 {
+          if now - members[rank].lastHeard > options.heartbeatTimeout {
+            return fail(members, "worker \(rank) at \(members[rank].channel.connection.peerAddress) sent nothing for \(Int(options.heartbeatTimeout)) s (stalled or dead)")
+          }
+          continue
+        }
+        members[rank].lastHeard = now
+        let message: ControlMessage
+        do { message = try members[rank].channel.receive(timeout: 30) } catch {
+          return fail(members, "worker \(rank) at \(members[rank].channel.connection.peerAddress) is gone: \(error)")
+        }
+        switch message {
+        case let .metrics(r, step, loss, lr, rate, seconds, _, hidden):
+          stepReports[step, default: []].append((r, loss, lr, rate, seconds, hidden))
+          if stepReports[step]!.count == members.count {
+            let reports = stepReports.removeValue(forKey: step)!
+            if step % options.logEvery == 0 || step == options.totalSteps { progress(step: step, reports, started: started) }
+          }
+        case let .evaluation(_, step, top1, top5, count):
+          evaluation.top1 += top1; evaluation.top5 += top5; evaluation.count += count; evaluation.reports += 1; evaluation.step = step
+          if evaluation.reports == members.count {
+            let n = Double(max(evaluation.count, 1))
+            log("eval step \(step): top_1_accuracy \(format(Double(evaluation.top1) / n)) top_5_accuracy \(format(Double(evaluation.top5) / n)) over \(evaluation.count) validation images from \(members.count) workers")
+            evaluation = (0, 0, 0, 0, 0)
+          }
+        case .heartbeat, .checksum:
+          break
+        case .done:
+          members[rank].done = true
+        case let .failure(r, text):
+          return fail(members, "worker \(r) at \(members[rank].channel.connection.peerAddress) failed: \(text)")
+        default:
+          return fail(members, "worker \(rank) sent an unexpected \(message)")
+        }
+      }
+    }
+    log("coordinator: all \(members.count) workers finished in \(Int(monotonicNow() - started)) s")
+    for member in members { try? member.channel.send(.stop(reason: "finished")) }
+    return 0
+  }
+
+  func progress(step: Int, _ reports: [(rank: Int, loss: Double, lr: Double, rate: Double, seconds: Double, hidden: Double)], started: Double) {
+    let loss = reports.map(\.loss).reduce(0, +) / Double(reports.count)
+    let rate = reports.map(\.rate).reduce(0, +)
+    let slowest = reports.max { $0.seconds < $1.seconds }!, fastest = reports.min { $0.seconds < $1.seconds }!
+    let hidden = reports.map(\.hidden).reduce(0, +) / Double(reports.count)
+    let remaining = Double(options.totalSteps - step) * Double(options.globalBatch) / max(rate, 1e-9)
+    log("step \(step)/\(options.totalSteps) epoch \(format(Double(step) / Double(max(options.stepsPerEpoch, 1)))) loss \(format(loss)) lr \(format(reports[0].lr, 5)) images/s \(format(rate, 1)) eta \(Int(remaining))s step-time spread \(format((slowest.seconds - fastest.seconds) * 1000, 1)) ms (slowest rank \(slowest.rank)) comm hidden \(Int(hidden * 100))%")
+  }
+
+  func fail(_ members: [Member], _ reason: String) -> Int32 {
+    log("coordinator: error: \(reason); stopping the other workers")
+    for member in members where !member.done { try? member.channel.send(.stop(reason: reason)) }
+    return 1
+  }
+}
+
+func format(_ x: Double, _ digits: Int = 4) -> String {
+  var scale = 1.0
+  for _ in 0..<digits { scale *= 10 }
+  return String((x * scale).rounded() / scale)
+}

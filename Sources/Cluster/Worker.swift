@@ -1,0 +1,162 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLI
+import Collective
+import Data
+import Model
+import Tensor
+import Train
+
+/// One training process: joins the coordinator (proving the job token), forms the ring with its
+/// neighbours, receives rank 0's initial parameters, and trains its own shard in lockstep —
+/// gradients averaged over the ring in buckets overlapped with backward, identical optimizer steps
+/// on every rank, batch norm per worker as the reference's per-core batch norm. Reports metrics
+/// every step (they double as heartbeats) and its share of the evaluation.
+public final class Worker {
+  public struct Options: Sendable {
+    public var coordinator: SocketAddress
+    public var token: String
+    /// Address this worker's ring socket binds and advertises (an interface address on a cluster).
+    public var listenHost = "127.0.0.1"
+    public var threads = ThreadPool.onlineCores
+    public var connectTimeout = 120.0
+    public var ringTimeout = 120.0
+    public var checksumEvery = 50
+    public init(coordinator: SocketAddress, token: String) { self.coordinator = coordinator; self.token = token }
+  }
+
+  public let options: Options
+  var rank = -1
+  public var log: (String) -> Void = { print($0); fflush(nil) }
+
+  public init(options: Options) { self.options = options }
+
+  public func run() -> Int32 {
+    var channel: ControlChannel?
+    do {
+      let listener = try TCPListener(host: options.listenHost)
+      let connection = try connect(to: options.coordinator, rank: -1, deadline: monotonicNow() + options.connectTimeout)
+      connection.peerAddress = options.coordinator.description
+      let control = ControlChannel(connection)
+      channel = control
+      try train(control, listener: listener)
+      return 0
+    } catch {
+      log("worker\(rank >= 0 ? " \(rank)" : ""): error: \(error)")
+      try? channel?.send(.failure(rank: rank, message: "\(error)"))
+      return 1
+    }
+  }
+
+  func train(_ control: ControlChannel, listener: TCPListener) throws {
+    var hostName = [CChar](repeating: 0, count: 256)
+    gethostname(&hostName, 255)
+    let host = String(cString: hostName)
+    try control.send(.hello(version: JobAuthentication.protocolVersion, ringAddress: "\(options.listenHost):\(listener.address.port)", host: host))
+    let clientNonce = JobAuthentication.nonce()
+    switch try control.receive() {
+    case let .challenge(nonce):
+      try control.send(.response(mac: JobAuthentication.workerProof(token: options.token, nonce: nonce, clientNonce: clientNonce), clientNonce: clientNonce))
+      guard case let .proof(mac) = try control.receive(),
+            JobAuthentication.matches(mac, JobAuthentication.coordinatorProof(token: options.token, nonce: nonce, clientNonce: clientNonce)) else {
+        throw UsageError("the coordinator at \(options.coordinator) refused us or could not prove the job token; check --job_token on both sides")
+      }
+    case let .stop(reason):
+      throw UsageError("the coordinator refused this worker: \(reason)")
+    default:
+      throw UsageError("the coordinator at \(options.coordinator) did not follow the protocol")
+    }
+    let assignment = try control.receive(timeout: options.connectTimeout)
+    guard case let .assignment(rank, size, ringAddresses, config, jobID) = assignment else {
+      if case let .stop(reason) = assignment { throw UsageError("stopped by the coordinator: \(reason)") }
+      throw UsageError("expected a rank assignment, got \(assignment)")
+    }
+    self.rank = rank
+    var flags = try Flags(config.map { "--\($0.key)=\($0.value)" })
+    let network = try flags.networkConfig()
+    let training = try flags.trainingConfig()
+    let useData = flags.string("use_data", default: "builtin")
+    let seed = UInt64(try flags.int("seed", default: 0))
+    let modelDir = flags.string("model_dir", default: "")
+    guard training.trainBatchSize % size == 0 else {
+      throw UsageError("--train_batch_size=\(training.trainBatchSize) is not divisible by the \(size) workers")
+    }
+    let batch = training.trainBatchSize / size
+    log("worker \(rank) of \(size): ring \(ringAddresses.joined(separator: " ")), batch \(batch) per worker")
+
+    let context = KernelContext(threads: options.threads)
+    let dataset: any Dataset = useData == "fake"
+      ? FakeDataset(imageSize: network.imageSize, classCount: network.numLabelClasses, trainCount: training.numTrainImages, validationCount: training.numEvalImages)
+      : BuiltInDataset(imageSize: network.imageSize, trainCount: training.numTrainImages, validationCount: training.numEvalImages)
+    let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed)
+    let ring = Ring(links: try TCPRing(rank: rank, addresses: ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
+                                       jobID: UInt64(jobID) ?? 0, timeout: options.ringTimeout))
+    // Rank 0's initial parameters everywhere.
+    for i in trainer.trainable.indices {
+      try ring.broadcast(UnsafeMutableBufferPointer(start: trainer.parameterPointer(i), count: trainer.trainable[i].shape.elementCount))
+    }
+    trainer.attach(ring: ring)
+    defer { trainer.detach() }
+
+    let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch, shard: rank, shardCount: size, seed: seed)
+    let pixels = network.imageSize * network.imageSize * 3
+    let images = UnsafeMutablePointer<Float>.allocateAligned(batch * pixels), labels = UnsafeMutablePointer<Float>.allocateAligned(batch)
+    defer { images.deallocate(); labels.deallocate() }
+    let total = training.totalSteps
+    while trainer.globalStep < total {
+      let started = monotonicNow()
+      batcher.fill(batch: trainer.globalStep, images: images, labels: labels, context: context)
+      let losses = try trainer.computeGradients(images: images, labels: labels)
+      let rate = trainer.applyGradients()
+      let seconds = monotonicNow() - started
+      let communication = trainer.lastCommunication
+      try control.send(.metrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: rate,
+                                imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
+                                communicationSeconds: communication?.communicationSeconds ?? 0,
+                                hiddenFraction: communication?.hiddenFraction ?? 1))
+      if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
+        try compareChecksums(trainer, ring: ring)
+      }
+    }
+    trainer.detach()
+    if !modelDir.isEmpty && rank == 0 {
+      let path = try CheckpointStore(directory: modelDir).save(trainer, config: config)
+      log("worker 0: saved \(path)")
+    }
+    if training.mode != "train" {
+      let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
+      evaluator.load(from: trainer)
+      let validation = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize)
+      let evalImages = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize * pixels)
+      let evalLabels = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize)
+      defer { evalImages.deallocate(); evalLabels.deallocate() }
+      var top1 = 0, top5 = 0, count = 0
+      let batches = min(training.numEvalImages, dataset.count(.validation)) / training.evalBatchSize
+      for b in stride(from: rank, to: batches, by: size) {
+        validation.fill(batch: b, images: evalImages, labels: evalLabels, context: context)
+        let hits = try evaluator.evaluate(images: evalImages, labels: evalLabels, count: training.evalBatchSize)
+        top1 += hits.top1; top5 += hits.top5; count += training.evalBatchSize
+      }
+      try control.send(.evaluation(rank: rank, step: trainer.globalStep, top1: top1, top5: top5, count: count))
+    }
+    try control.send(.done(rank: rank))
+    if case let .stop(reason) = try control.receive(timeout: options.connectTimeout), reason != "finished" {
+      throw UsageError("stopped by the coordinator: \(reason)")
+    }
+  }
+
+  /// Every rank's parameter checksum must agree; a divergence names the ranks that differ.
+  func compareChecksums(_ trainer: Trainer, ring: Ring) throws {
+    var sum = 0.0
+    for i in trainer.trainable.indices {
+      let p = trainer.parameterPointer(i)
+      for e in 0..<trainer.trainable[i].shape.elementCount { sum += Double(p[e]) * Double((e % 7) + 1) }
+    }
+    let all = try ring.allGather([Float(sum)])
+    let differing = all.indices.filter { all[$0] != all[0] }
+    if !differing.isEmpty {
+      throw UsageError("parameters diverged at step \(trainer.globalStep): ranks \(differing.map(String.init).joined(separator: ", ")) differ from rank 0 (checksums \(all))")
+    }
+  }
+}

@@ -1,0 +1,37 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLI
+import Cluster
+import Collective
+import Tensor
+
+/// `amoeba-worker --coordinator host:port [--job_token T] [--listen ADDRESS] [--threads N] [--device cpu]`
+let usage = """
+  usage: amoeba-worker --coordinator HOST:PORT [--job_token T | --job_token_file F] [--listen 127.0.0.1]
+                       [--threads N] [--device cpu]
+  The job token may also come from AMOEBA_JOB_TOKEN. --listen is the address this worker's ring socket
+  binds and advertises to its neighbours: an address of this host that the other workers can reach.
+  """
+do {
+  var flags = try Flags(Array(CommandLine.arguments.dropFirst()))
+  let coordinatorText = flags.string("coordinator", default: "")
+  let listen = flags.string("listen", default: "127.0.0.1")
+  let threads = try flags.int("threads", default: ThreadPool.onlineCores)
+  let device = flags.string("device", default: "cpu")
+  let token = try flags.jobToken()
+  try flags.finish()
+  guard !coordinatorText.isEmpty else { throw UsageError("--coordinator HOST:PORT is required") }
+  guard device == "cpu" else { throw UsageError("--device \(device): only cpu exists so far (PJRT devices arrive with the XLA issue)") }
+  guard let token, !token.isEmpty else { throw UsageError("no job token: pass --job_token, --job_token_file or AMOEBA_JOB_TOKEN (the coordinator prints its token)") }
+  var options = Worker.Options(coordinator: try SocketAddress(parsing: coordinatorText), token: token)
+  options.listenHost = listen
+  options.threads = max(1, threads)
+  exit(Worker(options: options).run())
+} catch let error as UsageError {
+  printError("amoeba-worker: \(error.message)\n\(usage)")
+  exit(2)
+} catch {
+  printError("amoeba-worker: \(error)")
+  exit(1)
+}
