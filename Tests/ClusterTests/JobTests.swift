@@ -1,0 +1,93 @@
+import Testing
+import Foundation
+import Synchronization
+import Collective
+@testable import Cluster
+
+/// Coordinator and workers in one process, on loopback threads: the same code paths as the
+/// executables, without depending on them being built.
+@Suite struct JobTests {
+  static let config: [String: String] = [
+    "num_cells": "3", "reduction_size": "8", "image_size": "24", "use_aux_head": "false", "train_batch_size": "8",
+    "num_train_images": "80", "num_eval_images": "40", "eval_batch_size": "20", "num_epochs": "0.5", "lr": "0.04",
+    "use_data": "builtin", "num_label_classes": "1001",
+  ]
+
+  func coordinator(token: String, workers: Int, heartbeat: Double = 60) throws -> (Coordinator, LineLog) {
+    var options = Coordinator.Options(token: token, config: JobTests.config, totalSteps: 5, stepsPerEpoch: 10, globalBatch: 8)
+    options.host = "127.0.0.1"; options.workers = workers; options.logEvery = 1
+    options.joinTimeout = 20; options.heartbeatTimeout = heartbeat
+    let coordinator = try Coordinator(options: options)
+    let lines = LineLog()
+    coordinator.log = { line in lines.append(line) }
+    return (coordinator, lines)
+  }
+
+  func worker(port: Int, token: String) -> Worker {
+    var options = Worker.Options(coordinator: SocketAddress(host: "127.0.0.1", port: port), token: token)
+    options.threads = 1; options.connectTimeout = 20; options.ringTimeout = 20
+    let worker = Worker(options: options)
+    worker.log = { _ in }
+    return worker
+  }
+
+  func start(_ body: @escaping @Sendable () -> Int32) -> () -> Int32 {
+    let result = Mutex<Int32>(-1)
+    let done = DispatchSemaphore(value: 0)
+    Thread { result.withLock { $0 = body() }; done.signal() }.start()
+    return { done.wait(); return result.withLock { $0 } }
+  }
+
+  @Test func twoWorkersTrainAndTheCoordinatorReportsEveryStep() throws {
+    let (coordinator, lines) = try coordinator(token: "t0ken", workers: 2)
+    let coordinatorBox = Box(coordinator)
+    let waitCoordinator = start { coordinatorBox.value.run() }
+    let workers = (0..<2).map { _ in Box(worker(port: coordinator.port, token: "t0ken")) }
+    let waits = workers.map { w in start { w.value.run() } }
+    #expect(waits.map { $0() } == [0, 0])
+    #expect(waitCoordinator() == 0)
+    let log = lines.all
+    #expect(log.contains { $0.hasPrefix("step 5/5") && $0.contains("slowest rank") })
+    #expect(log.contains { $0.hasPrefix("eval step 5:") && $0.contains("over 40 validation images from 2 workers") })
+  }
+
+  @Test func aWorkerWithTheWrongTokenIsRefusedOnBothSides() throws {
+    let (coordinator, lines) = try coordinator(token: "right", workers: 1)
+    let coordinatorBox = Box(coordinator)
+    let waitCoordinator = start { coordinatorBox.value.run() }
+    let intruder = Box(worker(port: coordinator.port, token: "wrong"))
+    let messages = LineLog()
+    intruder.value.log = { line in messages.append(line) }
+    #expect(start { intruder.value.run() }() == 1)
+    #expect(messages.all.contains { $0.contains("job token") })
+    #expect(lines.all.contains { $0.contains("refused worker") && $0.contains("wrong job token") })
+    // The coordinator still waits for a real worker, which then completes the job.
+    let real = Box(worker(port: coordinator.port, token: "right"))
+    #expect(start { real.value.run() }() == 0)
+    #expect(waitCoordinator() == 0)
+  }
+
+  @Test func aSilentWorkerIsNamedAfterTheHeartbeatTimeout() throws {
+    let (coordinator, lines) = try coordinator(token: "tk", workers: 1, heartbeat: 1.5)
+    let coordinatorBox = Box(coordinator)
+    let waitCoordinator = start { coordinatorBox.value.run() }
+    // A client that authenticates, then never sends a metric.
+    let connection = try connect(to: SocketAddress(host: "127.0.0.1", port: coordinator.port), rank: -1, deadline: monotonicNow() + 10)
+    let channel = ControlChannel(connection)
+    try channel.send(.hello(version: JobAuthentication.protocolVersion, ringAddress: "127.0.0.1:1", host: "silent-host"))
+    guard case let .challenge(nonce) = try channel.receive() else { Issue.record("no challenge"); return }
+    try channel.send(.response(mac: JobAuthentication.workerProof(token: "tk", nonce: nonce, clientNonce: "c"), clientNonce: "c"))
+    let started = monotonicNow()
+    #expect(waitCoordinator() == 1)
+    #expect(monotonicNow() - started < 10)
+    #expect(lines.all.contains { $0.contains("worker 0 at silent-host sent nothing") })
+  }
+}
+
+final class Box<T>: @unchecked Sendable { var value: T; init(_ value: T) { self.value = value } }
+
+final class LineLog: Sendable {
+  private let lines = Mutex<[String]>([])
+  func append(_ line: String) { lines.withLock { $0.append(line) } }
+  var all: [String] { lines.withLock { $0 } }
+}
