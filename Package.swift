@@ -36,8 +36,9 @@ let package = Package(
     .target(name: "Train", dependencies: ["Model", "Graph", "Tensor", "Collective"], swiftSettings: numericFlags),
     .target(name: "Data", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .target(name: "Collective", swiftSettings: numericFlags),
+    .target(name: "Telemetry", swiftSettings: numericFlags),
     .target(name: "CLI", dependencies: ["Model", "Train", "Data"], swiftSettings: numericFlags),
-    .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor", "CLI"], swiftSettings: numericFlags),
+    .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor", "CLI", "Telemetry"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "Collective", "CLI", "Cluster"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba-coordinator", dependencies: ["Cluster", "CLI"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba-worker", dependencies: ["Cluster", "CLI", "Collective", "Tensor"], swiftSettings: numericFlags),
@@ -47,6 +48,7 @@ let package = Package(
     .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Data", "Graph", "Tensor", "Collective"], swiftSettings: numericFlags),
     .testTarget(name: "CollectiveTests", dependencies: ["Collective"], swiftSettings: numericFlags),
     .testTarget(name: "ClusterTests", dependencies: ["Cluster"], swiftSettings: numericFlags),
+    .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"], swiftSettings: numericFlags),
     .testTarget(name: "DataTests", dependencies: ["Data", "Tensor"], swiftSettings: numericFlags),
   ]
 )

@@ -12,7 +12,7 @@ public enum ControlMessage: Codable, Sendable, Equatable {
   case proof(mac: String)
   case assignment(rank: Int, size: Int, ringAddresses: [String], config: [String: String], jobID: String)
   case metrics(rank: Int, step: Int, loss: Double, learningRate: Double, imagesPerSecond: Double,
-               stepSeconds: Double, communicationSeconds: Double, hiddenFraction: Double)
+               stepSeconds: Double, communicationSeconds: Double, hiddenFraction: Double, busBandwidth: Double)
   case heartbeat(rank: Int)
   case evaluation(rank: Int, step: Int, top1: Int, top5: Int, count: Int)
   case checksum(rank: Int, step: Int, value: Double)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Collective
 import Foundation
+import Telemetry
 
 /// The control plane: registers workers (authenticated with the job token), assigns ranks and ring
 /// order, sends the configuration, then aggregates every worker's per-step metrics and evaluation
@@ -23,6 +24,10 @@ public final class Coordinator {
     public var logEvery = 10
     public var joinTimeout = 120.0
     public var heartbeatTimeout = 120.0
+    /// TensorBoard event files and metrics.jsonl go here (the job's --model_dir); nil: none.
+    public var logDirectory: String?
+    /// Serve Prometheus text at /metrics on this port; nil: no server.
+    public var metricsPort: Int?
     public init(token: String, config: [String: String], totalSteps: Int, stepsPerEpoch: Int, globalBatch: Int) {
       self.token = token; self.config = config; self.totalSteps = totalSteps
       self.stepsPerEpoch = stepsPerEpoch; self.globalBatch = globalBatch
@@ -33,9 +38,21 @@ public final class Coordinator {
   let listener: TCPListener
   public var log: (String) -> Void = { print($0); fflush(nil) }
 
+  let events: EventFileWriter?
+  let jsonLog: JSONLinesLog?
+  public let exporter: MetricsExporter?
+
   public init(options: Options) throws {
     self.options = options
     listener = try TCPListener(host: options.host, port: options.port)
+    if let directory = options.logDirectory {
+      try? FileManagerShim.makeDirectory(directory)
+      events = try EventFileWriter(directory: directory)
+      jsonLog = try JSONLinesLog(path: directory + "/metrics.jsonl")
+    } else {
+      events = nil; jsonLog = nil
+    }
+    exporter = try options.metricsPort.map { try MetricsExporter(port: $0) }
   }
 
   public var port: Int { listener.address.port }
@@ -98,7 +115,7 @@ public final class Coordinator {
   }
 
   func supervise(_ members: inout [Member]) -> Int32 {
-    var stepReports: [Int: [(rank: Int, loss: Double, lr: Double, rate: Double, seconds: Double, hidden: Double)]] = [:]
+    var stepReports: [Int: [Report]] = [:]
     var evaluation = (top1: 0, top5: 0, count: 0, reports: 0, step: 0)
     let started = monotonicNow()
     while members.contains(where: { !$0.done }) {
@@ -118,10 +135,12 @@ public final class Coordinator {
           return fail(members, "worker \(rank) at \(members[rank].channel.connection.peerAddress) is gone: \(error)")
         }
         switch message {
-        case let .metrics(r, step, loss, lr, rate, seconds, _, hidden):
-          stepReports[step, default: []].append((r, loss, lr, rate, seconds, hidden))
+        case let .metrics(r, step, loss, lr, rate, seconds, communication, hidden, bandwidth):
+          stepReports[step, default: []].append(Report(rank: r, loss: loss, lr: lr, rate: rate, seconds: seconds,
+                                                        communication: communication, hidden: hidden, bandwidth: bandwidth))
           if stepReports[step]!.count == members.count {
-            let reports = stepReports.removeValue(forKey: step)!
+            let reports = stepReports.removeValue(forKey: step)!.sorted { $0.rank < $1.rank }
+            record(step: step, reports)
             if step % options.logEvery == 0 || step == options.totalSteps { progress(step: step, reports, started: started) }
           }
         case let .evaluation(_, step, top1, top5, count):
@@ -129,6 +148,11 @@ public final class Coordinator {
           if evaluation.reports == members.count {
             let n = Double(max(evaluation.count, 1))
             log("eval step \(step): top_1_accuracy \(format(Double(evaluation.top1) / n)) top_5_accuracy \(format(Double(evaluation.top5) / n)) over \(evaluation.count) validation images from \(members.count) workers")
+            let top1 = Double(evaluation.top1) / n, top5 = Double(evaluation.top5) / n
+            events?.add(step: step, scalars: [("top_1_accuracy", Float(top1)), ("top_5_accuracy", Float(top5))])
+            jsonLog?.write([("step", step), ("top_1_accuracy", top1), ("top_5_accuracy", top5), ("eval_images", evaluation.count)])
+            exporter?.set("amoeba_top_1_accuracy", help: "Validation top-1 accuracy of the moving-average weights.", samples: [.init(labels: [:], value: top1)])
+            exporter?.set("amoeba_top_5_accuracy", help: "Validation top-5 accuracy of the moving-average weights.", samples: [.init(labels: [:], value: top5)])
             evaluation = (0, 0, 0, 0, 0)
           }
         case .heartbeat, .checksum:
@@ -147,7 +171,37 @@ public final class Coordinator {
     return 0
   }
 
-  func progress(step: Int, _ reports: [(rank: Int, loss: Double, lr: Double, rate: Double, seconds: Double, hidden: Double)], started: Double) {
+  struct Report {
+    var rank: Int, loss: Double, lr: Double, rate: Double, seconds: Double, communication: Double, hidden: Double, bandwidth: Double
+  }
+
+  /// TensorBoard scalars, a JSONL line and the Prometheus gauges for one completed step.
+  func record(step: Int, _ reports: [Report]) {
+    let loss = reports.map(\.loss).reduce(0, +) / Double(reports.count)
+    let rate = reports.map(\.rate).reduce(0, +)
+    var scalars: [(tag: String, value: Float)] = [("loss", Float(loss)), ("learning_rate", Float(reports[0].lr)), ("images_per_sec", Float(rate))]
+    for r in reports {
+      scalars.append(("step_time/rank_\(r.rank)", Float(r.seconds)))
+      scalars.append(("allreduce_busbw/rank_\(r.rank)", Float(r.bandwidth / 1e9)))
+    }
+    events?.add(step: step, scalars: scalars)
+    if step % options.logEvery == 0 || step == options.totalSteps {
+      jsonLog?.write([("step", step), ("loss", loss), ("learning_rate", reports[0].lr), ("images_per_sec", rate),
+                      ("slowest_rank", reports.max { $0.seconds < $1.seconds }!.rank),
+                      ("communication_hidden", reports.map(\.hidden).reduce(0, +) / Double(reports.count))])
+    }
+    guard let exporter else { return }
+    let perRank = { (value: (Report) -> Double) in reports.map { MetricsExporter.Sample(labels: ["rank": String($0.rank)], value: value($0)) } }
+    exporter.set("amoeba_step", help: "Last completed global step.", type: "counter", samples: [.init(labels: [:], value: Double(step))])
+    exporter.set("amoeba_loss", help: "Mean training loss over the workers.", samples: [.init(labels: [:], value: loss)])
+    exporter.set("amoeba_learning_rate", help: "Learning rate of the last step.", samples: [.init(labels: [:], value: reports[0].lr)])
+    exporter.set("amoeba_images_per_second", help: "Training images per second, summed over the workers.", samples: [.init(labels: [:], value: rate)])
+    exporter.set("amoeba_step_seconds", help: "Wall time of the last step per worker.", samples: perRank { $0.seconds })
+    exporter.set("amoeba_allreduce_bus_bytes_per_second", help: "All-reduce bus bandwidth per worker.", samples: perRank { $0.bandwidth })
+    exporter.set("amoeba_communication_hidden_ratio", help: "Share of all-reduce time hidden behind backward.", samples: perRank { $0.hidden })
+  }
+
+  func progress(step: Int, _ reports: [Report], started: Double) {
     let loss = reports.map(\.loss).reduce(0, +) / Double(reports.count)
     let rate = reports.map(\.rate).reduce(0, +)
     let slowest = reports.max { $0.seconds < $1.seconds }!, fastest = reports.min { $0.seconds < $1.seconds }!
@@ -167,4 +221,14 @@ func format(_ x: Double, _ digits: Int = 4) -> String {
   var scale = 1.0
   for _ in 0..<digits { scale *= 10 }
   return String((x * scale).rounded() / scale)
+}
+
+enum FileManagerShim {
+  static func makeDirectory(_ path: String) throws {
+    var prefix = path.hasPrefix("/") ? "/" : ""
+    for part in path.split(separator: "/") {
+      prefix += part + "/"
+      _ = mkdir(prefix, 0o755)
+    }
+  }
 }

@@ -104,6 +104,8 @@ public final class Worker {
     let images = UnsafeMutablePointer<Float>.allocateAligned(batch * pixels), labels = UnsafeMutablePointer<Float>.allocateAligned(batch)
     defer { images.deallocate(); labels.deallocate() }
     let total = training.totalSteps
+    // Bytes each rank moves per all-reduce of all gradients, nccl-tests' bus-bandwidth convention.
+    let busBytes = Double(trainer.trainable.reduce(0) { $0 + $1.shape.elementCount } * 4) * 2 * Double(size - 1) / Double(size)
     while trainer.globalStep < total {
       let started = monotonicNow()
       batcher.fill(batch: trainer.globalStep, images: images, labels: labels, context: context)
@@ -114,7 +116,8 @@ public final class Worker {
       try control.send(.metrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: rate,
                                 imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
                                 communicationSeconds: communication?.communicationSeconds ?? 0,
-                                hiddenFraction: communication?.hiddenFraction ?? 1))
+                                hiddenFraction: communication?.hiddenFraction ?? 1,
+                                busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0))
       if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
         try compareChecksums(trainer, ring: ring)
       }

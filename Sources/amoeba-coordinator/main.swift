@@ -7,7 +7,7 @@ import Cluster
 /// `amoeba-coordinator --workers N [--port P] [--job_token T | --job_token_file F] [training flags]`
 let usage = """
   usage: amoeba-coordinator --workers N [--port 0] [--host 0.0.0.0] [--job_token T | --job_token_file F]
-                            [--port_file F] [--log_every 10] [--heartbeat_timeout 120] [--join_timeout 120]
+                            [--port_file F] [--metrics_port P] [--log_every 10] [--heartbeat_timeout 120] [--join_timeout 120]
                             [model, training and data flags with the reference's names]
   The job token may also come from AMOEBA_JOB_TOKEN; without one a fresh token is generated and printed.
   """
@@ -20,6 +20,7 @@ do {
   let logEvery = try flags.int("log_every", default: 10)
   let heartbeat = try flags.double("heartbeat_timeout", default: 120)
   let join = try flags.double("join_timeout", default: 120)
+  let metricsPort = flags.has("metrics_port") ? try flags.int("metrics_port", default: 0) : nil
   var token = try flags.jobToken()
   let ignored = flags.ignoredReferenceFlags()
   let job = try flags.trainingJob()
@@ -34,7 +35,10 @@ do {
                                     stepsPerEpoch: job.training.stepsPerEpochForTraining, globalBatch: job.training.trainBatchSize)
   options.host = host; options.port = port; options.workers = workers; options.logEvery = logEvery
   options.heartbeatTimeout = heartbeat; options.joinTimeout = join
+  options.metricsPort = metricsPort
+  options.logDirectory = job.config["model_dir"]
   let coordinator = try Coordinator(options: options)
+  if let exporter = coordinator.exporter { print("coordinator: Prometheus metrics at http://0.0.0.0:\(exporter.port)/metrics") }
   print("coordinator listening on port \(coordinator.port) for \(workers) workers: \(job.network.cellName) num_cells=\(job.network.numCells) reduction_size=\(job.network.reductionSize) image_size=\(job.network.imageSize), global batch \(job.training.trainBatchSize), \(job.training.totalSteps) steps")
   fflush(nil)
   if !portFile.isEmpty {
