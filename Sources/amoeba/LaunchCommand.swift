@@ -70,18 +70,18 @@ struct LaunchCommand {
       if port == nil { usleep(20_000); if waitpid(processes[0].pid, nil, WNOHANG) != 0 { break } }
     }
     guard let port else {
-      relay(processes, until: { true })
+      relay(&processes, until: { true })
       printError("launch: the coordinator did not start (see its output above)")
       return 1
     }
     for rank in 0..<workers {
-      try start("worker \(rank)", "amoeba-worker", ["--coordinator", "127.0.0.1:\(port)", "--threads", String(threadsPerWorker)])
+      try start("worker", "amoeba-worker", ["--coordinator", "127.0.0.1:\(port)", "--threads", String(threadsPerWorker)])
     }
     let interrupted = LaunchCommand.installInterruptHandler()
     var firstFailure: String?
     var running = Set(processes.indices)
     while !running.isEmpty {
-      relay(processes, until: { false }, timeoutMilliseconds: 200)
+      relay(&processes, until: { false }, timeoutMilliseconds: 200)
       for i in running {
         var status: Int32 = 0
         if waitpid(processes[i].pid, &status, WNOHANG) == processes[i].pid {
@@ -94,14 +94,16 @@ struct LaunchCommand {
         for i in running { kill(processes[i].pid, SIGTERM) }
       }
     }
-    relay(processes, until: { true })
+    relay(&processes, until: { true })
     if interrupted.pointee != 0 { printError("launch: interrupted; stopped every process"); return 130 }
     if let firstFailure { printError("launch: failed: \(firstFailure) first; stopped the others"); return 1 }
     return 0
   }
 
   /// Copies complete lines from the children's pipes to stdout with a name prefix.
-  func relay(_ processes: [(name: String, pid: pid_t, output: Int32)], until done: () -> Bool, timeoutMilliseconds: Int32 = 0) {
+  /// A worker's rank is known once the coordinator assigns it: its first line "worker R of N: …"
+  /// renames the process to "rank R" for every later line.
+  func relay(_ processes: inout [(name: String, pid: pid_t, output: Int32)], until done: () -> Bool, timeoutMilliseconds: Int32 = 0) {
     var fds = processes.map { pollfd(fd: $0.output, events: Int16(POLLIN), revents: 0) }
     while poll(&fds, nfds_t(fds.count), timeoutMilliseconds) > 0 {
       var progressed = false
@@ -112,6 +114,9 @@ struct LaunchCommand {
           progressed = true
           let text = String(decoding: buffer[0..<n], as: UTF8.self)
           for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            if processes[i].name == "worker", line.hasPrefix("worker "), let rank = Int(line.dropFirst(7).prefix { $0.isNumber }) {
+              processes[i].name = "rank \(rank)"
+            }
             print("[\(processes[i].name)] \(line)")
           }
           fflush(nil)
