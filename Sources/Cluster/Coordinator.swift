@@ -83,6 +83,7 @@ public final class Coordinator {
     let configHash = JobAuthentication.configHash(options.config)
     let addresses = members.map(\.ringAddress)
     for (rank, member) in members.enumerated() {
+      member.channel.connection.peerRank = rank
       try? member.channel.send(.assignment(rank: rank, size: members.count, ringAddresses: addresses, config: options.config,
                                            jobID: String(JobAuthentication.ringJobID(token: options.token, configHash: configHash))))
     }

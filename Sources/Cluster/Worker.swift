@@ -90,6 +90,13 @@ public final class Worker {
       ? FakeDataset(imageSize: network.imageSize, classCount: network.numLabelClasses, trainCount: training.numTrainImages, validationCount: training.numEvalImages)
       : BuiltInDataset(imageSize: network.imageSize, trainCount: training.numTrainImages, validationCount: training.numEvalImages)
     let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed)
+    // Every worker restores the same newest valid checkpoint from --model_dir (a shared directory on
+    // a cluster), so a relaunched job resumes where the last complete checkpoint left it.
+    let store = modelDir.isEmpty ? nil : CheckpointStore(directory: modelDir)
+    if let store, let sidecar = try store.restore(into: trainer, config: config, report: { self.log("worker \(rank): warning: \($0)") }) {
+      log("worker \(rank): resumed from \(modelDir)/\(sidecar.tensorsFile) at step \(sidecar.globalStep)")
+    }
+    let saveEvery = max(1, training.iterationsPerLoop)
     let ring = Ring(links: try TCPRing(rank: rank, addresses: ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
                                        jobID: UInt64(jobID) ?? 0, timeout: options.ringTimeout))
     // Rank 0's initial parameters everywhere.
@@ -121,12 +128,12 @@ public final class Worker {
       if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
         try compareChecksums(trainer, ring: ring)
       }
+      // Rank 0 writes the checkpoints (atomically); the others hold identical parameters.
+      if let store, rank == 0, trainer.globalStep % saveEvery == 0 || trainer.globalStep == total {
+        log("worker 0: saved \(try store.save(trainer, config: config))")
+      }
     }
     trainer.detach()
-    if !modelDir.isEmpty && rank == 0 {
-      let path = try CheckpointStore(directory: modelDir).save(trainer, config: config)
-      log("worker 0: saved \(path)")
-    }
     if training.mode != "train" {
       let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
       evaluator.load(from: trainer)
