@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# A real multi-host run on one machine: network namespaces joined by veth links to a bridge — one
+# coordinator host and three worker hosts, each with its own address in 10.77.0.0/24 — run a short
+# training across them, then the same job over loopback, and check both end with the same loss and
+# accuracy. Needs root and iproute2; without them it says so and skips (exit 0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! ip netns list >/dev/null 2>&1; then
+  echo "netns-cluster: skipped: needs root and iproute2 network namespaces"
+  exit 0
+fi
+swift build -c release --product amoeba >/dev/null
+swift build -c release --product amoeba-coordinator >/dev/null
+swift build -c release --product amoeba-worker >/dev/null
+bin=.build/release
+flags=(--num_cells=3 --reduction_size=8 --image_size=24 --use_aux_head=false --train_batch_size=48
+       --lr=0.04 --num_epochs=0.5 --num_train_images=1920 --num_eval_images=480 --eval_batch_size=80 --log_every=10)
+p="am$$"
+hosts=(c w1 w2 w3)
+work=$(mktemp -d)
+cleanup() {
+  for h in "${hosts[@]}" sw; do ip netns del "$p-$h" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add "$p-sw"
+ip -n "$p-sw" link add br0 type bridge
+ip -n "$p-sw" link set br0 up
+for i in "${!hosts[@]}"; do
+  h=${hosts[$i]}
+  ip netns add "$p-$h"
+  ip link add "v$p$h" type veth peer name "b$p$h"
+  ip link set "v$p$h" netns "$p-$h"
+  ip link set "b$p$h" netns "$p-sw"
+  ip -n "$p-sw" link set "b$p$h" master br0 up
+  ip -n "$p-$h" addr add "10.77.0.$((i + 1))/24" dev "v$p$h"
+  ip -n "$p-$h" link set "v$p$h" up
+  ip -n "$p-$h" link set lo up
+done
+export AMOEBA_JOB_TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ip netns exec "$p-c" "$bin/amoeba-coordinator" --workers 3 --host 10.77.0.1 --port 0 --port_file "$work/port" \
+  --heartbeat_timeout 60 "${flags[@]}" > "$work/coordinator.log" 2>&1 &
+coordinator=$!
+for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
+port=$(cat "$work/port")
+for k in 1 2 3; do
+  ip netns exec "$p-w$k" "$bin/amoeba-worker" --coordinator "10.77.0.1:$port" --listen "10.77.0.$((k + 1))" --threads 1 \
+    > "$work/worker$k.log" 2>&1 &
+done
+if ! wait "$coordinator"; then
+  echo "netns-cluster: FAILED: the coordinator exited non-zero"; cat "$work"/*.log; exit 1
+fi
+wait
+grep -E "ring order|^eval" "$work/coordinator.log"
+"$bin/amoeba" launch --workers 3 --threads_per_worker 1 "${flags[@]}" > "$work/loopback.log" 2>&1
+summary() { grep -E "step [0-9]+/[0-9]+ .*loss|^(\[coordinator\] )?eval" "$1" | tail -2 | sed -E 's/^\[coordinator\] //; s/ images\/s.*//; s/ from 3 workers//'; }
+namespaces=$(summary "$work/coordinator.log"); loopback=$(summary "$work/loopback.log")
+echo "namespaces: $namespaces"
+echo "loopback:   $loopback"
+if [ "$namespaces" != "$loopback" ]; then echo "netns-cluster: FAILED: the runs differ"; exit 1; fi
+echo "netns-cluster: ok: 3 worker hosts and a coordinator host on 10.77.0.0/24 end as the loopback run does"
