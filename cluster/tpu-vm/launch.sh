@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Cloud TPU VM pod slice: a worker on every host of the slice, the coordinator on worker 0.
+#   cluster/tpu-vm/launch.sh TPU_NAME ZONE [training flags...]
+# Workers run the CPU kernels today (the PJRT backend that drives the TPU chips is a later issue).
+# Change: AMOEBA_BIN (copied to every host first, e.g. with `gcloud ... scp --worker=all`), the flags.
+set -euo pipefail
+name=${1:?usage: launch.sh TPU_NAME ZONE [flags...]}; zone=${2:?zone}; shift 2
+bin=${AMOEBA_BIN:-/home/$USER/amoeba/bin}
+token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ips=$(gcloud compute tpus tpu-vm describe "$name" --zone "$zone" --format='value(networkEndpoints[].ipAddress)' | tr ';' ' ')
+set -- $ips "$@"
+hosts=($ips)
+coordinator=${hosts[0]}
+gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=0 --command \
+  "AMOEBA_JOB_TOKEN=$token nohup $bin/amoeba-coordinator --workers ${#hosts[@]} --port 29400 ${*:${#hosts[@]}+1} > coordinator.log 2>&1 &"
+sleep 3
+gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command \
+  "AMOEBA_JOB_TOKEN=$token $bin/amoeba-worker --coordinator $coordinator:29400 --listen \$(hostname -I | awk '{print \$1}')"
