@@ -7,12 +7,12 @@ set -euo pipefail
 name=${1:?usage: launch.sh TPU_NAME ZONE [flags...]}; zone=${2:?zone}; shift 2
 bin=${AMOEBA_BIN:-/home/$USER/amoeba/bin}
 token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-ips=$(gcloud compute tpus tpu-vm describe "$name" --zone "$zone" --format='value(networkEndpoints[].ipAddress)' | tr ';' ' ')
-set -- $ips "$@"
-hosts=($ips)
+flags="$*"
+read -r -a hosts <<< "$(gcloud compute tpus tpu-vm describe "$name" --zone "$zone" \
+  --format='value(networkEndpoints[].ipAddress)' | tr ';' ' ')"
 coordinator=${hosts[0]}
 gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=0 --command \
-  "AMOEBA_JOB_TOKEN=$token nohup $bin/amoeba-coordinator --workers ${#hosts[@]} --port 29400 ${*:${#hosts[@]}+1} > coordinator.log 2>&1 &"
+  "AMOEBA_JOB_TOKEN=$token nohup $bin/amoeba-coordinator --workers ${#hosts[@]} --port 29400 $flags > coordinator.log 2>&1 &"
 sleep 3
 gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command \
   "AMOEBA_JOB_TOKEN=$token $bin/amoeba-worker --coordinator $coordinator:29400 --listen \$(hostname -I | awk '{print \$1}')"
