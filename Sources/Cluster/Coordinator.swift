@@ -189,7 +189,9 @@ public final class Coordinator {
     if step % options.logEvery == 0 || step == options.totalSteps {
       jsonLog?.write([("step", step), ("loss", loss), ("learning_rate", reports[0].lr), ("images_per_sec", rate),
                       ("slowest_rank", reports.max { $0.seconds < $1.seconds }!.rank),
-                      ("communication_hidden", reports.map(\.hidden).reduce(0, +) / Double(reports.count))])
+                      ("communication_hidden", reports.map(\.hidden).reduce(0, +) / Double(reports.count)),
+                      ("step_seconds", reports.map(\.seconds).reduce(0, +) / Double(reports.count)),
+                      ("exposed_communication_seconds", reports.map { $0.communication * (1 - $0.hidden) }.reduce(0, +) / Double(reports.count))])
     }
     guard let exporter else { return }
     let perRank = { (value: (Report) -> Double) in reports.map { MetricsExporter.Sample(labels: ["rank": String($0.rank)], value: value($0)) } }

@@ -14,6 +14,8 @@ struct LaunchCommand {
   var workers: Int
   var forwarded: [String]
   var threadsPerWorker: Int
+  /// Drain the children's output without printing it (benchmarks).
+  var quiet = false
 
   init(arguments: [String]) throws {
     var flags = try Flags(arguments)
@@ -117,7 +119,7 @@ struct LaunchCommand {
             if processes[i].name == "worker", line.hasPrefix("worker "), let rank = Int(line.dropFirst(7).prefix { $0.isNumber }) {
               processes[i].name = "rank \(rank)"
             }
-            print("[\(processes[i].name)] \(line)")
+            if !quiet { print("[\(processes[i].name)] \(line)") }
           }
           fflush(nil)
         }

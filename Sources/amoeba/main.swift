@@ -16,6 +16,8 @@ let usage = """
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
     bench allreduce --ranks N --sizes 64K,1M,256M [--compression none|bf16|fp16] [--json]
                                                           ring all-reduce over loopback: time, algbw, busbw, #wrong
+    bench scaling --preset bench-small|tiny --workers 1,2,4 [--steps N]
+                                                          images/s and exposed communication per worker count
     bench train --preset bench-small|tiny [--steps N] [--threads N]
                                                           whole-model training images/s and peak RSS
     bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N] [--profile]
@@ -40,6 +42,8 @@ do {
     try KernelBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "allreduce"):
     try AllReduceBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
+  case ("bench", "scaling"):
+    try ScalingBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "train"):
     try TrainBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "step"):
