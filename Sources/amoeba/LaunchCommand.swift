@@ -84,12 +84,16 @@ struct LaunchCommand {
     var running = Set(processes.indices)
     while !running.isEmpty {
       relay(&processes, until: { false }, timeoutMilliseconds: 200)
-      for i in running {
+      // Workers before the coordinator: when both are found gone in one pass, the coordinator's
+      // exit is the consequence.
+      for i in running.sorted(by: >) {
         var status: Int32 = 0
         if waitpid(processes[i].pid, &status, WNOHANG) == processes[i].pid {
           running.remove(i)
-          let code = (status >> 8) & 0xFF
-          if status != 0 && firstFailure == nil { firstFailure = "\(processes[i].name) exited with status \(code == 0 ? status : code)" }
+          let signal = status & 0x7F, code = (status >> 8) & 0xFF
+          if status != 0 && firstFailure == nil {
+            firstFailure = signal != 0 ? "\(processes[i].name) was killed by signal \(signal)" : "\(processes[i].name) exited with status \(code)"
+          }
         }
       }
       if (firstFailure != nil || interrupted.pointee != 0) && !running.isEmpty {

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Multi-process checks with the real executables on loopback: a worker killed mid-run is named by the
+# coordinator and `amoeba launch` fails, naming the first process to fail, leaving the last complete
+# checkpoint intact; relaunching resumes every worker from it; a worker with the wrong job token is
+# refused. CI runs this after `swift test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+swift build -c release --product amoeba >/dev/null
+swift build -c release --product amoeba-coordinator >/dev/null
+swift build -c release --product amoeba-worker >/dev/null
+bin=.build/release
+work=$(mktemp -d)
+trap 'rm -rf "$work"; pkill -P $$ 2>/dev/null || true' EXIT
+flags=(--num_cells=3 --reduction_size=8 --image_size=24 --use_aux_head=false --train_batch_size=32 --lr=0.04
+       --num_train_images=32000 --num_epochs=1 --num_eval_images=320 --eval_batch_size=80 --log_every=50
+       --iterations_per_loop=40 --model_dir="$work/run")
+fail() { echo "multiprocess-checks: FAILED: $*"; exit 1; }
+
+# 1. Kill a worker once the first checkpoint exists.
+"$bin/amoeba" launch --workers 2 --threads_per_worker 1 "${flags[@]}" > "$work/first.log" 2>&1 &
+launch=$!
+for _ in $(seq 600); do ls "$work/run"/model.ckpt-*.json >/dev/null 2>&1 && break; sleep 0.1; done
+ls "$work/run"/model.ckpt-*.json >/dev/null 2>&1 || fail "no checkpoint appeared"
+victim=$(pgrep -f "amoeba-worker --coordinator" | tail -n 1)
+echo "killing worker pid $victim: $(ps -o pid,ppid,cmd -p "$victim" | tail -1)"
+kill -9 "$victim"
+if wait "$launch"; then fail "launch exited 0 after a worker was killed"; fi
+grep -q "coordinator: error: worker [01] at .* is gone" "$work/first.log" || { cat "$work/first.log"; fail "the coordinator did not name the lost worker"; }
+grep -q "launch: failed: .* first" "$work/first.log" || fail "launch did not report the first failure"
+echo "killed worker: $(grep -o 'coordinator: error: worker [01] at [^:]*' "$work/first.log" | head -1); launch: $(grep -o 'failed: .* first' "$work/first.log")"
+
+# 2. Relaunch: every worker resumes from the newest complete checkpoint and the job finishes.
+step=$(ls "$work/run"/model.ckpt-*.json | sed -E 's/.*ckpt-([0-9]+)\.json/\1/' | sort -n | tail -1)
+"$bin/amoeba" launch --workers 2 --threads_per_worker 1 "${flags[@]}" > "$work/second.log" 2>&1 || { cat "$work/second.log"; fail "the relaunch failed"; }
+[ "$(grep -c "resumed from .*model.ckpt-$step.safetensors at step $step" "$work/second.log")" = 2 ] || { cat "$work/second.log"; fail "the workers did not both resume from step $step"; }
+grep -q "all 2 workers finished" "$work/second.log" || fail "the resumed job did not finish"
+echo "resume: both workers resumed at step $step and the job finished"
+
+# 3. A worker with the wrong token is refused on both sides.
+AMOEBA_JOB_TOKEN=right "$bin/amoeba-coordinator" --workers 1 --port 0 --port_file "$work/port" --join_timeout 5 \
+  "${flags[@]/--model_dir=*/--model_dir=$work/other}" > "$work/coordinator.log" 2>&1 &
+coordinator=$!
+for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
+if AMOEBA_JOB_TOKEN=wrong "$bin/amoeba-worker" --coordinator "127.0.0.1:$(cat "$work/port")" > "$work/intruder.log" 2>&1; then
+  fail "a worker with the wrong token was accepted"
+fi
+wait "$coordinator" || true
+grep -q "refused worker .*wrong job token" "$work/coordinator.log" || fail "the coordinator did not log the refusal"
+grep -q "job token" "$work/intruder.log" || fail "the worker did not say why it was refused"
+echo "wrong token: refused ($(grep -o 'refused worker.*' "$work/coordinator.log"))"
+echo "multiprocess-checks: ok"
