@@ -97,6 +97,7 @@ public final class Worker {
       log("worker \(rank): resumed from \(modelDir)/\(sidecar.tensorsFile) at step \(sidecar.globalStep)")
     }
     let saveEvery = max(1, training.iterationsPerLoop)
+    let evalEvery = max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining)))
     let ring = Ring(links: try TCPRing(rank: rank, addresses: ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
                                        jobID: UInt64(jobID) ?? 0, timeout: options.ringTimeout))
     // Rank 0's initial parameters everywhere.
@@ -128,6 +129,10 @@ public final class Worker {
       if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
         try compareChecksums(trainer, ring: ring)
       }
+      if training.mode == "train_and_eval", trainer.globalStep % evalEvery == 0, trainer.globalStep < total {
+        try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
+                     context: context, control: control)
+      }
       // Rank 0 writes the checkpoints (atomically); the others hold identical parameters.
       if let store, rank == 0, trainer.globalStep % saveEvery == 0 || trainer.globalStep == total {
         log("worker 0: saved \(try store.save(trainer, config: config))")
@@ -135,25 +140,34 @@ public final class Worker {
     }
     trainer.detach()
     if training.mode != "train" {
-      let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
-      evaluator.load(from: trainer)
-      let validation = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize)
-      let evalImages = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize * pixels)
-      let evalLabels = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize)
-      defer { evalImages.deallocate(); evalLabels.deallocate() }
-      var top1 = 0, top5 = 0, count = 0
-      let batches = min(training.numEvalImages, dataset.count(.validation)) / training.evalBatchSize
-      for b in stride(from: rank, to: batches, by: size) {
-        validation.fill(batch: b, images: evalImages, labels: evalLabels, context: context)
-        let hits = try evaluator.evaluate(images: evalImages, labels: evalLabels, count: training.evalBatchSize)
-        top1 += hits.top1; top5 += hits.top5; count += training.evalBatchSize
-      }
-      try control.send(.evaluation(rank: rank, step: trainer.globalStep, top1: top1, top5: top5, count: count))
+      try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
+                   context: context, control: control)
     }
     try control.send(.done(rank: rank))
     if case let .stop(reason) = try control.receive(timeout: options.connectTimeout), reason != "finished" {
       throw UsageError("stopped by the coordinator: \(reason)")
     }
+  }
+
+  /// This worker's share of the validation set (batches b ≡ rank mod size), on the moving averages;
+  /// the coordinator sums the shares.
+  func evaluate(_ trainer: Trainer, dataset: any Dataset, network: NetworkConfig, training: TrainingConfig, rank: Int, size: Int,
+                context: KernelContext, control: ControlChannel) throws {
+    let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
+    evaluator.load(from: trainer)
+    let validation = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize)
+    let pixels = network.imageSize * network.imageSize * 3
+    let images = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize * pixels)
+    let labels = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize)
+    defer { images.deallocate(); labels.deallocate() }
+    var top1 = 0, top5 = 0, count = 0
+    let batches = min(training.numEvalImages, dataset.count(.validation)) / training.evalBatchSize
+    for b in stride(from: rank, to: batches, by: size) {
+      validation.fill(batch: b, images: images, labels: labels, context: context)
+      let hits = try evaluator.evaluate(images: images, labels: labels, count: training.evalBatchSize)
+      top1 += hits.top1; top5 += hits.top5; count += training.evalBatchSize
+    }
+    try control.send(.evaluation(rank: rank, step: trainer.globalStep, top1: top1, top5: top5, count: count))
   }
 
   /// Every rank's parameter checksum must agree; a divergence names the ranks that differ.

@@ -71,7 +71,7 @@ extension TrainingConfig {
                   "lr_decay_value": String(lrDecayValue), "lr_num_epochs_per_decay": String(lrNumEpochsPerDecay),
                   "lr_decay_method": lrDecayMethod, "num_epochs": String(numEpochs), "num_train_images": String(numTrainImages),
                   "num_eval_images": String(numEvalImages), "optimizer": optimizer, "moving_average_decay": String(movingAverageDecay),
-                  "iterations_per_loop": String(iterationsPerLoop), "mode": mode]
+                  "iterations_per_loop": String(iterationsPerLoop), "mode": mode, "num_epochs_per_eval": String(numEpochsPerEval)]
     if let warmup = lrWarmupEpochs { values["lr_warmup_epochs"] = String(warmup) }
     return values
   }
