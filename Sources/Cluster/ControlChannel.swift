@@ -88,3 +88,20 @@ public enum JobAuthentication {
   /// Equal hex strings in constant time.
   static func matches(_ a: String, _ b: String) -> Bool { HMACSHA256.constantTimeEqual(Array(a.utf8), Array(b.utf8)) }
 }
+
+/// The ring links' challenge–response: HMAC-SHA256 keyed by the job token over the role, the
+/// nonce, the prover's rank and the configuration hash, so a neighbour with another token or
+/// another configuration cannot join the ring.
+public struct TokenRingAuthenticator: RingAuthenticator {
+  let key: [UInt8]
+  let configHash: String
+  public init(token: String, configHash: String) { key = Array(token.utf8); self.configHash = configHash }
+
+  public func proof(role: String, nonce: [UInt8], rank: Int) -> [UInt8] {
+    HMACSHA256.authenticationCode(key: key, message: Array("amoeba-ring-\(role):\(rank):\(configHash):".utf8) + nonce)
+  }
+
+  public func verify(_ proof: [UInt8], role: String, nonce: [UInt8], rank: Int) -> Bool {
+    HMACSHA256.constantTimeEqual(proof, self.proof(role: role, nonce: nonce, rank: rank))
+  }
+}

@@ -98,8 +98,9 @@ public final class Worker {
     }
     let saveEvery = max(1, training.iterationsPerLoop)
     let evalEvery = max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining)))
+    let authenticator = TokenRingAuthenticator(token: options.token, configHash: JobAuthentication.configHash(config))
     let ring = Ring(links: try TCPRing(rank: rank, addresses: ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
-                                       jobID: UInt64(jobID) ?? 0, timeout: options.ringTimeout))
+                                       jobID: UInt64(jobID) ?? 0, authenticator: authenticator, timeout: options.ringTimeout))
     // Rank 0's initial parameters everywhere.
     for i in trainer.trainable.indices {
       try ring.broadcast(UnsafeMutableBufferPointer(start: trainer.parameterPointer(i), count: trainer.trainable[i].shape.elementCount))

@@ -15,6 +15,14 @@ public protocol RingLinks: AnyObject {
                 received: (Int) -> Void) throws(CollectiveError)
 }
 
+/// Proves and checks knowledge of a job's secret on a ring link (HMAC in `Cluster`): the ring stays
+/// free of cryptography and of tokens.
+public protocol RingAuthenticator: Sendable {
+  /// 32 bytes proving the secret for `nonce`, in `role` ("accept" or "connect"), by `rank`.
+  func proof(role: String, nonce: [UInt8], rank: Int) -> [UInt8]
+  func verify(_ proof: [UInt8], role: String, nonce: [UInt8], rank: Int) -> Bool
+}
+
 /// A ring of processes over TCP: this rank connects to its right neighbour and accepts its left one.
 ///
 /// Every message is a frame: a 16-byte header (magic `AMRG`, sequence number, payload length), then
@@ -37,28 +45,56 @@ public final class TCPRing: RingLinks {
 
   /// Forms the ring: `listener` is this rank's bound socket, `addresses[r]` every rank's listening
   /// address. Peers may start in any order; everything must be connected before `timeout` passes.
-  public init(rank: Int, addresses: [SocketAddress], listener: TCPListener, jobID: UInt64 = 0, timeout: Double = 30) throws(CollectiveError) {
+  /// With an `authenticator`, each link runs a mutual challenge–response (both ends prove the job's
+  /// secret over fresh nonces) before any data flows; `jobID` must match on both ends in any case.
+  public init(rank: Int, addresses: [SocketAddress], listener: TCPListener, jobID: UInt64 = 0,
+              authenticator: RingAuthenticator? = nil, timeout: Double = 30) throws(CollectiveError) {
     self.rank = rank
     self.size = addresses.count
     self.timeout = timeout
     guard size > 1 else { right = nil; left = nil; return }
     let deadline = monotonicNow() + timeout
     let rightRank = (rank + 1) % size, leftRank = (rank + size - 1) % size
+    // 1. Greet the right neighbour with our rank, the ring size, the job id and a nonce.
     let right = try connect(to: addresses[rightRank], rank: rightRank, deadline: deadline)
     right.timeout = timeout
-    try right.sendAll(TCPRing.hello(rank: rank, size: size, jobID: jobID), deadline: deadline)
+    let myNonce = TCPRing.nonce()
+    try right.sendAll(TCPRing.hello(rank: rank, size: size, jobID: jobID) + myNonce, deadline: deadline)
+    // 2. Accept the left neighbour, check its greeting, answer its nonce with ours and a proof.
     let left = try listener.accept(deadline: deadline, expecting: "rank \(leftRank) (\(addresses[leftRank]))")
     left.peerRank = leftRank
     left.peerAddress = addresses[leftRank].description
     left.timeout = timeout
-    let greeting = try left.receive(count: 24, deadline: deadline)
-    let expected = TCPRing.hello(rank: leftRank, size: size, jobID: jobID)
-    if greeting != expected {
+    let greeting = try left.receive(count: 24 + 32, deadline: deadline)
+    if Array(greeting.prefix(24)) != TCPRing.hello(rank: leftRank, size: size, jobID: jobID) {
       throw .malformedFrame(rank: leftRank, address: addresses[leftRank].description,
-                            reason: "its ring greeting does not say rank \(leftRank) of \(size) in this job")
+                            reason: "its ring greeting does not say rank \(leftRank) of \(size) in this job (another job, configuration or token?)")
+    }
+    let leftNonce = Array(greeting.suffix(32))
+    if let authenticator {
+      let leftChallenge = TCPRing.nonce()
+      try left.sendAll(leftChallenge + authenticator.proof(role: "accept", nonce: leftNonce, rank: rank), deadline: deadline)
+      // 3. Check the right neighbour's proof of our nonce, prove its nonce.
+      let answer = try right.receive(count: 64, deadline: deadline)
+      guard authenticator.verify(Array(answer.suffix(32)), role: "accept", nonce: myNonce, rank: rightRank) else {
+        throw .malformedFrame(rank: rightRank, address: addresses[rightRank].description, reason: "it could not prove the job token")
+      }
+      try right.sendAll(authenticator.proof(role: "connect", nonce: Array(answer.prefix(32)), rank: rank), deadline: deadline)
+      // 4. Check the left neighbour's proof of our challenge.
+      let proof = try left.receive(count: 32, deadline: deadline)
+      guard authenticator.verify(proof, role: "connect", nonce: leftChallenge, rank: leftRank) else {
+        throw .malformedFrame(rank: leftRank, address: addresses[leftRank].description, reason: "it could not prove the job token")
+      }
     }
     self.right = right
     self.left = left
+  }
+
+  static func nonce() -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: 32)
+    let fd = open("/dev/urandom", O_RDONLY)
+    if fd >= 0 { _ = read(fd, &bytes, 32); Glibc.close(fd) }
+    return bytes
   }
 
   static func hello(rank: Int, size: Int, jobID: UInt64) -> [UInt8] {
