@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLI
+import Checksums
 import Collective
 import Data
 import Model

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Checksums
 
 /// TensorBoard event files: TFRecord framing (little-endian 64-bit length, masked CRC-32C of the
 /// length, the record, masked CRC-32C of the record) of `tensorflow.Event` protocol buffers, each
@@ -100,15 +101,7 @@ public enum TFRecordFrame {
     return ((crc >> 15) | (crc << 17)) &+ 0xA282_EAD8
   }
 
-  /// Bitwise CRC-32C: event files are small; the table-driven one lives in Train for checkpoints.
-  static func crc32c(_ bytes: [UInt8]) -> UInt32 {
-    var crc: UInt32 = 0xFFFF_FFFF
-    for byte in bytes {
-      crc ^= UInt32(byte)
-      for _ in 0..<8 { crc = crc & 1 != 0 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
-    }
-    return ~crc
-  }
+  static func crc32c(_ bytes: [UInt8]) -> UInt32 { CRC32C.checksum(bytes) }
 }
 
 public enum TelemetryError: Error, CustomStringConvertible {

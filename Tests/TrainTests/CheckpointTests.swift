@@ -4,6 +4,7 @@ import Data
 import Model
 import Tensor
 @testable import Train
+import Checksums
 
 @Suite struct CheckpointFormatTests {
   @Test func crc32cMatchesThePublishedCheckValue() {

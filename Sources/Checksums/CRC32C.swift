@@ -1,3 +1,4 @@
+/// Checksums and hashes shared by the readers, the checkpoints, the event files and authentication.
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven, eight bytes per step.
 /// The tables are computed at first use from the polynomial (no generated source).
 public enum CRC32C {

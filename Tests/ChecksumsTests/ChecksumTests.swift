@@ -1,5 +1,5 @@
 import Testing
-@testable import Cluster
+@testable import Checksums
 
 @Suite struct SHA256Tests {
   @Test func fipsVectors() {
@@ -25,5 +25,13 @@ import Testing
             == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
     #expect(HMACSHA256.constantTimeEqual([1, 2, 3], [1, 2, 3]))
     #expect(!HMACSHA256.constantTimeEqual([1, 2, 3], [1, 2, 4]))
+  }
+}
+
+@Suite struct CRC32CTests {
+  @Test func publishedCheckValues() {
+    #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+    #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
+    #expect(CRC32C.checksum([UInt8](repeating: 0xFF, count: 32)) == 0x62A8_AB43)
   }
 }
