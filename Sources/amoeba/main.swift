@@ -12,6 +12,7 @@ let usage = """
     lr-schedule [training flags] --steps 0,100,437         the learning rate at each step
     launch --workers N [model, training and data flags]    a coordinator and N workers on this machine
     train [model, training and data flags]                 single-process training with progress and evaluation
+    data inspect FILE...                                   TFRecord record counts, labels, image sizes, damage
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
     bench allreduce --ranks N --sizes 64K,1M,256M [--compression none|bf16|fp16] [--json]
@@ -32,6 +33,8 @@ do {
     try LearningRateCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("launch", _):
     exit(try LaunchCommand(arguments: Array(arguments.dropFirst())).run())
+  case ("data", "inspect"):
+    exit(try DataInspectCommand(arguments: Array(arguments.dropFirst(2))).run())
   case ("export", _):
     try ExportCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("train", _):
