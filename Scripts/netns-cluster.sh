@@ -5,10 +5,17 @@
 # accuracy. Needs root and iproute2; without them it says so and skips (exit 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! ip netns list >/dev/null 2>&1; then
-  echo "netns-cluster: skipped: needs root and iproute2 network namespaces"
+probe="amprobe$$"
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! ip netns add "$probe" >/dev/null 2>&1; then
+  echo "netns-cluster: skipped: needs root, iproute2 and the right to create network namespaces"
   exit 0
 fi
+ip netns del "$probe"
+if ! ip link add "v$probe" type veth peer name "b$probe" >/dev/null 2>&1; then
+  echo "netns-cluster: skipped: cannot create veth links here"
+  exit 0
+fi
+ip link del "v$probe" >/dev/null 2>&1 || true
 swift build -c release --product amoeba >/dev/null
 swift build -c release --product amoeba-coordinator >/dev/null
 swift build -c release --product amoeba-worker >/dev/null
@@ -23,20 +30,26 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-ip netns add "$p-sw"
-ip -n "$p-sw" link add br0 type bridge
-ip -n "$p-sw" link set br0 up
-for i in "${!hosts[@]}"; do
-  h=${hosts[$i]}
-  ip netns add "$p-$h"
-  ip link add "v$p$h" type veth peer name "b$p$h"
-  ip link set "v$p$h" netns "$p-$h"
-  ip link set "b$p$h" netns "$p-sw"
-  ip -n "$p-sw" link set "b$p$h" master br0 up
-  ip -n "$p-$h" addr add "10.77.0.$((i + 1))/24" dev "v$p$h"
-  ip -n "$p-$h" link set "v$p$h" up
-  ip -n "$p-$h" link set lo up
-done
+setup() {
+  ip netns add "$p-sw" &&
+  ip -n "$p-sw" link add br0 type bridge &&
+  ip -n "$p-sw" link set br0 up || return 1
+  for i in "${!hosts[@]}"; do
+    h=${hosts[$i]}
+    ip netns add "$p-$h" &&
+    ip link add "v$p$h" type veth peer name "b$p$h" &&
+    ip link set "v$p$h" netns "$p-$h" &&
+    ip link set "b$p$h" netns "$p-sw" &&
+    ip -n "$p-sw" link set "b$p$h" master br0 up &&
+    ip -n "$p-$h" addr add "10.77.0.$((i + 1))/24" dev "v$p$h" &&
+    ip -n "$p-$h" link set "v$p$h" up &&
+    ip -n "$p-$h" link set lo up || return 1
+  done
+}
+if ! setup 2>"$work/setup.err"; then
+  echo "netns-cluster: skipped: could not build the namespaces here ($(head -1 "$work/setup.err"))"
+  exit 0
+fi
 export AMOEBA_JOB_TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ip netns exec "$p-c" "$bin/amoeba-coordinator" --workers 3 --host 10.77.0.1 --port 0 --port_file "$work/port" \
   --heartbeat_timeout 60 "${flags[@]}" > "$work/coordinator.log" 2>&1 &
