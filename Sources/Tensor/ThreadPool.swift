@@ -75,20 +75,25 @@ public final class ThreadPool: @unchecked Sendable {
 
 /// The state shared by the caller of `parallelFor` and the worker threads.
 ///
-/// `job`, `taskCount` and `generation` are written under `mutex` by the one caller while no worker
-/// is inside a loop (`busyWorkers == 0`); workers read them under the same mutex after seeing a new
-/// generation. Task indices come from the atomic counter, so handing out work takes no lock.
+/// The caller writes `job` and `taskCount`, then publishes a new generation with a release store;
+/// a worker that sees the new generation with an acquire load may read them. Workers spin briefly
+/// on the generation before sleeping on `wake` (a training step launches thousands of short loops,
+/// and a futex wake-up per loop cost more than the loops); the caller likewise spins on `busy`
+/// before sleeping on `finished`. Both sleeps re-check their condition under `mutex`, and both
+/// wake-ups are sent under it, so none is lost. Task indices come from an atomic counter.
 private final class Loop: @unchecked Sendable {
   private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
   private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
   private let finished = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
   private let workers: Int
-  private var generation: UInt64 = 0
   private var job: UnsafePointer<Job>?
   private var taskCount = 0
-  private var busyWorkers = 0
   private var shuttingDown = false
+  private let generation = Atomic<UInt64>(0)
+  private let busy = Atomic<Int>(0)
   private let nextTask = Atomic<Int>(0)
+  /// Polls of an atomic before sleeping: a few tens of microseconds.
+  static let spins = 20_000
 
   init(workers: Int) {
     self.workers = workers
@@ -103,26 +108,33 @@ private final class Loop: @unchecked Sendable {
   }
 
   func run(_ body: UnsafePointer<Job>, count: Int) {
-    pthread_mutex_lock(mutex)
     job = body
     taskCount = count
     nextTask.store(0, ordering: .relaxed)
-    busyWorkers = workers
-    generation &+= 1
+    busy.store(workers, ordering: .relaxed)
+    pthread_mutex_lock(mutex)
+    generation.wrappingAdd(1, ordering: .releasing)
     pthread_cond_broadcast(wake)
     pthread_mutex_unlock(mutex)
 
     runTasks(body.pointee.body, count: count, thread: 0)
 
-    pthread_mutex_lock(mutex)
-    while busyWorkers > 0 { pthread_cond_wait(finished, mutex) }
+    var polls = 0
+    while busy.load(ordering: .acquiring) > 0 {
+      polls += 1
+      if polls & 1023 == 0 { sched_yield() }
+      if polls < Loop.spins { continue }
+      pthread_mutex_lock(mutex)
+      while busy.load(ordering: .acquiring) > 0 { pthread_cond_wait(finished, mutex) }
+      pthread_mutex_unlock(mutex)
+    }
     job = nil
-    pthread_mutex_unlock(mutex)
   }
 
   func shutDown() {
     pthread_mutex_lock(mutex)
     shuttingDown = true
+    generation.wrappingAdd(1, ordering: .releasing)
     pthread_cond_broadcast(wake)
     pthread_mutex_unlock(mutex)
   }
@@ -138,21 +150,35 @@ private final class Loop: @unchecked Sendable {
 
   func workerLoop(thread: Int) {
     var seen: UInt64 = 0
-    pthread_mutex_lock(mutex)
     while true {
-      while generation == seen && !shuttingDown { pthread_cond_wait(wake, mutex) }
-      if shuttingDown { break }
-      seen = generation
+      var current = generation.load(ordering: .acquiring)
+      var polls = 0
+      while current == seen && polls < Loop.spins {
+        polls += 1
+        // Yield now and then: if the scheduler put us on the caller's core, the caller runs.
+        if polls & 1023 == 0 { sched_yield() }
+        current = generation.load(ordering: .acquiring)
+      }
+      if current == seen {
+        pthread_mutex_lock(mutex)
+        while generation.load(ordering: .acquiring) == seen { pthread_cond_wait(wake, mutex) }
+        current = generation.load(ordering: .acquiring)
+        pthread_mutex_unlock(mutex)
+      }
+      seen = current
+      pthread_mutex_lock(mutex)
+      let stop = shuttingDown
+      pthread_mutex_unlock(mutex)
+      if stop { return }
       // The closure lives on the caller's stack until every worker has reported back.
       let body = job!
-      let count = taskCount
-      pthread_mutex_unlock(mutex)
-      runTasks(body.pointee.body, count: count, thread: thread)
-      pthread_mutex_lock(mutex)
-      busyWorkers -= 1
-      if busyWorkers == 0 { pthread_cond_signal(finished) }
+      runTasks(body.pointee.body, count: taskCount, thread: thread)
+      if busy.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue == 1 {
+        pthread_mutex_lock(mutex)
+        pthread_cond_signal(finished)
+        pthread_mutex_unlock(mutex)
+      }
     }
-    pthread_mutex_unlock(mutex)
   }
 }
 
