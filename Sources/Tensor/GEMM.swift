@@ -110,22 +110,8 @@ public enum GEMM {
           let layout = packA(ic, pc, rows, kc, packedA)
           for sliver in firstSliver..<lastSliver {
             let j = jc + sliver * B.nr
-            let columns = min(B.nr, n - j)
-            var ir = 0
-            while ir < rows {
-              let tileRows = min(B.mr, rows - ir)
-              let cTile = c + (ic + ir) * ldc + j
-              let aSliver = UnsafePointer(packedA + ir * kc)
-              let bSliver = UnsafePointer(packedB + sliver * kc * B.nr)
-              if tileRows == B.mr && columns == B.nr {
-                microKernel(kc: kc, a: aSliver, layout: layout, b: bSliver, c: cTile, ldc: ldc,
-                            alpha: alpha, beta: blockBeta)
-              } else {
-                edgeTile(kc: kc, a: aSliver, layout: layout, b: bSliver, c: cTile, ldc: ldc,
-                         rows: tileRows, columns: columns, alpha: alpha, beta: blockBeta)
-              }
-              ir += B.mr
-            }
+            multiplySliver(kc: kc, packedA: packedA, layout: layout, rows: rows, packedB: packedB + sliver * kc * B.nr,
+                           columns: min(B.nr, n - j), alpha: alpha, beta: blockBeta, c: c + ic * ldc + j, ldc: ldc)
           }
         }
         pc += kc
@@ -171,26 +157,36 @@ public enum GEMM {
           let rows = min(B.mc, lastRow - ic)
           let layout = packA(ic, pc, rows, kc, packedA)
           for sliver in first..<last {
-            let j = sliver * B.nr, columns = min(B.nr, n - j)
-            let bSliver = UnsafePointer(packedB + (sliver - first) * kc * B.nr)
-            var ir = 0
-            while ir < rows {
-              let tileRows = min(B.mr, rows - ir)
-              let cTile = c + (ic + ir) * ldc + j
-              let aSliver = UnsafePointer(packedA + ir * kc)
-              if tileRows == B.mr && columns == B.nr {
-                microKernel(kc: kc, a: aSliver, layout: layout, b: bSliver, c: cTile, ldc: ldc, alpha: alpha, beta: blockBeta)
-              } else {
-                edgeTile(kc: kc, a: aSliver, layout: layout, b: bSliver, c: cTile, ldc: ldc,
-                         rows: tileRows, columns: columns, alpha: alpha, beta: blockBeta)
-              }
-              ir += B.mr
-            }
+            let j = sliver * B.nr
+            multiplySliver(kc: kc, packedA: packedA, layout: layout, rows: rows, packedB: packedB + (sliver - first) * kc * B.nr,
+                           columns: min(B.nr, n - j), alpha: alpha, beta: blockBeta, c: c + ic * ldc + j, ldc: ldc)
           }
           ic += rows
         }
         pc += kc
       }
+    }
+  }
+
+  /// One packed A block (`rows` × kc, MR-slivers) times one packed B sliver (kc × NR) into the
+  /// `rows` × `columns` corner of C at `c`: full tiles through the micro-kernel, the ragged edge
+  /// through `edgeTile`.
+  @inline(__always)
+  private static func multiplySliver(kc: Int, packedA: UnsafeMutablePointer<Float>, layout: PackedLayout, rows: Int,
+                                     packedB: UnsafeMutablePointer<Float>, columns: Int, alpha: Float, beta: Float,
+                                     c: UnsafeMutablePointer<Float>, ldc: Int) {
+    typealias B = GEMMBlocking
+    var ir = 0
+    while ir < rows {
+      let tileRows = min(B.mr, rows - ir)
+      let aSliver = UnsafePointer(packedA + ir * kc), bSliver = UnsafePointer(packedB)
+      if tileRows == B.mr && columns == B.nr {
+        microKernel(kc: kc, a: aSliver, layout: layout, b: bSliver, c: c + ir * ldc, ldc: ldc, alpha: alpha, beta: beta)
+      } else {
+        edgeTile(kc: kc, a: aSliver, layout: layout, b: bSliver, c: c + ir * ldc, ldc: ldc,
+                 rows: tileRows, columns: columns, alpha: alpha, beta: beta)
+      }
+      ir += B.mr
     }
   }
 
