@@ -134,27 +134,43 @@ public final class TCPRing: RingLinks {
     var incomingHeader = [UInt8](repeating: 0, count: TCPRing.headerBytes)
     var sent = 0, got = 0
     let sendTotal = TCPRing.headerBytes + outgoing.count, receiveTotal = TCPRing.headerBytes + incoming.count
+    // Try both directions first and poll only when neither could move: small frames then cost one
+    // writev and two reads, with no poll at all when the peer is already waiting.
+    var stalled = false
     while sent < sendTotal || got < receiveTotal {
-      var fds = [pollfd(fd: right.fd, events: sent < sendTotal ? Int16(POLLOUT) : 0, revents: 0),
-                 pollfd(fd: left.fd, events: got < receiveTotal ? Int16(POLLIN) : 0, revents: 0)]
-      let remaining = deadline - monotonicNow()
-      if remaining <= 0 {
-        let late = got < receiveTotal ? left : right
-        throw .peerTimedOut(rank: late.peerRank, address: late.peerAddress, waited: timeout)
+      if stalled {
+        var fds = [pollfd(fd: right.fd, events: sent < sendTotal ? Int16(POLLOUT) : 0, revents: 0),
+                   pollfd(fd: left.fd, events: got < receiveTotal ? Int16(POLLIN) : 0, revents: 0)]
+        let remaining = deadline - monotonicNow()
+        if remaining <= 0 {
+          let late = got < receiveTotal ? left : right
+          throw .peerTimedOut(rank: late.peerRank, address: late.peerAddress, waited: timeout)
+        }
+        let rc = poll(&fds, 2, Int32(min(remaining * 1000 + 1, 60_000)))
+        if rc < 0 && errno != EINTR { throw right.failure("poll") }
       }
-      let rc = poll(&fds, 2, Int32(min(remaining * 1000 + 1, 60_000)))
-      if rc < 0 && errno != EINTR { throw right.failure("poll") }
-      if sent < sendTotal && fds[0].revents != 0 {
+      stalled = true
+      if sent < sendTotal {
         let n: Int
         if sent < TCPRing.headerBytes {
-          n = header.withUnsafeBytes { Glibc.send(right.fd, $0.baseAddress! + sent, TCPRing.headerBytes - sent, Int32(MSG_NOSIGNAL)) }
+          // Header and payload in one system call.
+          n = header.withUnsafeBytes { h in
+            var parts = [iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress! + sent), iov_len: TCPRing.headerBytes - sent),
+                         iovec(iov_base: UnsafeMutableRawPointer(mutating: outgoing.baseAddress), iov_len: outgoing.count)]
+            var message = msghdr()
+            return parts.withUnsafeMutableBufferPointer { iov in
+              message.msg_iov = iov.baseAddress
+              message.msg_iovlen = outgoing.count > 0 ? 2 : 1
+              return sendmsg(right.fd, &message, Int32(MSG_NOSIGNAL))
+            }
+          }
         } else {
           let offset = sent - TCPRing.headerBytes
           n = Glibc.send(right.fd, outgoing.baseAddress! + offset, outgoing.count - offset, Int32(MSG_NOSIGNAL))
         }
-        if n > 0 { sent += n } else if n < 0 && errno != EAGAIN && errno != EINTR { throw right.failure("send") }
+        if n > 0 { sent += n; stalled = false } else if n < 0 && errno != EAGAIN && errno != EINTR { throw right.failure("send") }
       }
-      if got < receiveTotal && fds[1].revents != 0 {
+      if got < receiveTotal {
         let n: Int
         if got < TCPRing.headerBytes {
           n = incomingHeader.withUnsafeMutableBytes { Glibc.recv(left.fd, $0.baseAddress! + got, TCPRing.headerBytes - got, 0) }
@@ -166,8 +182,13 @@ public final class TCPRing: RingLinks {
         if n == 0 { throw .peerClosed(rank: left.peerRank, address: left.peerAddress) }
         if n > 0 {
           got += n
+          stalled = false
           if got > TCPRing.headerBytes { received(got - TCPRing.headerBytes) }
         } else if errno != EAGAIN && errno != EINTR { throw left.failure("recv") }
+      }
+      if !stalled && monotonicNow() > deadline {
+        let late = got < receiveTotal ? left : right
+        throw .peerTimedOut(rank: late.peerRank, address: late.peerAddress, waited: timeout)
       }
     }
     receiveSequence &+= 1
