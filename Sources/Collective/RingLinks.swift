@@ -37,6 +37,9 @@ public final class TCPRing: RingLinks {
   let right: TCPConnection?
   let left: TCPConnection?
   private var sendSequence: UInt32 = 0
+  /// Frame headers, allocated once: an exchange allocates nothing.
+  private let outgoingHeader = UnsafeMutableRawPointer.allocate(byteCount: TCPRing.headerBytes, alignment: 8)
+  private let incomingHeader = UnsafeMutableRawPointer.allocate(byteCount: TCPRing.headerBytes, alignment: 8)
   private var receiveSequence: UInt32 = 0
   private var failure: CollectiveError?
 
@@ -110,6 +113,11 @@ public final class TCPRing: RingLinks {
     left?.close()
   }
 
+  deinit {
+    outgoingHeader.deallocate()
+    incomingHeader.deallocate()
+  }
+
   public func exchange(send outgoing: UnsafeRawBufferPointer, receive incoming: UnsafeMutableRawBufferPointer,
                        received: (Int) -> Void) throws(CollectiveError) {
     if let failure { throw failure }
@@ -125,13 +133,11 @@ public final class TCPRing: RingLinks {
   private func run(right: TCPConnection, left: TCPConnection, outgoing: UnsafeRawBufferPointer,
                    incoming: UnsafeMutableRawBufferPointer, received: (Int) -> Void) throws(CollectiveError) {
     let deadline = monotonicNow() + timeout
-    var header = [UInt8](repeating: 0, count: TCPRing.headerBytes)
-    for (i, value) in [UInt32(TCPRing.magic), sendSequence, UInt32(truncatingIfNeeded: outgoing.count),
-                       UInt32(truncatingIfNeeded: outgoing.count >> 32)].enumerated() {
-      withUnsafeBytes(of: value.littleEndian) { header.replaceSubrange(i * 4..<(i + 1) * 4, with: $0) }
-    }
+    let header = outgoingHeader, incomingHeader = self.incomingHeader
+    header.storeBytes(of: TCPRing.magic.littleEndian, as: UInt32.self)
+    (header + 4).storeBytes(of: sendSequence.littleEndian, as: UInt32.self)
+    (header + 8).storeBytes(of: UInt64(outgoing.count).littleEndian, as: UInt64.self)
     sendSequence &+= 1
-    var incomingHeader = [UInt8](repeating: 0, count: TCPRing.headerBytes)
     var sent = 0, got = 0
     let sendTotal = TCPRing.headerBytes + outgoing.count, receiveTotal = TCPRing.headerBytes + incoming.count
     // Try both directions first and poll only when neither could move: small frames then cost one
@@ -139,14 +145,16 @@ public final class TCPRing: RingLinks {
     var stalled = false
     while sent < sendTotal || got < receiveTotal {
       if stalled {
-        var fds = [pollfd(fd: right.fd, events: sent < sendTotal ? Int16(POLLOUT) : 0, revents: 0),
-                   pollfd(fd: left.fd, events: got < receiveTotal ? Int16(POLLIN) : 0, revents: 0)]
+        var fds = (pollfd(fd: right.fd, events: sent < sendTotal ? Int16(POLLOUT) : 0, revents: 0),
+                   pollfd(fd: left.fd, events: got < receiveTotal ? Int16(POLLIN) : 0, revents: 0))
         let remaining = deadline - monotonicNow()
         if remaining <= 0 {
           let late = got < receiveTotal ? left : right
           throw .peerTimedOut(rank: late.peerRank, address: late.peerAddress, waited: timeout)
         }
-        let rc = poll(&fds, 2, Int32(min(remaining * 1000 + 1, 60_000)))
+        let rc = withUnsafeMutablePointer(to: &fds) {
+          poll(UnsafeMutableRawPointer($0).assumingMemoryBound(to: pollfd.self), 2, Int32(min(remaining * 1000 + 1, 60_000)))
+        }
         if rc < 0 && errno != EINTR { throw right.failure("poll") }
       }
       stalled = true
@@ -154,15 +162,13 @@ public final class TCPRing: RingLinks {
         let n: Int
         if sent < TCPRing.headerBytes {
           // Header and payload in one system call.
-          n = header.withUnsafeBytes { h in
-            var parts = [iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress! + sent), iov_len: TCPRing.headerBytes - sent),
-                         iovec(iov_base: UnsafeMutableRawPointer(mutating: outgoing.baseAddress), iov_len: outgoing.count)]
+          var parts = (iovec(iov_base: header + sent, iov_len: TCPRing.headerBytes - sent),
+                       iovec(iov_base: UnsafeMutableRawPointer(mutating: outgoing.baseAddress), iov_len: outgoing.count))
+          n = withUnsafeMutablePointer(to: &parts) { pair in
             var message = msghdr()
-            return parts.withUnsafeMutableBufferPointer { iov in
-              message.msg_iov = iov.baseAddress
-              message.msg_iovlen = outgoing.count > 0 ? 2 : 1
-              return sendmsg(right.fd, &message, Int32(MSG_NOSIGNAL))
-            }
+            message.msg_iov = UnsafeMutableRawPointer(pair).assumingMemoryBound(to: iovec.self)
+            message.msg_iovlen = outgoing.count > 0 ? 2 : 1
+            return sendmsg(right.fd, &message, Int32(MSG_NOSIGNAL))
           }
         } else {
           let offset = sent - TCPRing.headerBytes
@@ -173,7 +179,7 @@ public final class TCPRing: RingLinks {
       if got < receiveTotal {
         let n: Int
         if got < TCPRing.headerBytes {
-          n = incomingHeader.withUnsafeMutableBytes { Glibc.recv(left.fd, $0.baseAddress! + got, TCPRing.headerBytes - got, 0) }
+          n = Glibc.recv(left.fd, incomingHeader + got, TCPRing.headerBytes - got, 0)
           if n > 0 && got + n == TCPRing.headerBytes { try check(incomingHeader, expected: incoming.count, from: left) }
         } else {
           let offset = got - TCPRing.headerBytes
@@ -194,8 +200,8 @@ public final class TCPRing: RingLinks {
     receiveSequence &+= 1
   }
 
-  private func check(_ header: [UInt8], expected: Int, from left: TCPConnection) throws(CollectiveError) {
-    func word(_ i: Int) -> UInt32 { header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) } }
+  private func check(_ header: UnsafeMutableRawPointer, expected: Int, from left: TCPConnection) throws(CollectiveError) {
+    func word(_ i: Int) -> UInt32 { UInt32(littleEndian: header.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) }
     guard word(0) == TCPRing.magic else {
       throw .malformedFrame(rank: left.peerRank, address: left.peerAddress, reason: "bad magic 0x\(String(word(0), radix: 16))")
     }
