@@ -48,4 +48,12 @@ wait "$coordinator" || true
 grep -q "refused worker .*wrong job token" "$work/coordinator.log" || fail "the coordinator did not log the refusal"
 grep -q "job token" "$work/intruder.log" || fail "the worker did not say why it was refused"
 echo "wrong token: refused ($(grep -o 'refused worker.*' "$work/coordinator.log"))"
+# 4. Multi-process rings: N processes on loopback, awkward lengths (0, 1, 3, 7, 1001 floats, 1 MiB),
+#    every element of every rank checked against the exact sum.
+for n in 1 3 8; do
+  out=$("$bin/amoeba" bench allreduce --ranks "$n" --sizes 0,4,12,28,4004,1M --repeats 1) || fail "the $n-process ring failed"
+  wrong=$(echo "$out" | awk 'NR > 2 { s += $NF } END { print s + 0 }')
+  [ "$wrong" = 0 ] || { echo "$out"; fail "$wrong wrong elements with $n processes"; }
+done
+echo "multi-process rings: 1, 3 and 8 processes, lengths 0 to 262144 floats, 0 wrong elements"
 echo "multiprocess-checks: ok"
