@@ -19,7 +19,7 @@ let usage = """
                                                           ring all-reduce over loopback: time, algbw, busbw, #wrong
     bench scaling --preset bench-small|tiny --workers 1,2,4 [--steps N]
                                                           images/s and exposed communication per worker count
-    bench train --preset bench-small|tiny [--steps N] [--threads N]
+    bench train --preset bench-small|tiny [--steps N] [--threads N] [--profile]
                                                           whole-model training images/s and peak RSS
     bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N] [--profile]
                   [--fuse_bn_relu true|false]

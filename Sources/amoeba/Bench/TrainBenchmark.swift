@@ -17,12 +17,14 @@ struct TrainBenchmark {
   var preset: String
   var steps: Int
   var threads: Int
+  var profile: Bool
 
   init(flags: Flags) throws {
     var flags = flags
     preset = flags.string("preset", default: "tiny")
     steps = try flags.int("steps", default: 10)
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
+    profile = try flags.bool("profile")
     try flags.finish()
     switch preset {
     case "bench-small":
@@ -49,6 +51,7 @@ struct TrainBenchmark {
     defer { images.deallocate(); labels.deallocate() }
     batcher.fill(batch: 0, images: images, labels: labels, context: context)
     var times: [Double] = []
+    trainer.executor.profiling = profile
     for _ in 0..<steps {
       let start = now()
       try trainer.computeGradients(images: images, labels: labels)
@@ -62,6 +65,14 @@ struct TrainBenchmark {
     getrusage(RUSAGE_SELF.rawValue, &usage)
     print("machine: \(machineDescription()); \(threads) threads")
     print("preset \(preset): \(trainer.model.trainableParameterCount) parameters, batch \(training.trainBatchSize), memory plan \(round1(Double(trainer.executor.plan.plannedPeakBytes) / 1_048_576)) MiB")
+    if profile {
+      let byOp = trainer.executor.secondsByOp()
+      let total = byOp.reduce(0) { $0 + $1.seconds }
+      print("profile (each node's fastest run; sum \(round1(total * 1e3)) ms):")
+      for entry in byOp.prefix(14) {
+        print(pad("  " + entry.op, 36) + pad("\(entry.count)x", 7) + pad(String(round1(entry.seconds * 1e3)) + " ms", 12) + String(round1(100 * entry.seconds / total)) + "%")
+      }
+    }
     print("images/s median \(round1(Double(training.trainBatchSize) / median)) best \(round1(Double(training.trainBatchSize) / best)) over \(times.count) steps; peak RSS \(round1(Double(usage.ru_maxrss) / 1024)) MiB")
   }
 }
