@@ -15,7 +15,7 @@ public enum Conv2D {
 
   /// Scratch floats the fast kernels need for this geometry (the most any of the three needs).
   public static func workspaceElements(_ g: WindowGeometry) -> Int {
-    if isPointwise(g) { return 0 }
+    if isPointwise(g) { return splitKChunks(g) * g.inC * g.outC }
     let filter = g.kh * g.kw * g.inC * g.outC
     if g.strideH == 1 && g.strideW == 1 { return filter }
     return max(filter, chunkRows(g) * g.kh * g.kw * g.inC)
@@ -126,8 +126,14 @@ public enum Conv2D {
                                     workspace: UnsafeMutablePointer<Float>, context: KernelContext) {
     let k = g.kh * g.kw * g.inC
     if isPointwise(g) {
-      GEMM.compute(transA: true, transB: false, m: k, n: g.outC, k: g.outputPixels, a: x, lda: k,
-                   b: dy, ldb: g.outC, c: dw, ldc: g.outC, context: context)
+      let chunks = splitKChunks(g)
+      if chunks > 1 {
+        pointwiseFilterGradientSplitK(g, input: x, outputGradient: dy, filterGradient: dw, chunks: chunks,
+                                      partials: workspace, context: context)
+      } else {
+        GEMM.compute(transA: true, transB: false, m: k, n: g.outC, k: g.outputPixels, a: x, lda: k,
+                     b: dy, ldb: g.outC, c: dw, ldc: g.outC, context: context)
+      }
       return
     }
     // dWᵀ[K_out, k] = dyᵀ · im2col: the windows become the shared, packed-once B operand (one
@@ -140,6 +146,44 @@ public enum Conv2D {
     }, c: transposed, ldc: k, context: context)
     Elementwise.parallelRanges(k, chunk: 64, context: context) { s, e in
       for row in s..<e { for channel in 0..<g.outC { dw[row * g.outC + channel] = transposed[channel * k + row] } }
+    }
+  }
+
+  /// Pixels per split-k chunk of a pointwise filter gradient.
+  static let splitKRows = 4096
+
+  /// How many chunks of pixels a pointwise filter gradient is split into: 1 (no split) unless the
+  /// product is small in channels and long in pixels, where one GEMM would spend its time packing;
+  /// the partials (chunks × C_in × C_out floats) stay under 4 Mi floats.
+  static func splitKChunks(_ g: WindowGeometry) -> Int {
+    let filter = g.inC * g.outC
+    guard filter <= 1 << 16, g.outputPixels >= 4 * splitKRows else { return 1 }
+    return min((g.outputPixels + splitKRows - 1) / splitKRows, max(1, (4 << 20) / filter))
+  }
+
+  /// dW = Σ over chunks of x[chunk]ᵀ · dy[chunk]: each task multiplies one fixed-size chunk of
+  /// pixels on its own thread into its partial, then the partials are added in chunk order, so the
+  /// bits depend on the chunk size, never on the thread count.
+  static func pointwiseFilterGradientSplitK(_ g: WindowGeometry, input x: UnsafePointer<Float>,
+                                            outputGradient dy: UnsafePointer<Float>, filterGradient dw: UnsafeMutablePointer<Float>,
+                                            chunks: Int, partials: UnsafeMutablePointer<Float>, context: KernelContext) {
+    let cin = g.inC, cout = g.outC, filter = cin * cout
+    let rowsPerChunk = (g.outputPixels + chunks - 1) / chunks
+    context.pool.parallelFor(chunks) { chunk, thread in
+      let first = chunk * rowsPerChunk, rows = max(0, min(rowsPerChunk, g.outputPixels - first))
+      let xs = x + first * cin, gs = dy + first * cout
+      GEMM.serial(m: cin, n: cout, k: rows, packA: { row, column, count, kc, out in
+        GEMM.packA(transA: true, a: xs, lda: cin, row: row, column: column, rows: count, kc: kc, into: out)
+      }, packB: { row, column, kc, columns, out in
+        GEMM.packB(transB: false, b: gs, ldb: cout, row: row, column: column, kc: kc, columns: columns, into: out)
+      }, c: partials + chunk * filter, ldc: cout, thread: thread, context: context)
+    }
+    Elementwise.parallelRanges(filter, chunk: 1024, context: context) { s, e in
+      for i in s..<e {
+        var sum = partials[i]
+        for chunk in 1..<chunks { sum += partials[chunk * filter + i] }
+        dw[i] = sum
+      }
     }
   }
 

@@ -144,27 +144,53 @@ public enum GEMM {
       let firstRow = (task / columnPanels) * rowsPerPanel, lastRow = min(m, firstRow + rowsPerPanel)
       let first = (task % columnPanels) * slivPerColumnPanel, last = min(columnSlivers, first + slivPerColumnPanel)
       if first >= last || firstRow >= lastRow { return }
-      let packedA = context.packedA(thread: thread), packedB = context.panelB(thread: thread)
-      var pc = 0
-      while pc < k {
-        let kc = min(B.kc, k - pc)
-        let blockBeta: Float = pc == 0 ? beta : 1
-        for sliver in first..<last {
-          packB(pc, sliver * B.nr, kc, min(B.nr, n - sliver * B.nr), packedB + (sliver - first) * kc * B.nr)
-        }
-        var ic = firstRow
-        while ic < lastRow {
-          let rows = min(B.mc, lastRow - ic)
-          let layout = packA(ic, pc, rows, kc, packedA)
-          for sliver in first..<last {
-            let j = sliver * B.nr
-            multiplySliver(kc: kc, packedA: packedA, layout: layout, rows: rows, packedB: packedB + (sliver - first) * kc * B.nr,
-                           columns: min(B.nr, n - j), alpha: alpha, beta: blockBeta, c: c + ic * ldc + j, ldc: ldc)
-          }
-          ic += rows
-        }
-        pc += kc
+      rectangle(rows: firstRow..<lastRow, slivers: first..<last, n: n, k: k, alpha: alpha, packA: packA, packB: packB,
+                beta: beta, c: c, ldc: ldc, packedA: context.packedA(thread: thread), packedB: context.panelB(thread: thread))
+    }
+  }
+
+  /// The whole product on the calling thread, with `thread`'s scratch: for callers that split the
+  /// work themselves (the split-k filter gradient runs one of these per chunk of pixels).
+  public static func serial(m: Int, n: Int, k: Int, alpha: Float = 1, packA: PackA, packB: PackB,
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, thread: Int, context: KernelContext) {
+    typealias B = GEMMBlocking
+    if m == 0 || n == 0 { return }
+    if k == 0 { scale(c, rows: m, columns: n, ldc: ldc, by: beta, context: context); return }
+    let slivers = (n + B.nr - 1) / B.nr
+    var first = 0
+    while first < slivers {
+      let last = min(slivers, first + B.panelSlivers)
+      rectangle(rows: 0..<m, slivers: first..<last, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta,
+                c: c, ldc: ldc, packedA: context.packedA(thread: thread), packedB: context.panelB(thread: thread))
+      first = last
+    }
+  }
+
+  /// C[rows, slivers] over the whole k, packing its own A rows and B columns into the given scratch.
+  private static func rectangle(rows rowRange: Range<Int>, slivers: Range<Int>, n: Int, k: Int, alpha: Float,
+                                packA: PackA, packB: PackB, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                packedA: UnsafeMutablePointer<Float>, packedB: UnsafeMutablePointer<Float>) {
+    typealias B = GEMMBlocking
+    var pc = 0
+    while pc < k {
+      let kc = min(B.kc, k - pc)
+      let blockBeta: Float = pc == 0 ? beta : 1
+      for sliver in slivers {
+        packB(pc, sliver * B.nr, kc, min(B.nr, n - sliver * B.nr), packedB + (sliver - slivers.lowerBound) * kc * B.nr)
       }
+      var ic = rowRange.lowerBound
+      while ic < rowRange.upperBound {
+        let rows = min(B.mc, rowRange.upperBound - ic)
+        let layout = packA(ic, pc, rows, kc, packedA)
+        for sliver in slivers {
+          let j = sliver * B.nr
+          multiplySliver(kc: kc, packedA: packedA, layout: layout, rows: rows,
+                         packedB: packedB + (sliver - slivers.lowerBound) * kc * B.nr,
+                         columns: min(B.nr, n - j), alpha: alpha, beta: blockBeta, c: c + ic * ldc + j, ldc: ldc)
+        }
+        ic += rows
+      }
+      pc += kc
     }
   }
 

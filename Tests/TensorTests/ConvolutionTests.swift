@@ -27,6 +27,8 @@ let convCases: [ConvCase] = [
   ConvCase(input: [1, 10, 10, 5], kernel: (3, 3), dilations: (2, 2)),
   ConvCase(input: [2, 6, 6, 9], kernel: (5, 5), strides: (3, 3), padding: .valid, outChannels: 4),
   ConvCase(input: [1, 4, 4, 2], kernel: (4, 4), padding: .valid, outChannels: 3),
+  // Enough pixels (16,384) for the split-k pointwise filter gradient, with ragged chunks.
+  ConvCase(input: [4, 64, 64, 9], kernel: (1, 1), outChannels: 5),
 ]
 
 @Suite struct ConvolutionTests {

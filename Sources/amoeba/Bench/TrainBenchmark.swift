@@ -72,6 +72,12 @@ struct TrainBenchmark {
       for entry in byOp.prefix(14) {
         print(pad("  " + entry.op, 36) + pad("\(entry.count)x", 7) + pad(String(round1(entry.seconds * 1e3)) + " ms", 12) + String(round1(100 * entry.seconds / total)) + "%")
       }
+      print("slowest nodes:")
+      let g = trainer.executor.graph
+      for (index, seconds) in trainer.executor.scheduledSeconds.enumerated().sorted(by: { $0.element > $1.element }).prefix(10) {
+        let node = g.nodes[trainer.executor.executedNodes[index]]
+        print("  " + pad(String(round1(seconds * 1e3)) + " ms", 10) + pad(node.op.name, 24) + node.inputs.map { g.shape($0).description }.joined(separator: " "))
+      }
     }
     print("images/s median \(round1(Double(training.trainBatchSize) / median)) best \(round1(Double(training.trainBatchSize) / best)) over \(times.count) steps; peak RSS \(round1(Double(usage.ru_maxrss) / 1024)) MiB")
   }
