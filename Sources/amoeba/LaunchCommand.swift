@@ -81,6 +81,7 @@ struct LaunchCommand {
     }
     let interrupted = LaunchCommand.installInterruptHandler()
     var firstFailure: String?
+    var failedAt: Double?
     var running = Set(processes.indices)
     while !running.isEmpty {
       relay(&processes, until: { false }, timeoutMilliseconds: 200)
@@ -97,7 +98,12 @@ struct LaunchCommand {
         }
       }
       if (firstFailure != nil || interrupted.pointee != 0) && !running.isEmpty {
-        for i in running { kill(processes[i].pid, SIGTERM) }
+        // Workers stop at once; the coordinator (index 0) gets a few seconds to notice and name the
+        // lost worker itself before it is stopped too.
+        if failedAt == nil { failedAt = monotonicNow() }
+        for i in running where i != 0 || interrupted.pointee != 0 || monotonicNow() - failedAt! > 3 {
+          kill(processes[i].pid, SIGTERM)
+        }
       }
     }
     relay(&processes, until: { true })
