@@ -82,6 +82,8 @@ struct LaunchCommand {
     let interrupted = LaunchCommand.installInterruptHandler()
     var firstFailure: String?
     var failedAt: Double?
+    var failureFromCoordinator = false
+    var stopped = Set<Int>()
     var running = Set(processes.indices)
     while !running.isEmpty {
       relay(&processes, until: { false }, timeoutMilliseconds: 200)
@@ -92,8 +94,15 @@ struct LaunchCommand {
         if waitpid(processes[i].pid, &status, WNOHANG) == processes[i].pid {
           running.remove(i)
           let signal = status & 0x7F, code = (status >> 8) & 0xFF
-          if status != 0 && firstFailure == nil {
-            firstFailure = signal != 0 ? "\(processes[i].name) was killed by signal \(signal)" : "\(processes[i].name) exited with status \(code)"
+          let description = signal != 0 ? "\(processes[i].name) was killed by signal \(signal)" : "\(processes[i].name) exited with status \(code)"
+          // A killed worker's exit can be reaped after the coordinator's, which it caused: a signal
+          // death within two seconds of a coordinator failure is reported as the first failure.
+          // We stop processes with SIGTERM; any other signal, or one we did not send, came from outside.
+          let killedByUs = stopped.contains(i) && signal == SIGTERM
+          if status != 0 && (firstFailure == nil
+                             || (failureFromCoordinator && signal != 0 && !killedByUs && i != 0 && monotonicNow() - (failedAt ?? 0) < 2)) {
+            firstFailure = description
+            failureFromCoordinator = i == 0
           }
         }
       }
@@ -103,6 +112,7 @@ struct LaunchCommand {
         if failedAt == nil { failedAt = monotonicNow() }
         for i in running where i != 0 || interrupted.pointee != 0 || monotonicNow() - failedAt! > 3 {
           kill(processes[i].pid, SIGTERM)
+          stopped.insert(i)
         }
       }
     }
