@@ -16,7 +16,7 @@ extension Flags {
       defer { fclose(file) }
       var buffer = [CChar](repeating: 0, count: 4096)
       guard fgets(&buffer, 4096, file) != nil else { throw UsageError("--job_token_file \(path) is empty") }
-      return String(cString: buffer).trimmingCharacters(in: " \n\r\t")
+      return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).trimmingCharacters(in: " \n\r\t")
     }
     if let env = getenv("AMOEBA_JOB_TOKEN") { return String(cString: env) }
     return nil

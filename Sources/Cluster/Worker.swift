@@ -53,7 +53,7 @@ public final class Worker {
   func train(_ control: ControlChannel, listener: TCPListener) throws {
     var hostName = [CChar](repeating: 0, count: 256)
     gethostname(&hostName, 255)
-    let host = String(cString: hostName)
+    let host = String(decoding: hostName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     try control.send(.hello(version: JobAuthentication.protocolVersion, ringAddress: "\(options.listenHost):\(listener.address.port)", host: host))
     let clientNonce = JobAuthentication.nonce()
     switch try control.receive() {

@@ -18,7 +18,7 @@ public final class EventFileWriter {
   public init(directory: String) throws(TelemetryError) {
     var host = [CChar](repeating: 0, count: 256)
     gethostname(&host, 255)
-    path = "\(directory)/events.out.tfevents.\(Int(time(nil))).\(String(cString: host))"
+    path = "\(directory)/events.out.tfevents.\(Int(time(nil))).\(String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))"
     guard let file = fopen(path, "wb") else {
       throw .io("cannot create \(path): \(String(cString: strerror(errno))); check that --model_dir exists and is writable")
     }

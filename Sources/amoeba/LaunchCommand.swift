@@ -76,7 +76,7 @@ struct LaunchCommand {
       printError("launch: the coordinator did not start (see its output above)")
       return 1
     }
-    for rank in 0..<workers {
+    for _ in 0..<workers {
       try start("worker", "amoeba-worker", ["--coordinator", "127.0.0.1:\(port)", "--threads", String(threadsPerWorker)])
     }
     let interrupted = LaunchCommand.installInterruptHandler()
