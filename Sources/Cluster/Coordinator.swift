@@ -5,6 +5,7 @@ import Checksums
 import Collective
 import Foundation
 import Telemetry
+import Train
 
 /// The control plane: registers workers (authenticated with the job token), assigns ranks and ring
 /// order, sends the configuration, then aggregates every worker's per-step metrics and evaluation
@@ -47,7 +48,7 @@ public final class Coordinator {
     self.options = options
     listener = try TCPListener(host: options.host, port: options.port)
     if let directory = options.logDirectory {
-      try? FileManagerShim.makeDirectory(directory)
+      try? FileIO.makeDirectory(directory)
       events = try EventFileWriter(directory: directory)
       jsonLog = try JSONLinesLog(path: directory + "/metrics.jsonl")
     } else {
@@ -225,14 +226,4 @@ func format(_ x: Double, _ digits: Int = 4) -> String {
   var scale = 1.0
   for _ in 0..<digits { scale *= 10 }
   return String((x * scale).rounded() / scale)
-}
-
-enum FileManagerShim {
-  static func makeDirectory(_ path: String) throws {
-    var prefix = path.hasPrefix("/") ? "/" : ""
-    for part in path.split(separator: "/") {
-      prefix += part + "/"
-      _ = mkdir(prefix, 0o755)
-    }
-  }
 }

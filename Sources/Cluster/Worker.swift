@@ -155,21 +155,9 @@ public final class Worker {
   /// the coordinator sums the shares.
   func evaluate(_ trainer: Trainer, dataset: any Dataset, network: NetworkConfig, training: TrainingConfig, rank: Int, size: Int,
                 context: KernelContext, control: ControlChannel) throws {
-    let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
-    evaluator.load(from: trainer)
-    let validation = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize)
-    let pixels = network.imageSize * network.imageSize * 3
-    let images = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize * pixels)
-    let labels = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize)
-    defer { images.deallocate(); labels.deallocate() }
-    var top1 = 0, top5 = 0, count = 0
-    let batches = min(training.numEvalImages, dataset.count(.validation)) / training.evalBatchSize
-    for b in stride(from: rank, to: batches, by: size) {
-      validation.fill(batch: b, images: images, labels: labels, context: context)
-      let hits = try evaluator.evaluate(images: images, labels: labels, count: training.evalBatchSize)
-      top1 += hits.top1; top5 += hits.top5; count += training.evalBatchSize
-    }
-    try control.send(.evaluation(rank: rank, step: trainer.globalStep, top1: top1, top5: top5, count: count))
+    let hits = try Validation.hits(trainer, network: network, training: training, dataset: dataset, shard: rank,
+                                   shardCount: size, context: context)
+    try control.send(.evaluation(rank: rank, step: trainer.globalStep, top1: hits.top1, top5: hits.top5, count: hits.count))
   }
 
   /// Every rank's parameter checksum must agree; a divergence names the ranks that differ.
@@ -184,5 +172,29 @@ public final class Worker {
     if !differing.isEmpty {
       throw UsageError("parameters diverged at step \(trainer.globalStep): ranks \(differing.map(String.init).joined(separator: ", ")) differ from rank 0 (checksums \(all))")
     }
+  }
+}
+
+/// Top-1 and top-5 hits of the evaluation network over a share of the validation set: batches
+/// b ≡ shard mod shardCount, `--eval_batch_size` images each, up to `--num_eval_images`.
+public enum Validation {
+  public static func hits(_ trainer: Trainer, network: NetworkConfig, training: TrainingConfig, dataset: any Dataset,
+                          shard: Int = 0, shardCount: Int = 1, useAverages: Bool = true,
+                          context: KernelContext) throws -> (top1: Int, top5: Int, count: Int) {
+    let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
+    evaluator.load(from: trainer, useAverages: useAverages)
+    let validation = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize)
+    let pixels = network.imageSize * network.imageSize * 3
+    let images = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize * pixels)
+    let labels = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize)
+    defer { images.deallocate(); labels.deallocate() }
+    var top1 = 0, top5 = 0, count = 0
+    let batches = min(training.numEvalImages, dataset.count(.validation)) / training.evalBatchSize
+    for b in stride(from: shard, to: batches, by: shardCount) {
+      validation.fill(batch: b, images: images, labels: labels, context: context)
+      let hits = try evaluator.evaluate(images: images, labels: labels, count: training.evalBatchSize)
+      top1 += hits.top1; top5 += hits.top5; count += training.evalBatchSize
+    }
+    return (top1, top5, count)
   }
 }

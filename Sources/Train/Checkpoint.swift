@@ -82,14 +82,19 @@ public struct CheckpointStore {
     throw .checkpoint("no usable checkpoint in \(directory): " + problems.joined(separator: "; "))
   }
 
-  func load(step: Int, config: [String: String], into trainer: Trainer) throws(TrainError) -> Sidecar {
+  /// Checkpoint `step`'s sidecar and tensors, after the size and CRC-32C the sidecar records are
+  /// checked (and, when `config` is given, the model flags it was written with).
+  func readVerified(step: Int, config: [String: String]?) throws(TrainError)
+    -> (sidecar: Sidecar, tensors: [String: SafeTensors.Tensor], tensorsPath: String) {
     let sidecarPath = path("model.ckpt-\(step).json")
     guard let sidecar = try? JSONDecoder().decode(Sidecar.self, from: Data(try FileIO.read(sidecarPath))),
           sidecar.format == "amoeba-checkpoint" else {
       throw .checkpoint("\(sidecarPath) is not a readable checkpoint sidecar")
     }
-    for key in CheckpointStore.modelKeys where sidecar.config[key] != config[key] {
-      throw .checkpoint("\(sidecarPath) was written with --\(key)=\(sidecar.config[key] ?? "?"), this run has --\(key)=\(config[key] ?? "?"); use another --model_dir or the same flags")
+    if let config {
+      for key in CheckpointStore.modelKeys where sidecar.config[key] != config[key] {
+        throw .checkpoint("\(sidecarPath) was written with --\(key)=\(sidecar.config[key] ?? "?"), this run has --\(key)=\(config[key] ?? "?"); use another --model_dir or the same flags")
+      }
     }
     let tensorsPath = path(sidecar.tensorsFile)
     let bytes = try FileIO.read(tensorsPath)
@@ -99,7 +104,11 @@ public struct CheckpointStore {
     guard CRC32C.checksum(bytes) == sidecar.tensorsCRC32C else {
       throw .checkpoint("\(tensorsPath): CRC-32C mismatch, the file is corrupt")
     }
-    let (tensors, _) = try SafeTensors.decode(bytes, file: tensorsPath)
+    return (sidecar, try SafeTensors.decode(bytes, file: tensorsPath).tensors, tensorsPath)
+  }
+
+  func load(step: Int, config: [String: String], into trainer: Trainer) throws(TrainError) -> Sidecar {
+    let (sidecar, tensors, tensorsPath) = try readVerified(step: step, config: config)
     let targets = CheckpointStore.tensors(of: trainer)
     for target in targets {
       guard let tensor = tensors[target.name], tensor.shape == target.shape else {
@@ -138,15 +147,8 @@ extension CheckpointStore {
   /// slots are left out.
   public func exportAverages(to file: String, report: (String) -> Void) throws(TrainError) -> (count: Int, step: Int) {
     for step in checkpointSteps() {
-      let sidecarPath = path("model.ckpt-\(step).json")
-      guard let sidecar = try? JSONDecoder().decode(Sidecar.self, from: Data((try? FileIO.read(sidecarPath)) ?? [])) else {
-        report("\(sidecarPath) is not a readable sidecar"); continue
-      }
-      guard let bytes = try? FileIO.read(path(sidecar.tensorsFile)), bytes.count == sidecar.tensorsBytes,
-            CRC32C.checksum(bytes) == sidecar.tensorsCRC32C else {
-        report("\(path(sidecar.tensorsFile)) is truncated or corrupt"); continue
-      }
-      let (tensors, _) = try SafeTensors.decode(bytes, file: path(sidecar.tensorsFile))
+      let tensors: [String: SafeTensors.Tensor]
+      do { tensors = try readVerified(step: step, config: nil).tensors } catch { report(error.description); continue }
       let suffix = "/ExponentialMovingAverage"
       var selected = tensors.values.filter { $0.name.hasSuffix(suffix) }
         .map { SafeTensors.Tensor(name: String($0.name.dropLast(suffix.count)), shape: $0.shape, values: $0.values) }

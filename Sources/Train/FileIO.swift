@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// Durable file writes and whole-file reads, errors naming the path and the errno text.
-enum FileIO {
+public enum FileIO {
   /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one, never a mix:
   /// a temporary file in the same directory, fsync, rename over `path`, fsync of the directory.
   static func writeAtomically(_ bytes: [UInt8], to path: String) throws(TrainError) {
@@ -46,7 +46,8 @@ enum FileIO {
     return bytes
   }
 
-  static func makeDirectory(_ path: String) throws(TrainError) {
+  /// `mkdir -p`.
+  public static func makeDirectory(_ path: String) throws(TrainError) {
     var prefix = path.hasPrefix("/") ? "/" : ""
     for part in path.split(separator: "/") {
       prefix += part + "/"

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLI
+import Cluster
 import Data
 import Model
 import Tensor
@@ -114,22 +115,10 @@ struct TrainCommand {
   }
 
   func evaluate(_ trainer: Trainer, dataset: any Dataset, context: KernelContext) throws {
-    let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
-    evaluator.load(from: trainer, useAverages: evalOnAverages)
-    let batcher = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize)
-    let pixels = network.imageSize * network.imageSize * 3
-    let images = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize * pixels)
-    let labels = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize)
-    defer { images.deallocate(); labels.deallocate() }
-    let batches = min(training.numEvalImages, dataset.count(.validation)) / training.evalBatchSize
-    var top1 = 0, top5 = 0
-    for batch in 0..<batches {
-      batcher.fill(batch: batch, images: images, labels: labels, context: context)
-      let hits = try evaluator.evaluate(images: images, labels: labels, count: training.evalBatchSize)
-      top1 += hits.top1; top5 += hits.top5
-    }
-    let seen = max(batches * training.evalBatchSize, 1)
-    print("eval step \(trainer.globalStep): top_1_accuracy \(format(Double(top1) / Double(seen), 4)) top_5_accuracy \(format(Double(top5) / Double(seen), 4)) over \(seen) validation images (\(evalOnAverages ? "moving-average weights" : "live weights"))")
+    let hits = try Validation.hits(trainer, network: network, training: training, dataset: dataset,
+                                   useAverages: evalOnAverages, context: context)
+    let seen = max(hits.count, 1)
+    print("eval step \(trainer.globalStep): top_1_accuracy \(format(Double(hits.top1) / Double(seen), 4)) top_5_accuracy \(format(Double(hits.top5) / Double(seen), 4)) over \(seen) validation images (\(evalOnAverages ? "moving-average weights" : "live weights"))")
   }
 }
 
