@@ -34,7 +34,8 @@ let package = Package(
     .target(name: "Graph", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .target(name: "Model", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
     .target(name: "Train", dependencies: ["Model", "Graph", "Tensor", "Collective", "Checksums"], swiftSettings: numericFlags),
-    .target(name: "Data", dependencies: ["Tensor", "Checksums"], swiftSettings: numericFlags),
+    .target(name: "JPEG", swiftSettings: numericFlags),
+    .target(name: "Data", dependencies: ["Tensor", "Checksums", "JPEG"], swiftSettings: numericFlags),
     .target(name: "Checksums", swiftSettings: numericFlags),
     .target(name: "Collective", swiftSettings: numericFlags),
     .target(name: "Telemetry", dependencies: ["Checksums"], swiftSettings: numericFlags),
@@ -51,6 +52,6 @@ let package = Package(
     .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checksums"], swiftSettings: numericFlags),
     .testTarget(name: "ChecksumsTests", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"], swiftSettings: numericFlags),
-    .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checksums"], swiftSettings: numericFlags),
+    .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checksums", "JPEG"], swiftSettings: numericFlags),
   ]
 )

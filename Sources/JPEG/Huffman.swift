@@ -1,0 +1,139 @@
+/// A Huffman table from a DHT segment (ITU T.81 annex C), with a 9-bit lookahead so that most
+/// symbols decode with one table read; longer codes walk the canonical per-length ranges.
+final class HuffmanTable: @unchecked Sendable {
+  static let lookaheadBits = 9
+  /// `length << 8 | symbol` for codes of at most `lookaheadBits` bits, 0 where the code is longer.
+  let lookup: UnsafeMutablePointer<UInt16>
+  /// Largest code of each length 1...16 (−1 if none); index 17 is a sentinel above every code.
+  let maxCode: UnsafeMutablePointer<Int32>
+  /// Add to a code of length l to find its symbol's index.
+  let valueOffset: UnsafeMutablePointer<Int32>
+  let symbols: UnsafeMutablePointer<UInt8>
+
+  /// `counts[l - 1]` codes of length l, then `values` in code order, as in the DHT segment.
+  init(counts: [Int], values: [UInt8]) throws(JPEGError) {
+    lookup = .allocate(capacity: 1 << HuffmanTable.lookaheadBits)
+    lookup.initialize(repeating: 0, count: 1 << HuffmanTable.lookaheadBits)
+    maxCode = .allocate(capacity: 18)
+    maxCode.initialize(repeating: -1, count: 18)
+    maxCode[17] = Int32.max
+    valueOffset = .allocate(capacity: 18)
+    valueOffset.initialize(repeating: 0, count: 18)
+    symbols = .allocate(capacity: 256)
+    symbols.initialize(repeating: 0, count: 256)
+    guard counts.count == 16, values.count == counts.reduce(0, +), values.count <= 256 else {
+      throw .corrupt("Huffman table with \(values.count) symbols")
+    }
+    for (i, v) in values.enumerated() { symbols[i] = v }
+    var code: Int32 = 0, index: Int32 = 0
+    for length in 1...16 {
+      let n = Int32(counts[length - 1])
+      if n > 0 {
+        valueOffset[length] = index - code
+        for _ in 0..<n {
+          if length <= HuffmanTable.lookaheadBits {
+            let shift = HuffmanTable.lookaheadBits - length
+            let entry = UInt16(length << 8) | UInt16(symbols[Int(index)])
+            for fill in 0..<(1 << shift) { lookup[(Int(code) << shift) | fill] = entry }
+          }
+          code += 1; index += 1
+        }
+        maxCode[length] = code - 1
+        // A complete prefix code never needs more codes of a length than the length allows.
+        guard code <= (1 << length) else { throw .corrupt("Huffman table has more codes than fit in \(length) bits") }
+      }
+      code <<= 1
+    }
+  }
+
+  deinit {
+    lookup.deallocate(); maxCode.deallocate(); valueOffset.deallocate(); symbols.deallocate()
+  }
+}
+
+/// Reads the entropy-coded segment MSB first, removing the 0x00 stuffed after each 0xFF. At a
+/// marker or the end of the data it feeds zero bits, as libjpeg does, and remembers how many: a
+/// scan that consumed any of them was truncated.
+struct BitReader {
+  let base: UnsafePointer<UInt8>
+  let end: Int
+  var position: Int
+  /// Valid bits, left-aligned.
+  var buffer: UInt64 = 0
+  var count = 0
+  /// Zero bits appended past the real data; they sit at the bottom of `buffer`.
+  var padding = 0
+
+  init(base: UnsafePointer<UInt8>, end: Int, position: Int) {
+    self.base = base; self.end = end; self.position = position
+  }
+
+  /// True once the decoder has used bits that were not in the file.
+  var overran: Bool { count < padding }
+
+  @inline(__always) mutating func fill() {
+    while count <= 56 {
+      var byte: UInt64 = 0
+      if position < end && padding == 0 {
+        let b = base[position]
+        if b != 0xFF {
+          position += 1; byte = UInt64(b)
+        } else if position + 1 < end && base[position + 1] == 0x00 {
+          position += 2; byte = 0xFF
+        } else {
+          padding += 8   // a marker: stay on it
+        }
+      } else {
+        padding += 8
+      }
+      buffer |= byte << UInt64(56 - count)
+      count += 8
+    }
+  }
+
+  @inline(__always) mutating func bits(_ n: Int) -> Int {
+    if count < n { fill() }
+    let value = Int(buffer >> UInt64(64 - n))
+    buffer <<= UInt64(n); count -= n
+    return value
+  }
+
+  @inline(__always) mutating func bit() -> Int {
+    if count < 1 { fill() }
+    let value = Int(buffer >> 63)
+    buffer <<= 1; count -= 1
+    return value
+  }
+
+  /// `n` bits as a signed coefficient (T.81 F.2.2.1 EXTEND).
+  @inline(__always) mutating func signed(_ n: Int) -> Int {
+    if n == 0 { return 0 }
+    let v = bits(n)
+    return v < (1 << (n - 1)) ? v - (1 << n) + 1 : v
+  }
+
+  @inline(__always) mutating func decode(_ table: HuffmanTable) throws(JPEGError) -> Int {
+    if count < 16 { fill() }
+    let entry = table.lookup[Int(buffer >> UInt64(64 - HuffmanTable.lookaheadBits))]
+    if entry != 0 {
+      let length = Int(entry >> 8)
+      buffer <<= UInt64(length); count -= length
+      return Int(entry & 0xFF)
+    }
+    var length = HuffmanTable.lookaheadBits + 1
+    while length <= 16 {
+      let code = Int32(truncatingIfNeeded: buffer >> UInt64(64 - length))
+      if code <= table.maxCode[length] {
+        buffer <<= UInt64(length); count -= length
+        return Int(table.symbols[Int(code + table.valueOffset[length])])
+      }
+      length += 1
+    }
+    throw .corrupt("invalid Huffman code")
+  }
+
+  /// Drops the bits left in the current byte and any padding, for a restart marker or a new scan.
+  mutating func reset() {
+    buffer = 0; count = 0; padding = 0
+  }
+}
