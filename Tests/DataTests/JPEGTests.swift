@@ -52,3 +52,83 @@ struct JPEGDecoderTests {
     }
   }
 }
+
+/// A smooth colour picture with some texture, so every DCT band carries something.
+func syntheticPicture(width: Int, height: Int, channels: Int = 3, seed: Int = 1) -> [UInt8] {
+  var pixels = [UInt8](repeating: 0, count: width * height * channels)
+  for y in 0..<height {
+    for x in 0..<width {
+      for c in 0..<channels {
+        let fx = Double(x) / Double(width), fy = Double(y) / Double(height)
+        let v = 128 + 90 * sin(6.0 * fx + Double(c + seed)) * cos(4.0 * fy - Double(c)) + 20 * sin(Double(x * y) * 0.37)
+        pixels[(y * width + x) * channels + c] = UInt8(clamping: Int(v))
+      }
+    }
+  }
+  return pixels
+}
+
+struct JPEGEncoderTests {
+  @Test(arguments: [(37, 53, 3, JPEGEncoder.Subsampling.half, 0), (64, 48, 3, .none, 0), (17, 9, 1, .half, 0),
+                    (101, 67, 3, .half, 3), (40, 33, 3, .none, 7), (1, 1, 3, .half, 0), (250, 3, 1, .none, 2)])
+  func encodedPicturesDecodeCloseToTheOriginal(width: Int, height: Int, channels: Int, subsampling: JPEGEncoder.Subsampling, restart: Int) throws {
+    let picture = syntheticPicture(width: width, height: height, channels: channels)
+    let jpeg = JPEGEncoder(quality: 95, subsampling: subsampling, restartInterval: restart)
+      .encode(picture, width: width, height: height, channels: channels)
+    let info = try JPEG.info(jpeg)
+    #expect(info.width == width && info.height == height && info.components == channels)
+    let image = try JPEG.decode(jpeg, channels: channels)
+    #expect(image.width == width && image.height == height)
+    var squared = 0.0
+    for (a, b) in zip(image.pixels, picture) { squared += Double((Int(a) - Int(b)) * (Int(a) - Int(b))) }
+    let psnr = 10 * log10(255 * 255 / max(squared / Double(picture.count), 1e-9))
+    // Quality 95 keeps photographs above ~35 dB; chroma subsampling of this texture costs some.
+    #expect(psnr > (subsampling == .half && channels == 3 ? 28 : 35), "PSNR \(psnr) dB")
+  }
+
+  @Test func grayscaleJPEGIsThreeEqualChannelsOrOneLuminanceChannel() throws {
+    let picture = syntheticPicture(width: 23, height: 19, channels: 1)
+    let jpeg = JPEGEncoder(quality: 90).encode(picture, width: 23, height: 19, channels: 1)
+    let rgb = try JPEG.decode(jpeg, channels: 3), gray = try JPEG.decode(jpeg, channels: 1)
+    #expect(rgb.pixels.count == 23 * 19 * 3 && gray.pixels.count == 23 * 19)
+    for i in 0..<(23 * 19) {
+      #expect(rgb.pixels[3 * i] == gray.pixels[i] && rgb.pixels[3 * i + 1] == gray.pixels[i] && rgb.pixels[3 * i + 2] == gray.pixels[i])
+    }
+  }
+
+  @Test func huffmanCodesAreAPrefixCodeOfAtMostSixteenBits() {
+    // Skewed counts (powers of two) force lengths past 16 before the limiting step.
+    var counts = [Int](repeating: 0, count: 256)
+    for i in 0..<40 { counts[i] = 1 << min(i, 30) }
+    let code = HuffmanCode(counts: counts)
+    let used = (0..<40).map { (code.codes[$0], code.lengths[$0]) }
+    #expect(used.allSatisfy { $0.1 >= 1 && $0.1 <= 16 })
+    for (i, a) in used.enumerated() {
+      #expect(a.0 != (1 << a.1) - 1, "an all-ones code")
+      for b in used[(i + 1)...] {
+        let (short, long) = a.1 <= b.1 ? (a, b) : (b, a)
+        #expect(long.0 >> (long.1 - short.1) != short.0, "a code is a prefix of another")
+      }
+    }
+  }
+}
+
+struct IDCTTests {
+  @Test func integerIDCTIsWithinOneLevelOfTheDefinition() {
+    var state: UInt64 = 12345
+    func next() -> Int { state = state &* 6364136223846793005 &+ 1442695040888963407; return Int(state >> 33) }
+    let quant = (0..<64).map { Int32(1 + $0 % 7) }
+    var worst = 0
+    for trial in 0..<300 {
+      var coefficients = [Int16](repeating: 0, count: 64)
+      let nonzero = trial % 10 == 0 ? 64 : 1 + next() % 12
+      for _ in 0..<nonzero { coefficients[next() % 64] = Int16(next() % 161 - 80) }
+      coefficients[0] = Int16(next() % 401 - 200)
+      var fast = [UInt8](repeating: 0, count: 64)
+      quant.withUnsafeBufferPointer { q in IDCT.islow(coefficients, q.baseAddress!, &fast, stride: 8) }
+      let reference = IDCT.reference(coefficients, quant)
+      worst = max(worst, zip(fast, reference).map { abs(Int($0) - Int($1)) }.max()!)
+    }
+    #expect(worst <= 1, "largest difference \(worst)")
+  }
+}
