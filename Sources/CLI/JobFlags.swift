@@ -33,23 +33,22 @@ extension Flags {
   public mutating func trainingJob() throws -> (network: NetworkConfig, training: TrainingConfig, config: [String: String]) {
     let network = try networkConfig()
     var training = try trainingConfig()
-    let dataDir = string("data_dir", default: "")
-    let useData = string("use_data", default: dataDir.isEmpty ? "builtin" : "real")
+    let data = try dataOptions()
     let seed = try int("seed", default: 0)
     let modelDir = string("model_dir", default: "")
-    let trainImagesGiven = has("num_train_images"), evalImagesGiven = has("num_eval_images")
-    switch useData {
-    case "builtin":
-      let data = BuiltInDataset(imageSize: network.imageSize)
-      if !trainImagesGiven { training.numTrainImages = data.trainCount }
-      if !evalImagesGiven { training.numEvalImages = data.validationCount }
-    case "fake": break
-    case "real": throw UsageError("--use_data=real (ImageNet TFRecords in --data_dir) arrives with the input-pipeline issue; use --use_data=builtin or fake")
-    default: throw UsageError("--use_data must be builtin, fake or real, got '\(useData)'")
+    // The coordinator opens --data_dir only to count the records (workers read it themselves), and
+    // not at all when both counts are given: it may run where the data is not mounted.
+    if data.useData != "real" || !has("num_train_images") || !has("num_eval_images") {
+      do {
+        _ = try data.dataset(network: network, training: &training, trainImagesGiven: has("num_train_images"),
+                             evalImagesGiven: has("num_eval_images"), seed: UInt64(seed))
+      } catch let error as UsageError where data.useData == "real" {
+        throw UsageError("\(error.message); if the data is only on the workers, give --num_train_images and --num_eval_images")
+      }
     }
     try training.validate()
     var config = network.flagValues.merging(training.flagValues) { a, _ in a }
-    config["use_data"] = useData
+    config.merge(data.flagValues) { a, _ in a }
     config["seed"] = String(seed)
     if !modelDir.isEmpty { config["model_dir"] = modelDir }
     return (network, training, config)

@@ -13,7 +13,8 @@ public enum ControlMessage: Codable, Sendable, Equatable {
   case proof(mac: String)
   case assignment(rank: Int, size: Int, ringAddresses: [String], config: [String: String], jobID: String)
   case metrics(rank: Int, step: Int, loss: Double, learningRate: Double, imagesPerSecond: Double,
-               stepSeconds: Double, communicationSeconds: Double, hiddenFraction: Double, busBandwidth: Double)
+               stepSeconds: Double, communicationSeconds: Double, hiddenFraction: Double, busBandwidth: Double,
+               inputWaitSeconds: Double, badRecords: Int)
   case heartbeat(rank: Int)
   case evaluation(rank: Int, step: Int, top1: Int, top5: Int, count: Int)
   case checksum(rank: Int, step: Int, value: Double)
@@ -58,7 +59,7 @@ public final class ControlChannel {
 /// The job token's challenge–response (both sides prove they know it; the token never crosses
 /// the wire) and the random nonces it needs.
 public enum JobAuthentication {
-  public static let protocolVersion = 1
+  public static let protocolVersion = 2
 
   public static func nonce() -> String {
     var bytes = [UInt8](repeating: 0, count: 32)

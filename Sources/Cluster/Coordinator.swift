@@ -138,9 +138,10 @@ public final class Coordinator {
           return fail(members, "worker \(rank) at \(members[rank].channel.connection.peerAddress) is gone: \(error)")
         }
         switch message {
-        case let .metrics(r, step, loss, lr, rate, seconds, communication, hidden, bandwidth):
+        case let .metrics(r, step, loss, lr, rate, seconds, communication, hidden, bandwidth, inputWait, badRecords):
           stepReports[step, default: []].append(Report(rank: r, loss: loss, lr: lr, rate: rate, seconds: seconds,
-                                                        communication: communication, hidden: hidden, bandwidth: bandwidth))
+                                                        communication: communication, hidden: hidden, bandwidth: bandwidth,
+                                                        inputWait: inputWait, badRecords: badRecords))
           if stepReports[step]!.count == members.count {
             let reports = stepReports.removeValue(forKey: step)!.sorted { $0.rank < $1.rank }
             record(step: step, reports)
@@ -176,6 +177,7 @@ public final class Coordinator {
 
   struct Report {
     var rank: Int, loss: Double, lr: Double, rate: Double, seconds: Double, communication: Double, hidden: Double, bandwidth: Double
+    var inputWait: Double, badRecords: Int
   }
 
   /// TensorBoard scalars, a JSONL line and the Prometheus gauges for one completed step.
@@ -186,13 +188,17 @@ public final class Coordinator {
     for r in reports {
       scalars.append(("step_time/rank_\(r.rank)", Float(r.seconds)))
       scalars.append(("allreduce_busbw/rank_\(r.rank)", Float(r.bandwidth / 1e9)))
+      scalars.append(("input_wait_seconds/rank_\(r.rank)", Float(r.inputWait)))
     }
+    scalars.append(("bad_records_skipped", Float(reports.map(\.badRecords).reduce(0, +))))
     events?.add(step: step, scalars: scalars)
     if step % options.logEvery == 0 || step == options.totalSteps {
       jsonLog?.write([("step", step), ("loss", loss), ("learning_rate", reports[0].lr), ("images_per_sec", rate),
                       ("slowest_rank", reports.max { $0.seconds < $1.seconds }!.rank),
                       ("communication_hidden", reports.map(\.hidden).reduce(0, +) / Double(reports.count)),
                       ("step_seconds", reports.map(\.seconds).reduce(0, +) / Double(reports.count)),
+                      ("input_wait_seconds", reports.map(\.inputWait).max()!),
+                      ("bad_records_skipped", reports.map(\.badRecords).reduce(0, +)),
                       ("exposed_communication_seconds", reports.map { $0.communication * (1 - $0.hidden) }.reduce(0, +) / Double(reports.count))])
     }
     guard let exporter else { return }
@@ -204,6 +210,9 @@ public final class Coordinator {
     exporter.set("amoeba_step_seconds", help: "Wall time of the last step per worker.", samples: perRank { $0.seconds })
     exporter.set("amoeba_allreduce_bus_bytes_per_second", help: "All-reduce bus bandwidth per worker.", samples: perRank { $0.bandwidth })
     exporter.set("amoeba_communication_hidden_ratio", help: "Share of all-reduce time hidden behind backward.", samples: perRank { $0.hidden })
+    exporter.set("amoeba_input_wait_seconds", help: "Time the last step waited for its input batch, per worker.", samples: perRank { $0.inputWait })
+    exporter.set("amoeba_bad_records_skipped_total", help: "Unusable input records skipped so far, per worker.", type: "counter",
+                 samples: perRank { Double($0.badRecords) })
   }
 
   func progress(step: Int, _ reports: [Report], started: Double) {
@@ -211,8 +220,9 @@ public final class Coordinator {
     let rate = reports.map(\.rate).reduce(0, +)
     let slowest = reports.max { $0.seconds < $1.seconds }!, fastest = reports.min { $0.seconds < $1.seconds }!
     let hidden = reports.map(\.hidden).reduce(0, +) / Double(reports.count)
+    let skipped = reports.map(\.badRecords).reduce(0, +)
     let remaining = Double(options.totalSteps - step) * Double(options.globalBatch) / max(rate, 1e-9)
-    log("step \(step)/\(options.totalSteps) epoch \(format(Double(step) / Double(max(options.stepsPerEpoch, 1)))) loss \(format(loss)) lr \(format(reports[0].lr, 5)) images/s \(format(rate, 1)) eta \(Int(remaining))s step-time spread \(format((slowest.seconds - fastest.seconds) * 1000, 1)) ms (slowest rank \(slowest.rank)) comm hidden \(Int(hidden * 100))%")
+    log("step \(step)/\(options.totalSteps) epoch \(format(Double(step) / Double(max(options.stepsPerEpoch, 1)))) loss \(format(loss)) lr \(format(reports[0].lr, 5)) images/s \(format(rate, 1)) eta \(Int(remaining))s step-time spread \(format((slowest.seconds - fastest.seconds) * 1000, 1)) ms (slowest rank \(slowest.rank)) comm hidden \(Int(hidden * 100))% input wait \(format(reports.map(\.inputWait).max()! * 1000, 1)) ms" + (skipped > 0 ? " bad records skipped \(skipped)" : ""))
   }
 
   func fail(_ members: [Member], _ reason: String) -> Int32 {

@@ -77,7 +77,7 @@ public final class Worker {
     var flags = try Flags(config.map { "--\($0.key)=\($0.value)" })
     let network = try flags.networkConfig()
     let training = try flags.trainingConfig()
-    let useData = flags.string("use_data", default: "builtin")
+    let data = try flags.dataOptions()
     let seed = UInt64(try flags.int("seed", default: 0))
     let modelDir = flags.string("model_dir", default: "")
     guard training.trainBatchSize % size == 0 else {
@@ -87,9 +87,13 @@ public final class Worker {
     log("worker \(rank) of \(size): ring \(ringAddresses.joined(separator: " ")), batch \(batch) per worker")
 
     let context = KernelContext(threads: options.threads)
-    let dataset: any Dataset = useData == "fake"
-      ? FakeDataset(imageSize: network.imageSize, classCount: network.numLabelClasses, trainCount: training.numTrainImages, validationCount: training.numEvalImages)
-      : BuiltInDataset(imageSize: network.imageSize, trainCount: training.numTrainImages, validationCount: training.numEvalImages)
+    // The coordinator sent the job's image counts; a worker whose copy of --data_dir holds a
+    // different number of records says so (each reads its own copy on a cluster).
+    var counted = training
+    let dataset = try data.dataset(network: network, training: &counted, trainImagesGiven: false, evalImagesGiven: false, seed: seed)
+    if data.useData == "real" && (counted.numTrainImages != training.numTrainImages || counted.numEvalImages != training.numEvalImages) {
+      log("worker \(rank): warning: --data_dir \(data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
+    }
     let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed)
     // Every worker restores the same newest valid checkpoint from --model_dir (a shared directory on
     // a cluster), so a relaunched job resumes where the last complete checkpoint left it.
@@ -109,17 +113,21 @@ public final class Worker {
     trainer.attach(ring: ring)
     defer { trainer.detach() }
 
-    let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch, shard: rank, shardCount: size, seed: seed)
-    let pixels = network.imageSize * network.imageSize * 3
-    let images = UnsafeMutablePointer<Float>.allocateAligned(batch * pixels), labels = UnsafeMutablePointer<Float>.allocateAligned(batch)
-    defer { images.deallocate(); labels.deallocate() }
+    let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch, shard: rank, shardCount: size, seed: seed,
+                          onBadRecord: data.onBadRecord)
+    let prefetcher = Prefetcher(batcher: batcher, firstBatch: trainer.globalStep, depth: data.prefetchBatches + 1, threads: data.inputThreads)
+    defer { prefetcher.shutDown() }
+    var skipped = 0
     let total = training.totalSteps
     // Bytes each rank moves per all-reduce of all gradients, nccl-tests' bus-bandwidth convention.
     let busBytes = Double(trainer.trainable.reduce(0) { $0 + $1.shape.elementCount } * 4) * 2 * Double(size - 1) / Double(size)
     while trainer.globalStep < total {
       let started = monotonicNow()
-      batcher.fill(batch: trainer.globalStep, images: images, labels: labels, context: context)
-      let losses = try trainer.computeGradients(images: images, labels: labels)
+      let input = try prefetcher.next()
+      let inputWait = monotonicNow() - started
+      if let error = input.report.firstError { log("worker \(rank): warning: skipped a bad record: \(error)") }
+      skipped += input.report.skipped
+      let losses = try trainer.computeGradients(images: input.images, labels: input.labels)
       let rate = trainer.applyGradients()
       let seconds = monotonicNow() - started
       let communication = trainer.lastCommunication
@@ -127,13 +135,14 @@ public final class Worker {
                                 imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
                                 communicationSeconds: communication?.communicationSeconds ?? 0,
                                 hiddenFraction: communication?.hiddenFraction ?? 1,
-                                busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0))
+                                busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0,
+                                inputWaitSeconds: inputWait, badRecords: skipped))
       if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
         try compareChecksums(trainer, ring: ring)
       }
       if training.mode == "train_and_eval", trainer.globalStep % evalEvery == 0, trainer.globalStep < total {
         try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
-                     context: context, control: control)
+                     onBadRecord: data.onBadRecord, context: context, control: control)
       }
       // Rank 0 writes the checkpoints (atomically); the others hold identical parameters.
       if let store, rank == 0, trainer.globalStep % saveEvery == 0 || trainer.globalStep == total {
@@ -143,7 +152,7 @@ public final class Worker {
     trainer.detach()
     if training.mode != "train" {
       try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
-                   context: context, control: control)
+                   onBadRecord: data.onBadRecord, context: context, control: control)
     }
     try control.send(.done(rank: rank))
     if case let .stop(reason) = try control.receive(timeout: options.connectTimeout), reason != "finished" {
@@ -154,9 +163,9 @@ public final class Worker {
   /// This worker's share of the validation set (batches b ≡ rank mod size), on the moving averages;
   /// the coordinator sums the shares.
   func evaluate(_ trainer: Trainer, dataset: any Dataset, network: NetworkConfig, training: TrainingConfig, rank: Int, size: Int,
-                context: KernelContext, control: ControlChannel) throws {
+                onBadRecord: BadRecordPolicy, context: KernelContext, control: ControlChannel) throws {
     let hits = try Validation.hits(trainer, network: network, training: training, dataset: dataset, shard: rank,
-                                   shardCount: size, context: context)
+                                   shardCount: size, onBadRecord: onBadRecord, context: context)
     try control.send(.evaluation(rank: rank, step: trainer.globalStep, top1: hits.top1, top5: hits.top5, count: hits.count))
   }
 
@@ -179,11 +188,11 @@ public final class Worker {
 /// b ≡ shard mod shardCount, `--eval_batch_size` images each, up to `--num_eval_images`.
 public enum Validation {
   public static func hits(_ trainer: Trainer, network: NetworkConfig, training: TrainingConfig, dataset: any Dataset,
-                          shard: Int = 0, shardCount: Int = 1, useAverages: Bool = true,
+                          shard: Int = 0, shardCount: Int = 1, useAverages: Bool = true, onBadRecord: BadRecordPolicy = .skip,
                           context: KernelContext) throws -> (top1: Int, top5: Int, count: Int) {
     let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
     evaluator.load(from: trainer, useAverages: useAverages)
-    let validation = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize)
+    let validation = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize, onBadRecord: onBadRecord)
     let pixels = network.imageSize * network.imageSize * 3
     let images = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize * pixels)
     let labels = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize)
@@ -191,7 +200,8 @@ public enum Validation {
     var top1 = 0, top5 = 0, count = 0
     let batches = min(training.numEvalImages, dataset.count(.validation)) / training.evalBatchSize
     for b in stride(from: shard, to: batches, by: shardCount) {
-      validation.fill(batch: b, images: images, labels: labels, context: context)
+      let report = try validation.fill(batch: b, images: images, labels: labels, context: context)
+      if let error = report.firstError { print("warning: evaluation skipped \(report.skipped) bad record(s), first: \(error)") }
       let hits = try evaluator.evaluate(images: images, labels: labels, count: training.evalBatchSize)
       top1 += hits.top1; top5 += hits.top5; count += training.evalBatchSize
     }

@@ -1,41 +1,91 @@
 import Tensor
 
+/// What to do with a record that cannot be used (damaged TFRecord, bad tf.Example, corrupt JPEG,
+/// label out of range): skip it and count it (the default, as a long run should survive one bad
+/// file), or stop the job (`--on_bad_record=fail`).
+public enum BadRecordPolicy: String, Sendable { case skip, fail }
+
 /// Fills batches from a dataset: a seeded per-epoch shuffle of the split, sharded so that worker
 /// `shard` of `shardCount` sees every `shardCount`-th example of the shuffled order, each record
-/// once per epoch across the job. Examples are produced in parallel on the pool into a caller's
-/// preallocated buffers.
-public struct Batcher {
+/// once per epoch across the job. Examples are produced in parallel on a pool into a caller's
+/// preallocated buffers. A skipped bad record is replaced by the next record of the order.
+public struct Batcher: Sendable {
   public let dataset: any Dataset
   public let split: Split
   public let batchSize: Int
   public let shard: Int
   public let shardCount: Int
   public let seed: UInt64
+  public let onBadRecord: BadRecordPolicy
 
-  public init(dataset: any Dataset, split: Split, batchSize: Int, shard: Int = 0, shardCount: Int = 1, seed: UInt64 = 0) {
+  /// Replacements tried for one slot before even the skip policy gives up.
+  static let maxReplacements = 16
+
+  public init(dataset: any Dataset, split: Split, batchSize: Int, shard: Int = 0, shardCount: Int = 1, seed: UInt64 = 0,
+              onBadRecord: BadRecordPolicy = .skip) {
     self.dataset = dataset; self.split = split; self.batchSize = batchSize
-    self.shard = shard; self.shardCount = shardCount; self.seed = seed
+    self.shard = shard; self.shardCount = shardCount; self.seed = seed; self.onBadRecord = onBadRecord
   }
 
   /// Batches per epoch for this shard (whole batches only).
   public var batchesPerEpoch: Int { dataset.count(split) / shardCount / batchSize }
 
-  /// The example index at position `position` of the global sequence (epoch-major, shuffled per
-  /// epoch for training, in order for validation).
-  public func exampleIndex(at position: Int) -> Int {
+  /// The epoch and example index at position `position` of the global sequence (epoch-major,
+  /// shuffled per epoch for training, in order for validation).
+  public func example(at position: Int) -> (epoch: Int, index: Int) {
     let n = dataset.count(split)
     let epoch = position / n, offset = position % n
-    guard split == .train else { return offset }
-    return Batcher.permute(offset, count: n, key: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+    guard split == .train else { return (epoch, offset) }
+    return (epoch, dataset.shuffled(offset, epoch: epoch, seed: seed))
+  }
+
+  public func exampleIndex(at position: Int) -> Int { example(at: position).index }
+
+  /// What one `fill` skipped: how many records, and the first one's error.
+  public struct Report: Sendable {
+    public var skipped = 0
+    public var firstError: DataError?
   }
 
   /// Fills `images` (`[batch, S, S, 3]`) and `labels` with this shard's batch number `batch`.
-  public func fill(batch: Int, images: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Float>, context: KernelContext) {
+  public func fill(batch: Int, images: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Float>,
+                   pool: ThreadPool) throws(DataError) -> Report {
     let pixels = dataset.imageSize * dataset.imageSize * 3
-    context.pool.parallelFor(batchSize) { i, _ in
-      let position = (batch * batchSize + i) * shardCount + shard
-      labels[i] = Float(dataset.example(split, exampleIndex(at: position), into: images + i * pixels))
+    let n = dataset.count(split)
+    let errors = UnsafeMutablePointer<DataError?>.allocate(capacity: batchSize)
+    let skips = UnsafeMutablePointer<Int>.allocate(capacity: batchSize)
+    errors.initialize(repeating: nil, count: batchSize)
+    skips.initialize(repeating: 0, count: batchSize)
+    defer { errors.deinitialize(count: batchSize); errors.deallocate(); skips.deallocate() }
+    pool.parallelFor(batchSize) { i, _ in
+      let (epoch, index) = example(at: (batch * batchSize + i) * shardCount + shard)
+      for attempt in 0...Batcher.maxReplacements {
+        do throws(DataError) {
+          labels[i] = Float(try dataset.example(split, (index + attempt) % n, epoch: epoch, into: images + i * pixels))
+          return
+        } catch {
+          if errors[i] == nil { errors[i] = error }
+          skips[i] += 1
+          if onBadRecord == .fail { return }
+        }
+      }
     }
+    var report = Report()
+    for i in 0..<batchSize {
+      if let error = errors[i] {
+        if onBadRecord == .fail || skips[i] > Batcher.maxReplacements {
+          throw error
+        }
+        if report.firstError == nil { report.firstError = error }
+      }
+      report.skipped += skips[i]
+    }
+    return report
+  }
+
+  public func fill(batch: Int, images: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Float>,
+                   context: KernelContext) throws(DataError) -> Report {
+    try fill(batch: batch, images: images, labels: labels, pool: context.pool)
   }
 
   /// A bijection on 0..<count (cycle-walking over a 4-round Feistel network on the next power of

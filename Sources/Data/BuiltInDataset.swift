@@ -1,18 +1,5 @@
 import Tensor
 
-/// Where examples come from: one interface for the built-in images, fake data and (later) ImageNet
-/// TFRecord shards. Examples are addressed by split and index, so any worker can produce any shard
-/// of any epoch without coordination.
-public protocol Dataset: Sendable {
-  var imageSize: Int { get }
-  var classCount: Int { get }
-  func count(_ split: Split) -> Int
-  /// Writes example `index` of `split` as `[S, S, 3]` floats in [−1, 1] and returns its label.
-  func example(_ split: Split, _ index: Int, into pixels: UnsafeMutablePointer<Float>) -> Int
-}
-
-public enum Split: String, Sendable { case train, validation }
-
 /// The built-in dataset: ten procedurally drawn classes of shapes and patterns — disc, square,
 /// triangle, ring, cross, horizontal stripes, vertical stripes, checkerboard, diagonal stripes and
 /// frame — each varying in position, scale, colour, stripe period and noise. Deterministic in
@@ -36,7 +23,7 @@ public struct BuiltInDataset: Dataset {
 
   public func count(_ split: Split) -> Int { split == .train ? trainCount : validationCount }
 
-  public func example(_ split: Split, _ index: Int, into pixels: UnsafeMutablePointer<Float>) -> Int {
+  public func example(_ split: Split, _ index: Int, epoch: Int = 0, into pixels: UnsafeMutablePointer<Float>) -> Int {
     let stream: UInt64 = split == .train ? 1 : 2
     var draw = 0
     func uniform() -> Float {
@@ -102,7 +89,7 @@ public struct FakeDataset: Dataset {
 
   public func count(_ split: Split) -> Int { split == .train ? trainCount : validationCount }
 
-  public func example(_ split: Split, _ index: Int, into pixels: UnsafeMutablePointer<Float>) -> Int {
+  public func example(_ split: Split, _ index: Int, epoch: Int = 0, into pixels: UnsafeMutablePointer<Float>) -> Int {
     let stream: UInt64 = split == .train ? 11 : 12
     let values = imageSize * imageSize * 3
     for i in 0..<values {

@@ -38,6 +38,11 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
   case corruptRecord(file: String, index: Int, offset: Int, reason: String)
   case io(file: String, reason: String)
   case malformedExample(file: String, index: Int, reason: String)
+  /// A record that frames and parses but cannot be used: a JPEG that does not decode, a missing
+  /// feature, a label out of range. `record` says which ("FILE: record I at offset O").
+  case unusableExample(record: String, reason: String)
+  /// A directory without the shards it should have.
+  case missingShards(directory: String, reason: String)
 
   public var description: String {
     switch self {
@@ -45,6 +50,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
       "\(file): record \(index) at offset \(offset): \(reason); the file is damaged — re-copy or regenerate it"
     case let .io(file, reason): "\(file): \(reason)"
     case let .malformedExample(file, index, reason): "\(file): record \(index) is not a valid tf.train.Example: \(reason)"
+    case let .unusableExample(record, reason): "\(record): \(reason)"
+    case let .missingShards(directory, reason): "\(directory): \(reason)"
     }
   }
 }

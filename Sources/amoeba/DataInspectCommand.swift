@@ -1,15 +1,23 @@
 import CLI
+import Checksums
 import Data
+import JPEG
 
 /// `amoeba data inspect FILE…`: per TFRecord file, the record count, the label histogram, the image
-/// sizes (read from each JPEG's frame header, not from the record's own fields) and every damaged
-/// record or example, by index and offset.
+/// sizes (from decoding each JPEG, not from the record's own fields) and every damaged record,
+/// example or JPEG, by index and offset.
 struct DataInspectCommand {
   var files: [String]
+  /// `--hashes`: also print each image's size and the SHA-256 of its decoded RGB bytes, to compare
+  /// with another decoder (TensorFlow's INTEGER_ACCURATE and Pillow give the same bytes).
+  var hashes: Bool
 
   init(arguments: [String]) throws {
     files = arguments.filter { !$0.hasPrefix("--") }
-    guard !files.isEmpty, files.count == arguments.count else { throw UsageError("usage: amoeba data inspect FILE...") }
+    hashes = arguments.contains("--hashes")
+    guard !files.isEmpty, files.count + (hashes ? 1 : 0) == arguments.count else {
+      throw UsageError("usage: amoeba data inspect [--hashes] FILE...")
+    }
   }
 
   func run() -> Int32 {
@@ -29,10 +37,16 @@ struct DataInspectCommand {
             if let label = example.int64("image/class/label") { labels[label, default: 0] += 1 } else {
               problems.append("record \(index) at offset \(offset): no image/class/label")
             }
-            if let jpeg = example.bytes("image/encoded"), let (h, w) = DataInspectCommand.jpegSize(jpeg) {
-              sizes["\(w)x\(h)", default: 0] += 1
+            if let jpeg = example.bytes("image/encoded") {
+              do {
+                let image = try JPEG.decode(jpeg)
+                sizes["\(image.width)x\(image.height)", default: 0] += 1
+                if hashes { print("  record \(index): \(image.width)x\(image.height) decoded sha256 \(SHA256.hash(image.pixels).hexString)") }
+              } catch {
+                problems.append("record \(index) at offset \(offset): image/encoded: \(error)")
+              }
             } else {
-              problems.append("record \(index) at offset \(offset): image/encoded is missing or not a JPEG")
+              problems.append("record \(index) at offset \(offset): no image/encoded")
             }
           } catch {
             problems.append("record \(index) at offset \(offset): not a tf.train.Example: \(error)")
@@ -48,22 +62,5 @@ struct DataInspectCommand {
       damaged += problems.count
     }
     return damaged == 0 ? 0 : 1
-  }
-
-  /// Height and width from the first SOF marker of a JPEG, or nil.
-  static func jpegSize(_ jpeg: [UInt8]) -> (Int, Int)? {
-    guard jpeg.count > 4, jpeg[0] == 0xFF, jpeg[1] == 0xD8 else { return nil }
-    var i = 2
-    while i + 9 < jpeg.count {
-      guard jpeg[i] == 0xFF else { return nil }
-      let marker = jpeg[i + 1]
-      if marker == 0xFF { i += 1; continue }
-      let length = Int(jpeg[i + 2]) << 8 | Int(jpeg[i + 3])
-      if (0xC0...0xCF).contains(marker) && ![0xC4, 0xC8, 0xCC].contains(marker) {
-        return (Int(jpeg[i + 5]) << 8 | Int(jpeg[i + 6]), Int(jpeg[i + 7]) << 8 | Int(jpeg[i + 8]))
-      }
-      i += 2 + length
-    }
-    return nil
   }
 }

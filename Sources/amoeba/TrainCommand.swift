@@ -13,7 +13,8 @@ import Train
 struct TrainCommand {
   var network: NetworkConfig
   var training: TrainingConfig
-  var useData: String
+  var data: DataOptions
+  var dataset: any Dataset
   var threads: Int
   var seed: UInt64
   var logEvery: Int
@@ -26,8 +27,7 @@ struct TrainCommand {
     var flags = flags
     network = try flags.networkConfig()
     training = try flags.trainingConfig()
-    let dataDir = flags.string("data_dir", default: "")
-    useData = flags.string("use_data", default: dataDir.isEmpty ? "builtin" : "real")
+    data = try flags.dataOptions()
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
     seed = UInt64(try flags.int("seed", default: 0))
     logEvery = try flags.int("log_every", default: 20)
@@ -37,23 +37,8 @@ struct TrainCommand {
     let saveSteps = try flags.int("save_checkpoints_steps", default: 0)
     let trainImagesGiven = flags.has("num_train_images"), evalImagesGiven = flags.has("num_eval_images")
     try flags.finish()
-    switch useData {
-    case "builtin":
-      let data = BuiltInDataset(imageSize: network.imageSize)
-      if !trainImagesGiven { training.numTrainImages = data.trainCount }
-      if !evalImagesGiven { training.numEvalImages = data.validationCount }
-      // Like ImageNet's labels inside the reference's 1001 logits, the 10 built-in classes use the
-      // first 10 of --num_label_classes (default 1001).
-      guard network.numLabelClasses >= data.classCount else {
-        throw UsageError("--use_data=builtin has \(data.classCount) classes; --num_label_classes must be at least \(data.classCount)")
-      }
-    case "fake":
-      break
-    case "real":
-      throw UsageError("--use_data=real (ImageNet TFRecords in --data_dir) arrives with the input-pipeline issue; use --use_data=builtin or fake")
-    default:
-      throw UsageError("--use_data must be builtin, fake or real, got '\(useData)'")
-    }
+    dataset = try data.dataset(network: network, training: &training, trainImagesGiven: trainImagesGiven,
+                               evalImagesGiven: evalImagesGiven, seed: seed)
     try training.validate()
     saveEvery = saveSteps > 0 ? saveSteps : training.iterationsPerLoop
   }
@@ -62,16 +47,8 @@ struct TrainCommand {
 
   func run() throws {
     let context = KernelContext(threads: threads)
-    let dataset: any Dataset = useData == "fake"
-      ? FakeDataset(imageSize: network.imageSize, classCount: network.numLabelClasses, trainCount: training.numTrainImages,
-                    validationCount: training.numEvalImages)
-      : BuiltInDataset(imageSize: network.imageSize, trainCount: training.numTrainImages, validationCount: training.numEvalImages)
     let trainer = try Trainer(network: network, training: training, batchSize: training.trainBatchSize, context: context, seed: seed)
-    let batcher = Batcher(dataset: dataset, split: .train, batchSize: training.trainBatchSize, seed: seed)
-    let pixels = network.imageSize * network.imageSize * 3
-    let images = UnsafeMutablePointer<Float>.allocateAligned(training.trainBatchSize * pixels)
-    let labels = UnsafeMutablePointer<Float>.allocateAligned(training.trainBatchSize)
-    defer { images.deallocate(); labels.deallocate() }
+    let batcher = Batcher(dataset: dataset, split: .train, batchSize: training.trainBatchSize, seed: seed, onBadRecord: data.onBadRecord)
 
     let store = modelDir.isEmpty ? nil : CheckpointStore(directory: modelDir, keep: keepCheckpoints)
     if let store, let sidecar = try store.restore(into: trainer, config: checkpointConfig, report: { print("warning: \($0)") }) {
@@ -83,14 +60,19 @@ struct TrainCommand {
       return
     }
     let total = training.totalSteps
-    print("training \(network.cellName) num_cells=\(network.numCells) reduction_size=\(network.reductionSize) image_size=\(network.imageSize) on \(useData) data: \(trainer.model.trainableParameterCount) parameters, \(total) steps of \(training.trainBatchSize) (\(training.numEpochs) epochs), \(threads) threads")
+    print("training \(network.cellName) num_cells=\(network.numCells) reduction_size=\(network.reductionSize) image_size=\(network.imageSize) on \(data.useData) data\(data.dataDir.isEmpty ? "" : " from " + data.dataDir) (\(dataset.count(.train)) training, \(dataset.count(.validation)) validation images): \(trainer.model.trainableParameterCount) parameters, \(total) steps of \(training.trainBatchSize) (\(training.numEpochs) epochs), \(threads) threads")
     let evalEvery = training.mode == "train_and_eval" ? max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining))) : Int.max
-    var windowStart = now(), windowImages = 0, lossSum = 0.0, lossCount = 0
+    var windowStart = now(), windowImages = 0, lossSum = 0.0, lossCount = 0, inputWait = 0.0, skipped = 0
     let started = now()
+    let prefetcher = Prefetcher(batcher: batcher, firstBatch: trainer.globalStep, depth: data.prefetchBatches + 1, threads: data.inputThreads)
+    defer { prefetcher.shutDown() }
     while trainer.globalStep < total {
-      let step = trainer.globalStep
-      batcher.fill(batch: step, images: images, labels: labels, context: context)
-      let losses = try trainer.computeGradients(images: images, labels: labels)
+      let waitStarted = now()
+      let batch = try prefetcher.next()
+      inputWait += now() - waitStarted
+      if let error = batch.report.firstError { print("warning: skipped a bad record: \(error)") }
+      skipped += batch.report.skipped
+      let losses = try trainer.computeGradients(images: batch.images, labels: batch.labels)
       let rate = trainer.applyGradients()
       windowImages += training.trainBatchSize
       lossSum += Double(losses.total); lossCount += 1
@@ -98,8 +80,9 @@ struct TrainCommand {
         let elapsed = now() - windowStart, speed = Double(windowImages) / max(elapsed, 1e-9)
         let remaining = Double(total - trainer.globalStep) * Double(training.trainBatchSize) / max(speed, 1e-9)
         let epoch = Double(trainer.globalStep) / Double(training.stepsPerEpochForTraining)
-        print("step \(trainer.globalStep)/\(total) epoch \(format(epoch, 2)) loss \(format(lossSum / Double(lossCount), 4)) lr \(format(rate, 5)) images/s \(format(speed, 1)) eta \(duration(remaining))")
-        windowStart = now(); windowImages = 0; lossSum = 0; lossCount = 0
+        let waited = inputWait / Double(lossCount) * 1000
+        print("step \(trainer.globalStep)/\(total) epoch \(format(epoch, 2)) loss \(format(lossSum / Double(lossCount), 4)) lr \(format(rate, 5)) images/s \(format(speed, 1)) eta \(duration(remaining)) input wait \(format(waited, 1)) ms/step" + (skipped > 0 ? " bad records skipped \(skipped)" : ""))
+        windowStart = now(); windowImages = 0; lossSum = 0; lossCount = 0; inputWait = 0
       }
       if let store, trainer.globalStep % saveEvery == 0 || trainer.globalStep == total {
         let path = try store.save(trainer, config: checkpointConfig)

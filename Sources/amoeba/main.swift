@@ -13,6 +13,8 @@ let usage = """
     launch --workers N [model, training and data flags]    a coordinator and N workers on this machine
     train [model, training and data flags]                 single-process training with progress and evaluation
     data inspect FILE...                                   TFRecord record counts, labels, image sizes, damage
+    data make-fake --out DIR [--train_shards 2 --validation_shards 1 --images 1000 --image_size 64]
+                                                          ImageNet-format shards with real JPEGs, for tests
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
     bench allreduce --ranks N --sizes 64K,1M,256M [--compression none|bf16|fp16] [--json]
@@ -33,6 +35,8 @@ do {
     try LearningRateCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("launch", _):
     exit(try LaunchCommand(arguments: Array(arguments.dropFirst())).run())
+  case ("data", "make-fake"):
+    try DataMakeFakeCommand(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("data", "inspect"):
     exit(try DataInspectCommand(arguments: Array(arguments.dropFirst(2))).run())
   case ("export", _):

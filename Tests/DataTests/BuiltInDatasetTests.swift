@@ -8,18 +8,18 @@ import Tensor
     var a = [Float](repeating: 0, count: 20 * 20 * 3), b = a
     var counts = [Int](repeating: 0, count: data.classCount)
     for index in 0..<500 {
-      let label = a.withUnsafeMutableBufferPointer { data.example(.train, index, into: $0.baseAddress!) }
+      let label = a.withUnsafeMutableBufferPointer { data.example(.train, index, epoch: 0, into: $0.baseAddress!) }
       counts[label] += 1
       if index < 5 {
-        let again = b.withUnsafeMutableBufferPointer { data.example(.train, index, into: $0.baseAddress!) }
+        let again = b.withUnsafeMutableBufferPointer { data.example(.train, index, epoch: 0, into: $0.baseAddress!) }
         #expect(again == label && a == b)
       }
       #expect(a.allSatisfy { $0 >= -1 && $0 <= 1 })
     }
     #expect(counts.allSatisfy { $0 > 25 }, "\(counts)")
     // The validation split is a different set of images.
-    _ = a.withUnsafeMutableBufferPointer { data.example(.train, 0, into: $0.baseAddress!) }
-    _ = b.withUnsafeMutableBufferPointer { data.example(.validation, 0, into: $0.baseAddress!) }
+    _ = a.withUnsafeMutableBufferPointer { data.example(.train, 0, epoch: 0, into: $0.baseAddress!) }
+    _ = b.withUnsafeMutableBufferPointer { data.example(.validation, 0, epoch: 0, into: $0.baseAddress!) }
     #expect(a != b)
   }
 

@@ -49,7 +49,7 @@ struct TrainBenchmark {
     let images = UnsafeMutablePointer<Float>.allocateAligned(training.trainBatchSize * pixels)
     let labels = UnsafeMutablePointer<Float>.allocateAligned(training.trainBatchSize)
     defer { images.deallocate(); labels.deallocate() }
-    batcher.fill(batch: 0, images: images, labels: labels, context: context)
+    _ = try batcher.fill(batch: 0, images: images, labels: labels, context: context)
     var times: [Double] = []
     trainer.executor.profiling = profile
     for _ in 0..<steps {

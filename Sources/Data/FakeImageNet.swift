@@ -1,0 +1,88 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import JPEG
+import Tensor
+
+/// Writes a small ImageNet in the exact layout of `imagenet_to_gcs.py` — `train-00000-of-0000N`,
+/// `validation-…`, `tf.train.Example`s with a real JPEG and every feature the converter writes —
+/// for smoke tests of the real input path, like the reference's `fake_imagenet`. The pictures are
+/// the built-in dataset's ten learnable classes (labels 1...10), drawn larger than the model's
+/// input and cut to varying sizes and aspect ratios so that the crop and resize have work to do.
+public struct FakeImageNet: Sendable {
+  public var trainShards = 2
+  public var validationShards = 1
+  public var trainImages = 1000
+  public var validationImages = 200
+  public var imageSize = 64
+  public var quality = 90
+  public var seed: UInt64 = 2018
+
+  public init() {}
+
+  /// Returns the paths written.
+  public func write(to directory: String, pool: ThreadPool) throws(DataError) -> [String] {
+    if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+      throw .io(file: directory, reason: "cannot create the directory: \(String(cString: strerror(errno)))")
+    }
+    var written: [String] = []
+    for (split, shards, images) in [(Split.train, trainShards, trainImages), (.validation, validationShards, validationImages)] where shards > 0 {
+      for shard in 0..<shards {
+        let range = (images * shard / shards)..<(images * (shard + 1) / shards)
+        let records = UnsafeMutablePointer<[UInt8]>.allocate(capacity: range.count)
+        records.initialize(repeating: [], count: range.count)
+        defer { records.deinitialize(count: range.count); records.deallocate() }
+        pool.parallelFor(range.count) { i, _ in records[i] = record(split, range.lowerBound + i) }
+        let name = "\(directory)/\(split.rawValue)-\(Self.digits(shard))-of-\(Self.digits(shards))"
+        try Self.writeAtomically(TFRecord.encode(Array(UnsafeBufferPointer(start: records, count: range.count))), to: name)
+        written.append(name)
+      }
+    }
+    return written
+  }
+
+  static func digits(_ n: Int) -> String {
+    let s = String(n)
+    return String(repeating: "0", count: max(0, 5 - s.count)) + s
+  }
+
+  /// One serialized `tf.train.Example`.
+  func record(_ split: Split, _ index: Int) -> [UInt8] {
+    let drawn = imageSize * 5 / 4
+    let source = BuiltInDataset(imageSize: drawn, seed: seed)
+    var floats = [Float](repeating: 0, count: drawn * drawn * 3)
+    let label = floats.withUnsafeMutableBufferPointer { source.example(split, index, into: $0.baseAddress!) } + 1
+    var draws = InceptionPreprocessing.Draws(seed: seed, stream: split == .train ? 101 : 102)
+    draws.index = UInt64(index) * 4
+    let width = max(8, drawn - draws.below(drawn / 4 + 1)), height = max(8, drawn - draws.below(drawn / 4 + 1))
+    var pixels = [UInt8](repeating: 0, count: width * height * 3)
+    for y in 0..<height {
+      for x in 0..<width {
+        for c in 0..<3 {
+          pixels[(y * width + x) * 3 + c] = UInt8(clamping: Int(((floats[(y * drawn + x) * 3 + c] + 1) * 127.5).rounded()))
+        }
+      }
+    }
+    let jpeg = JPEGEncoder(quality: quality).encode(pixels, width: width, height: height, channels: 3)
+    let synset = "n" + String(repeating: "0", count: max(0, 8 - String(label).count)) + String(label)
+    let name = split == .train ? "\(synset)_\(index).JPEG" : "FAKE_val_\(Self.digits(index)).JPEG"
+    func bytes(_ s: String) -> Example.Feature { .bytes([Array(s.utf8)]) }
+    return Example(features: [
+      "image/encoded": .bytes([jpeg]), "image/format": bytes("JPEG"),
+      "image/class/label": .int64s([Int64(label)]), "image/class/synset": bytes(synset),
+      "image/height": .int64s([Int64(height)]), "image/width": .int64s([Int64(width)]),
+      "image/colorspace": bytes("RGB"), "image/channels": .int64s([3]), "image/filename": bytes(name),
+    ]).encoded()
+  }
+
+  static func writeAtomically(_ bytes: [UInt8], to path: String) throws(DataError) {
+    let temporary = path + ".partial"
+    guard let f = fopen(temporary, "wb") else { throw .io(file: temporary, reason: String(cString: strerror(errno))) }
+    let n = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+    let closed = fclose(f)
+    guard n == bytes.count, closed == 0 else { throw .io(file: temporary, reason: "write failed: \(String(cString: strerror(errno)))") }
+    guard rename(temporary, path) == 0 else { throw .io(file: path, reason: "rename failed: \(String(cString: strerror(errno)))") }
+  }
+}

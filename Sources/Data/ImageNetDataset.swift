@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import JPEG
+import Tensor
+
+/// ImageNet as `imagenet_to_gcs.py` (or `amoeba data make-fake`) writes it: `train-*` and
+/// `validation-*` TFRecord shards of `tf.train.Example`s with `image/encoded` (JPEG) and
+/// `image/class/label` (1...1000). Each example is read, decoded and preprocessed on demand.
+///
+/// The training order of an epoch is the reference's kind of shuffle — the files in a seeded
+/// order, then records shuffled within a window of `shuffleBuffer` — computed rather than
+/// buffered, so each record is still seen exactly once per epoch and reads stay within a few
+/// files at a time.
+public final class ImageNetDataset: Dataset {
+  public let directory: String
+  public let imageSize: Int
+  public let classCount: Int
+  public let train: TFRecordIndex
+  public let validation: TFRecordIndex
+  public let shuffleBuffer: Int
+  public let distortion: InceptionPreprocessing.DistortionOptions
+  let seed: UInt64
+
+  /// Shard names of each split, sorted.
+  public static func shards(in directory: String, split: Split) throws(DataError) -> [String] {
+    guard let dir = opendir(directory) else {
+      throw .missingShards(directory: directory, reason: "cannot open the directory: \(String(cString: strerror(errno)))")
+    }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+      if name.hasPrefix(split.rawValue + "-") { names.append(directory + "/" + name) }
+    }
+    return names.sorted()
+  }
+
+  public init(directory: String, imageSize: Int, classCount: Int = 1001, shuffleBuffer: Int = 1024,
+              distortion: InceptionPreprocessing.DistortionOptions = .init(), seed: UInt64 = 0) throws(DataError) {
+    self.directory = directory; self.imageSize = imageSize; self.classCount = classCount
+    self.shuffleBuffer = max(1, shuffleBuffer); self.distortion = distortion; self.seed = seed
+    let trainFiles = try Self.shards(in: directory, split: .train)
+    let validationFiles = try Self.shards(in: directory, split: .validation)
+    guard !trainFiles.isEmpty || !validationFiles.isEmpty else {
+      throw .missingShards(directory: directory, reason: "no train-* or validation-* TFRecord shards (make them with imagenet_to_gcs.py, or `amoeba data make-fake --out \(directory)` for a test set)")
+    }
+    train = try TFRecordIndex(files: trainFiles)
+    validation = try TFRecordIndex(files: validationFiles)
+  }
+
+  public func count(_ split: Split) -> Int { index(split).count }
+
+  func index(_ split: Split) -> TFRecordIndex { split == .train ? train : validation }
+
+  public func example(_ split: Split, _ i: Int, epoch: Int, into pixels: UnsafeMutablePointer<Float>) throws(DataError) -> Int {
+    let records = index(split)
+    let bytes = try records.read(i)
+    func unusable(_ reason: String) -> DataError { .unusableExample(record: records.describe(i), reason: reason) }
+    let example: Example
+    do { example = try Example(decoding: bytes) } catch { throw unusable("not a tf.train.Example: \(error)") }
+    guard let label = example.int64("image/class/label") else { throw unusable("no image/class/label") }
+    guard label >= 0 && label < Int64(classCount) else {
+      throw unusable("label \(label) is outside the model's \(classCount) classes (--num_label_classes)")
+    }
+    guard let jpeg = example.bytes("image/encoded") else { throw unusable("no image/encoded") }
+    let image: JPEGImage
+    do { image = try JPEG.decode(jpeg, channels: 3) } catch { throw unusable("\(error)") }
+    image.pixels.withUnsafeBufferPointer { p in
+      if split == .train {
+        var draws = InceptionPreprocessing.Draws(seed: seed, stream: UInt64(epoch) << 40 ^ UInt64(i))
+        InceptionPreprocessing.training(p.baseAddress!, width: image.width, height: image.height, size: imageSize,
+                                        options: distortion, draws: &draws, out: pixels)
+      } else {
+        InceptionPreprocessing.evaluation(p.baseAddress!, width: image.width, height: image.height, size: imageSize, out: pixels)
+      }
+    }
+    return Int(label)
+  }
+
+  /// Files in a seeded order per epoch, then a shuffle within each window of `shuffleBuffer`
+  /// consecutive records of that sequence.
+  public func shuffled(_ offset: Int, epoch: Int, seed: UInt64) -> Int {
+    let n = train.count
+    let key = seed &+ UInt64(epoch) &* 0x9E37_79B9
+    let window = offset / shuffleBuffer, start = window * shuffleBuffer
+    let length = min(shuffleBuffer, n - start)
+    let position = start + Batcher.permute(offset - start, count: length, key: key &+ UInt64(window) &* 0xD1B5_4A32_D192_ED03)
+    // `position` in the concatenation of the files in this epoch's order.
+    let fileCount = train.files.count
+    var remaining = position
+    for k in 0..<fileCount {
+      let f = Batcher.permute(k, count: fileCount, key: key ^ 0x5851_F42D_4C95_7F2D)
+      let records = train.count(inFile: f)
+      if remaining < records { return train.fileStarts[f] + remaining }
+      remaining -= records
+    }
+    return position
+  }
+}

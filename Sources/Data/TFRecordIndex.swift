@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where every record of a set of TFRecord files starts, found by reading only the 12-byte headers
+/// (each length's CRC checked before the length is followed), so that any record can be read on
+/// its own: examples are then addressed by number, any worker can read any shard of any epoch, and
+/// a resumed job reads exactly the records it would have read.
+///
+/// A header that fails its check ends the scan of that file: the records after it cannot be
+/// located. The failure is kept in `damage` (file, record index, offset) and the records before it
+/// stay usable.
+public final class TFRecordIndex: Sendable {
+  struct Location: Sendable {
+    let file: Int32
+    let indexInFile: Int32
+    let offset: Int64
+    let length: Int64
+  }
+
+  public let files: [String]
+  let locations: [Location]
+  /// The first record of each file in `locations`, and one past the end.
+  let fileStarts: [Int]
+  public let damage: [DataError]
+
+  public var count: Int { locations.count }
+
+  public init(files: [String]) throws(DataError) {
+    self.files = files
+    var locations: [Location] = [], starts: [Int] = [], damage: [DataError] = []
+    for (f, path) in files.enumerated() {
+      starts.append(locations.count)
+      let fd = open(path, O_RDONLY)
+      guard fd >= 0 else { throw .io(file: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
+      defer { close(fd) }
+      var info = stat()
+      guard fstat(fd, &info) == 0 else { throw .io(file: path, reason: "cannot stat: \(String(cString: strerror(errno)))") }
+      let size = Int64(info.st_size)
+      var offset: Int64 = 0, index: Int32 = 0
+      var header = [UInt8](repeating: 0, count: 12)
+      while offset < size {
+        func corrupt(_ reason: String) -> DataError { .corruptRecord(file: path, index: Int(index), offset: Int(offset), reason: reason) }
+        guard size - offset >= 12 else { damage.append(corrupt("truncated header (\(size - offset) of 12 bytes)")); break }
+        let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 12, off_t(offset)) }
+        guard n == 12 else { throw .io(file: path, reason: "read error at offset \(offset): \(String(cString: strerror(errno)))") }
+        let (length, lengthCRC) = header.withUnsafeBytes {
+          ($0.loadUnaligned(as: UInt64.self).littleEndian, $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian)
+        }
+        guard header.withUnsafeBytes({ TFRecord.maskedCRC(UnsafeRawBufferPointer(rebasing: $0[0..<8])) }) == lengthCRC else {
+          damage.append(corrupt("length CRC mismatch (the length field cannot be trusted)")); break
+        }
+        guard size - offset >= 16, length <= UInt64(size - offset - 16) else {
+          damage.append(corrupt("truncated record: \(length) data bytes announced, \(max(size - offset - 16, 0)) present")); break
+        }
+        locations.append(Location(file: Int32(f), indexInFile: index, offset: offset, length: Int64(length)))
+        offset += 16 + Int64(length)
+        index += 1
+      }
+    }
+    starts.append(locations.count)
+    self.locations = locations
+    self.fileStarts = starts
+    self.damage = damage
+  }
+
+  /// Records in file `f`.
+  public func count(inFile f: Int) -> Int { fileStarts[f + 1] - fileStarts[f] }
+
+  /// The file and the record's index within it, for messages.
+  public func describe(_ i: Int) -> String {
+    let l = locations[i]
+    return "\(files[Int(l.file)]): record \(l.indexInFile) at offset \(l.offset)"
+  }
+
+  /// Record `i`'s data, its CRC checked.
+  public func read(_ i: Int) throws(DataError) -> [UInt8] {
+    let l = locations[i]
+    let path = files[Int(l.file)]
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw .io(file: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var bytes = [UInt8](repeating: 0, count: Int(l.length) + 4)
+    let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(l.offset + 12)) }
+    guard n == bytes.count else {
+      throw .corruptRecord(file: path, index: Int(l.indexInFile), offset: Int(l.offset),
+                           reason: n < 0 ? "read error: \(String(cString: strerror(errno)))" : "the file shrank since it was indexed")
+    }
+    let crc = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: Int(l.length), as: UInt32.self).littleEndian }
+    bytes.removeLast(4)
+    guard bytes.withUnsafeBytes({ TFRecord.maskedCRC($0) }) == crc else {
+      throw .corruptRecord(file: path, index: Int(l.indexInFile), offset: Int(l.offset), reason: "data CRC mismatch (data at offset \(l.offset + 12))")
+    }
+    return bytes
+  }
+}

@@ -1,0 +1,40 @@
+import CLI
+import Data
+import Tensor
+
+/// `amoeba data make-fake --out DIR --train_shards N --validation_shards M --images K
+/// --image_size S`: ImageNet-format TFRecord shards with real JPEGs (see `FakeImageNet`).
+struct DataMakeFakeCommand {
+  var out: String
+  var fake = FakeImageNet()
+  var threads: Int
+
+  init(flags: Flags) throws {
+    var flags = flags
+    out = flags.string("out", default: "")
+    guard !out.isEmpty else { throw UsageError("data make-fake needs --out DIR") }
+    fake.trainShards = try flags.int("train_shards", default: 2)
+    fake.validationShards = try flags.int("validation_shards", default: 1)
+    fake.trainImages = try flags.int("images", default: 1000)
+    fake.validationImages = try flags.int("validation_images", default: max(fake.validationShards, fake.trainImages / 5))
+    fake.imageSize = try flags.int("image_size", default: 64)
+    fake.quality = try flags.int("quality", default: 90)
+    fake.seed = UInt64(try flags.int("seed", default: 2018))
+    threads = try flags.int("threads", default: ThreadPool.onlineCores)
+    try flags.finish()
+    guard fake.trainShards >= 0, fake.validationShards >= 0, fake.trainShards + fake.validationShards > 0 else {
+      throw UsageError("--train_shards and --validation_shards must be at least 0, and not both 0")
+    }
+    guard fake.trainImages >= fake.trainShards, fake.validationImages >= fake.validationShards else {
+      throw UsageError("--images (\(fake.trainImages)) and --validation_images (\(fake.validationImages)) must be at least the shard counts")
+    }
+    guard fake.imageSize >= 8 && fake.imageSize <= 4096 else { throw UsageError("--image_size must be in 8...4096") }
+    guard (1...100).contains(fake.quality) else { throw UsageError("--quality must be in 1...100") }
+  }
+
+  func run() throws {
+    let written = try fake.write(to: out, pool: ThreadPool(threadCount: threads))
+    print("wrote \(fake.trainImages) training and \(fake.validationImages) validation images (\(fake.imageSize * 5 / 4 * 3 / 4)–\(fake.imageSize * 5 / 4) pixels a side, labels 1...\(BuiltInDataset.classNames.count)) in \(written.count) shards:")
+    for path in written { print("  \(path)") }
+  }
+}
