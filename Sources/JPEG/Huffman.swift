@@ -31,6 +31,8 @@ final class HuffmanTable: @unchecked Sendable {
       if n > 0 {
         valueOffset[length] = index - code
         for _ in 0..<n {
+          // A prefix code has at most 2^length codes of a length; checked before the lookup is filled.
+          guard code < (1 << length) else { throw .corrupt("Huffman table has more codes than fit in \(length) bits") }
           if length <= HuffmanTable.lookaheadBits {
             let shift = HuffmanTable.lookaheadBits - length
             let entry = UInt16(length << 8) | UInt16(symbols[Int(index)])
@@ -39,8 +41,6 @@ final class HuffmanTable: @unchecked Sendable {
           code += 1; index += 1
         }
         maxCode[length] = code - 1
-        // A complete prefix code never needs more codes of a length than the length allows.
-        guard code <= (1 << length) else { throw .corrupt("Huffman table has more codes than fit in \(length) bits") }
       }
       code <<= 1
     }

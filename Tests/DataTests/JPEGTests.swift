@@ -132,3 +132,83 @@ struct IDCTTests {
     #expect(worst <= 1, "largest difference \(worst)")
   }
 }
+
+/// Mutated JPEGs — flipped bytes, truncations, forged markers and segment lengths, cut and
+/// repeated chunks — must decode or throw, never trap, hang or allocate without bound. 10⁴ inputs
+/// here; `AMOEBA_FUZZ_ITERATIONS=1000000 swift test -c release --filter JPEGFuzz` for a longer run.
+struct JPEGFuzzTests {
+  static let seeds: [[UInt8]] = {
+    var seeds = [
+      JPEGEncoder(quality: 80).encode(syntheticPicture(width: 21, height: 13), width: 21, height: 13, channels: 3),
+      JPEGEncoder(quality: 60, subsampling: .none, restartInterval: 2).encode(syntheticPicture(width: 17, height: 9), width: 17, height: 9, channels: 3),
+      JPEGEncoder(quality: 95, restartInterval: 1).encode(syntheticPicture(width: 16, height: 16, channels: 1), width: 16, height: 16, channels: 1),
+    ]
+    // The fixtures' smallest progressive, restart-marker and Exif images.
+    for f in JPEGFixture.all where ["progressive", "restart", "gray1"].contains(f.kind) || f.jpeg.count < 3000 {
+      if !seeds.contains(where: { $0.count == f.jpeg.count }) { seeds.append(f.jpeg) }
+    }
+    return seeds
+  }()
+
+  @Test func mutatedJPEGsNeverCrash() {
+    let iterations = Int(ProcessInfo.processInfo.environment["AMOEBA_FUZZ_ITERATIONS"] ?? "") ?? 10_000
+    var state: UInt64 = 0x1234_5678
+    func random(_ n: Int) -> Int {
+      state = state &* 6364136223846793005 &+ 1442695040888963407
+      return Int((state >> 33) % UInt64(max(n, 1)))
+    }
+    var decoded = 0, refused = 0
+    for i in 0..<iterations {
+      // Small seeds most of the time; the larger fixtures now and then, cut short more often.
+      let seed = i % 10 < 7 ? JPEGFuzzTests.seeds[i % 3] : JPEGFuzzTests.seeds[random(JPEGFuzzTests.seeds.count)]
+      var bytes = seed
+      for _ in 0...random(3) {
+        guard !bytes.isEmpty else { break }
+        switch random(7) {
+        case 0: bytes[random(bytes.count)] ^= UInt8(1 + random(255))
+        case 1: bytes.removeLast(random(bytes.count))
+        case 2: bytes[random(bytes.count)] = 0xFF
+        case 3:  // a marker where the data or a header was
+          let at = random(bytes.count - 1)
+          bytes[at] = 0xFF; bytes[at + 1] = UInt8([0xC0, 0xC2, 0xC4, 0xD0, 0xD9, 0xDA, 0xDB, 0xDD][random(8)])
+        case 4:  // a segment length or a header field in the first few hundred bytes
+          let at = random(min(bytes.count, 700)); bytes[at] = UInt8(random(256))
+        case 5:
+          let start = random(bytes.count), length = random(64)
+          bytes.removeSubrange(start..<min(bytes.count, start + length))
+        default:
+          let start = random(bytes.count), length = random(64)
+          bytes.insert(contentsOf: bytes[start..<min(bytes.count, start + length)], at: random(bytes.count))
+        }
+      }
+      do {
+        let image = try JPEG.decode(bytes, pixelLimit: 1 << 20)
+        #expect(image.pixels.count == image.width * image.height * 3)
+        decoded += 1
+      } catch {
+        refused += 1
+      }
+    }
+    #expect(decoded + refused == iterations)
+    // Both outcomes happen: mutations in the entropy data often still decode.
+    #expect(decoded > iterations / 50 && refused > iterations / 50, "decoded \(decoded), refused \(refused)")
+  }
+
+  @Test func truncatedAndEmptyInputsNameTheProblem() throws {
+    let jpeg = JPEGFuzzTests.seeds[0]
+    #expect(throws: JPEGError.self) { try JPEG.decode([UInt8]()) }
+    #expect(throws: JPEGError.truncated("no EOI marker after the last scan")) { try JPEG.decode(Array(jpeg.prefix(jpeg.count - 2))) }
+    do {
+      _ = try JPEG.decode(Array(jpeg.prefix(jpeg.count / 2)))
+      Issue.record("a JPEG cut in half decoded")
+    } catch {
+      #expect(error.description.contains("truncated"), "\(error)")
+    }
+    #expect(throws: JPEGError.self) { try JPEG.decode([0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8, 0, 1, 0, 1, 4, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0, 4, 0x11, 0]) }
+    do {
+      _ = try JPEG.decode([0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x14, 8, 0, 1, 0, 1, 4, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0, 4, 0x11, 0])
+    } catch {
+      #expect(error.description.contains("CMYK"), "\(error)")
+    }
+  }
+}

@@ -54,7 +54,7 @@ import Checksums
     let images = UnsafeMutablePointer<Float>.allocateAligned(4 * 24 * 24 * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(4)
     defer { images.deallocate(); labels.deallocate() }
     for _ in 0..<steps {
-      batcher.fill(batch: trainer.globalStep, images: images, labels: labels, context: context)
+      _ = try! batcher.fill(batch: trainer.globalStep, images: images, labels: labels, context: context)
       try trainer.computeGradients(images: images, labels: labels)
       trainer.applyGradients()
     }

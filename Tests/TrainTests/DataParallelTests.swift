@@ -22,7 +22,7 @@ final class Shared<T>: @unchecked Sendable { var value: T; init(_ value: T) { se
     let batcher = Batcher(dataset: BuiltInDataset(imageSize: 24), split: .train, batchSize: 4, shard: shard, shardCount: 2, seed: 3)
     let images = UnsafeMutablePointer<Float>.allocateAligned(4 * 24 * 24 * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(4)
     defer { images.deallocate(); labels.deallocate() }
-    batcher.fill(batch: step, images: images, labels: labels, context: KernelContext(threads: 1))
+    _ = try! batcher.fill(batch: step, images: images, labels: labels, context: KernelContext(threads: 1))
     return (Array(UnsafeBufferPointer(start: images, count: 4 * 24 * 24 * 3)), Array(UnsafeBufferPointer(start: labels, count: 4)))
   }
 

@@ -27,7 +27,7 @@ import Tensor
     let batcher = Batcher(dataset: BuiltInDataset(imageSize: 24), split: .train, batchSize: batch, shard: rank, shardCount: n, seed: 3)
     let images = UnsafeMutablePointer<Float>.allocateAligned(batch * 24 * 24 * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(batch)
     defer { images.deallocate(); labels.deallocate() }
-    batcher.fill(batch: step, images: images, labels: labels, context: KernelContext(threads: 1))
+    _ = try! batcher.fill(batch: step, images: images, labels: labels, context: KernelContext(threads: 1))
     return (Array(UnsafeBufferPointer(start: images, count: batch * 24 * 24 * 3)), Array(UnsafeBufferPointer(start: labels, count: batch)))
   }
 

@@ -20,7 +20,7 @@ import Tensor
     let batcher = Batcher(dataset: BuiltInDataset(imageSize: 24), split: .train, batchSize: 16)
     let images = UnsafeMutablePointer<Float>.allocateAligned(16 * 24 * 24 * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(16)
     defer { images.deallocate(); labels.deallocate() }
-    batcher.fill(batch: 0, images: images, labels: labels, context: context)
+    _ = try! batcher.fill(batch: 0, images: images, labels: labels, context: context)
     let first = try trainer.computeGradients(images: images, labels: labels).crossEntropy
     trainer.applyGradients()
     for _ in 0..<25 {
@@ -37,7 +37,7 @@ import Tensor
     let batcher = Batcher(dataset: BuiltInDataset(imageSize: 24), split: .train, batchSize: 4)
     let images = UnsafeMutablePointer<Float>.allocateAligned(4 * 24 * 24 * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(4)
     defer { images.deallocate(); labels.deallocate() }
-    batcher.fill(batch: 0, images: images, labels: labels, context: context)
+    _ = try! batcher.fill(batch: 0, images: images, labels: labels, context: context)
     try trainer.computeGradients(images: images, labels: labels)
     let layer = trainer.moments[0]
     let batchMean = trainer.executor.read(layer.mean), batchVariance = trainer.executor.read(layer.variance)
