@@ -2,7 +2,8 @@
 # Multi-process checks with the real executables on loopback: a worker killed mid-run is named by the
 # coordinator and `amoeba launch` fails, naming the first process to fail, leaving the last complete
 # checkpoint intact; relaunching resumes every worker from it; a worker with the wrong job token is
-# refused. CI runs this after `swift test`.
+# refused; two workers train from `data make-fake` shards with one damaged record. CI runs this after
+# `swift test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release --product amoeba >/dev/null
@@ -56,4 +57,19 @@ for n in 1 3 8; do
   [ "$wrong" = 0 ] || { echo "$out"; fail "$wrong wrong elements with $n processes"; }
 done
 echo "multi-process rings: 1, 3 and 8 processes, lengths 0 to 262144 floats, 0 wrong elements"
+# 5. Real input path: ImageNet-format shards with JPEGs from `data make-fake`, one shard damaged;
+#    two workers train from --data_dir, skip and count the bad record, and evaluate.
+"$bin/amoeba" data make-fake --out "$work/imagenet" --train_shards 4 --validation_shards 1 --images 1024 \
+  --validation_images 128 --image_size 24 > /dev/null || fail "data make-fake failed"
+python3 - "$work/imagenet/train-00002-of-00004" <<'PY' 2>/dev/null || printf '\xff' | dd of="$work/imagenet/train-00002-of-00004" bs=1 seek=200 conv=notrunc 2>/dev/null
+import sys
+path = sys.argv[1]; data = bytearray(open(path, "rb").read()); data[200] ^= 0xFF; open(path, "wb").write(data)
+PY
+"$bin/amoeba" launch --workers 2 --threads_per_worker 1 --data_dir="$work/imagenet" --num_cells=3 --reduction_size=8 \
+  --image_size=24 --use_aux_head=false --train_batch_size=32 --lr=0.04 --num_epochs=2 --eval_batch_size=32 \
+  --log_every=32 > "$work/real.log" 2>&1 || { cat "$work/real.log"; fail "training from --data_dir failed"; }
+grep -q "bad records skipped 1" "$work/real.log" || { cat "$work/real.log"; fail "the damaged record was not counted"; }
+grep -q "skipped a bad record: .*train-00002-of-00004: record 0 at offset 0: data CRC mismatch" "$work/real.log" \
+  || { cat "$work/real.log"; fail "the damaged record was not named"; }
+echo "real data: $(grep -o 'eval step .*' "$work/real.log" | tail -1); $(grep -o 'bad records skipped [0-9]*' "$work/real.log" | tail -1)"
 echo "multiprocess-checks: ok"

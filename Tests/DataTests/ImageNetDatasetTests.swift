@@ -1,0 +1,132 @@
+import Testing
+import Foundation
+import Tensor
+@testable import Data
+import JPEG
+
+/// A fresh directory of `amoeba data make-fake` shards.
+func makeFakeImageNet(trainImages: Int = 60, validationImages: Int = 12, trainShards: Int = 3, imageSize: Int = 16) throws -> String {
+  let directory = NSTemporaryDirectory() + "amoeba-imagenet-\(UUID().uuidString)"
+  var fake = FakeImageNet()
+  fake.trainImages = trainImages; fake.validationImages = validationImages
+  fake.trainShards = trainShards; fake.validationShards = 1; fake.imageSize = imageSize
+  _ = try fake.write(to: directory, pool: ThreadPool(threadCount: 2))
+  return directory
+}
+
+struct ImageNetDatasetTests {
+  @Test func fakeShardsHaveTheConverterLayoutAndReadBack() throws {
+    let directory = try makeFakeImageNet()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+    #expect(files == ["train-00000-of-00003", "train-00001-of-00003", "train-00002-of-00003", "validation-00000-of-00001"])
+    var reader = try TFRecordReader(path: directory + "/train-00001-of-00003")
+    let example = try Example(decoding: try reader.next()!)
+    #expect(example.string("image/format") == "JPEG" && example.string("image/colorspace") == "RGB" && example.int64("image/channels") == 3)
+    let label = try #require(example.int64("image/class/label"))
+    #expect((1...10).contains(label) && example.string("image/class/synset")!.hasPrefix("n"))
+    let image = try JPEG.decode(example.bytes("image/encoded")!)
+    #expect(Int64(image.width) == example.int64("image/width") && Int64(image.height) == example.int64("image/height"))
+
+    let data = try ImageNetDataset(directory: directory, imageSize: 16)
+    #expect(data.count(.train) == 60 && data.count(.validation) == 12 && data.train.damage.isEmpty)
+    var pixels = [Float](repeating: .nan, count: 16 * 16 * 3)
+    for i in 0..<12 {
+      let label = try pixels.withUnsafeMutableBufferPointer { try data.example(.validation, i, epoch: 0, into: $0.baseAddress!) }
+      #expect((1...10).contains(label))
+      #expect(pixels.allSatisfy { $0 >= -1 && $0 <= 1 })
+    }
+  }
+
+  @Test func everyRecordOncePerEpochAcrossShardsAndADifferentOrderEachEpoch() throws {
+    let directory = try makeFakeImageNet(trainImages: 50)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let data = try ImageNetDataset(directory: directory, imageSize: 16, shuffleBuffer: 8)
+    var epochs: [[Int]] = []
+    for epoch in 0..<2 {
+      var seen: [Int] = []
+      for shard in 0..<3 {
+        let batcher = Batcher(dataset: data, split: .train, batchSize: 1, shard: shard, shardCount: 3, seed: 4)
+        for p in stride(from: shard, to: 50, by: 3) { seen.append(batcher.example(at: epoch * 50 + p).index) }
+      }
+      #expect(seen.sorted() == Array(0..<50), "epoch \(epoch)")
+      epochs.append(seen)
+    }
+    #expect(epochs[0] != epochs[1])
+    // Windows of the shuffle buffer keep reads local: 8 consecutive positions span at most 2 files
+    // (plus one when a window crosses a file boundary).
+    let order = (0..<50).map { data.shuffled($0, epoch: 0, seed: 4) }
+    for start in stride(from: 0, to: 48, by: 8) {
+      let files = Set(order[start..<start + 8].map { data.train.locations[$0].file })
+      #expect(files.count <= 3)
+    }
+  }
+
+  @Test func badRecordsAreSkippedAndCountedOrFatal() throws {
+    let directory = try makeFakeImageNet(trainImages: 20, trainShards: 1)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    // Damage the data of record 3 after indexing-by-header still succeeds: a data CRC mismatch.
+    let path = directory + "/train-00000-of-00001"
+    var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+    let clean = try ImageNetDataset(directory: directory, imageSize: 16)
+    let victim = clean.train.locations[3]
+    bytes[Int(victim.offset) + 12 + 40] ^= 0xFF
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    let data = try ImageNetDataset(directory: directory, imageSize: 16)
+    #expect(throws: DataError.self) { try data.train.read(3) }
+
+    let images = UnsafeMutablePointer<Float>.allocateAligned(20 * 16 * 16 * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(20)
+    defer { images.deallocate(); labels.deallocate() }
+    let skip = Batcher(dataset: data, split: .train, batchSize: 20, seed: 1)
+    let report = try skip.fill(batch: 0, images: images, labels: labels, pool: ThreadPool(threadCount: 2))
+    #expect(report.skipped == 1)
+    let message = report.firstError?.description ?? ""
+    #expect(message.contains("train-00000-of-00001") && message.contains("record 3") && message.contains("CRC"), "\(message)")
+    #expect((0..<20).allSatisfy { (1...10).contains(Int(labels[$0])) })
+
+    let fail = Batcher(dataset: data, split: .train, batchSize: 20, seed: 1, onBadRecord: .fail)
+    #expect(throws: DataError.self) { try fail.fill(batch: 0, images: images, labels: labels, pool: ThreadPool(threadCount: 2)) }
+  }
+
+  @Test func truncatedShardKeepsItsGoodRecordsAndNamesTheDamage() throws {
+    let directory = try makeFakeImageNet(trainImages: 10, trainShards: 1)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let path = directory + "/train-00000-of-00001"
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+    try bytes.prefix(bytes.count - 100).write(to: URL(fileURLWithPath: path))
+    let data = try ImageNetDataset(directory: directory, imageSize: 16)
+    #expect(data.count(.train) == 9)
+    #expect(data.train.damage.count == 1 && data.train.damage[0].description.contains("record 9"))
+  }
+
+  @Test func aDirectoryWithoutShardsIsNamed() throws {
+    let empty = NSTemporaryDirectory() + "amoeba-empty-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: empty) }
+    do {
+      _ = try ImageNetDataset(directory: empty, imageSize: 16)
+      Issue.record("no error")
+    } catch {
+      #expect(error.description.contains("train-*") && error.description.contains("make-fake"))
+    }
+  }
+
+  @Test func prefetcherGivesTheSameBatchesInOrderAsDirectFills() throws {
+    let directory = try makeFakeImageNet(trainImages: 40)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let data = try ImageNetDataset(directory: directory, imageSize: 16)
+    let batcher = Batcher(dataset: data, split: .train, batchSize: 4, seed: 2)
+    let prefetcher = Prefetcher(batcher: batcher, firstBatch: 5, depth: 3, threads: 2)
+    defer { prefetcher.shutDown() }
+    let count = 4 * 16 * 16 * 3
+    let images = UnsafeMutablePointer<Float>.allocateAligned(count), labels = UnsafeMutablePointer<Float>.allocateAligned(4)
+    defer { images.deallocate(); labels.deallocate() }
+    for b in 5..<17 {  // past the end of the first epoch (10 batches)
+      let batch = try prefetcher.next(timeout: 60)
+      #expect(batch.number == b)
+      _ = try batcher.fill(batch: b, images: images, labels: labels, pool: ThreadPool(threadCount: 1))
+      #expect(Array(UnsafeBufferPointer(start: batch.images, count: count)) == Array(UnsafeBufferPointer(start: images, count: count)))
+      #expect(Array(UnsafeBufferPointer(start: batch.labels, count: 4)) == Array(UnsafeBufferPointer(start: labels, count: 4)))
+    }
+  }
+}
