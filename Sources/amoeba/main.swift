@@ -23,6 +23,8 @@ let usage = """
                                                           images/s and exposed communication per worker count
     bench train --preset bench-small|tiny [--steps N] [--threads N] [--profile]
                                                           whole-model training images/s and peak RSS
+    bench data [--out DIR] [--image_size 224] [--images 64] [--repeats 5]
+                                                          JPEG decode MB/s and images/s, pipeline images/s on 1 and 2 threads
     bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N] [--profile]
                   [--fuse_bn_relu true|false]
                                                           one training step of a small NASNet-style network
@@ -53,6 +55,8 @@ do {
     try ScalingBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "train"):
     try TrainBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
+  case ("bench", "data"):
+    try DataBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "step"):
     try StepBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("help", _), ("--help", _), ("-h", _), (nil, _):
