@@ -42,6 +42,9 @@ public struct DataOptions: Sendable {
                          validationCount: training.numEvalImages)
     case "real":
       guard !dataDir.isEmpty else { throw UsageError("--use_data=real needs --data_dir with train-* and validation-* TFRecord shards") }
+      guard !dataDir.contains("://") else {
+        throw UsageError("--data_dir \(dataDir): only local or mounted directories are read; copy the shards first (e.g. gsutil -m cp -r \(dataDir) /data/imagenet) or mount the bucket (gcsfuse)")
+      }
       let data: ImageNetDataset
       do {
         data = try ImageNetDataset(directory: dataDir, imageSize: network.imageSize, classCount: network.numLabelClasses,
