@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Decoded pixels, row-major and interleaved: RGB when `channels` is 3, luminance when it is 1.
 public struct JPEGImage: Sendable, Equatable {
   public let width: Int
@@ -94,12 +100,12 @@ final class Component {
     self.id = id; self.h = h; self.v = v; self.quantTable = quantTable
     self.width = width; self.height = height
     self.blocksPerLine = blocksPerLine; self.blocksPerColumn = blocksPerColumn
-    let count = blocksPerLine * blocksPerColumn * 64
-    coefficients = .allocate(capacity: count)
-    coefficients.initialize(repeating: 0, count: count)
+    // calloc: a large image's zero pages cost nothing until a scan writes them, so a corrupt
+    // header that claims a huge frame fails on its data before it can use the memory.
+    coefficients = calloc(blocksPerLine * blocksPerColumn * 64, 2)!.bindMemory(to: Int16.self, capacity: blocksPerLine * blocksPerColumn * 64)
   }
 
-  deinit { coefficients.deallocate() }
+  deinit { free(coefficients) }
 }
 
 struct Frame {

@@ -168,9 +168,10 @@ struct JPEGFuzzTests {
         case 0: bytes[random(bytes.count)] ^= UInt8(1 + random(255))
         case 1: bytes.removeLast(random(bytes.count))
         case 2: bytes[random(bytes.count)] = 0xFF
-        case 3:  // a marker where the data or a header was
+        case 3 where bytes.count >= 2:  // a marker where the data or a header was
           let at = random(bytes.count - 1)
           bytes[at] = 0xFF; bytes[at + 1] = UInt8([0xC0, 0xC2, 0xC4, 0xD0, 0xD9, 0xDA, 0xDB, 0xDD][random(8)])
+        case 3: bytes.append(0xD9)
         case 4:  // a segment length or a header field in the first few hundred bytes
           let at = random(min(bytes.count, 700)); bytes[at] = UInt8(random(256))
         case 5:
