@@ -60,6 +60,26 @@ struct DistortedCropTests {
     #expect(areas.min()! < 0.2 && areas.max()! > 0.9 && lefts.count > 100)
   }
 
+  /// TensorFlow 2.21's `sample_distorted_bounding_box` on a 500×375 image with the reference's
+  /// arguments, 3000 seeds: mean area fraction 0.394, median 0.358, 10th percentile 0.138, 90th
+  /// 0.707, mean aspect 1.044, never the whole-image fallback. Ours must have the same distribution.
+  @Test func cropDistributionMatchesTensorFlows() {
+    var areas: [Double] = [], aspects: [Double] = [], whole = 0
+    var options = InceptionPreprocessing.DistortionOptions()
+    options.aspectRatioRange = 0.75...1.33   // as the reference writes it
+    for stream in 0..<3000 {
+      var draws = InceptionPreprocessing.Draws(seed: 11, stream: UInt64(stream))
+      let crop = InceptionPreprocessing.sampleDistortedBoundingBox(width: 500, height: 375, options: options, draws: &draws)
+      if crop.width == 500 && crop.height == 375 { whole += 1 }
+      areas.append(Double(crop.width * crop.height) / (500 * 375)); aspects.append(Double(crop.width) / Double(crop.height))
+    }
+    areas.sort()
+    let mean = areas.reduce(0, +) / 3000, aspect = aspects.reduce(0, +) / 3000
+    #expect(abs(mean - 0.394) < 0.015 && abs(areas[1500] - 0.358) < 0.02, "mean \(mean), median \(areas[1500])")
+    #expect(abs(areas[300] - 0.138) < 0.015 && abs(areas[2700] - 0.707) < 0.03, "p10 \(areas[300]), p90 \(areas[2700])")
+    #expect(abs(aspect - 1.044) < 0.015 && whole < 15, "aspect \(aspect), whole \(whole)")
+  }
+
   @Test func trainingOutputIsInRangeAndDeterministicPerStream() {
     let picture = syntheticPicture(width: 61, height: 47)
     func run(_ stream: UInt64) -> [Float] {
