@@ -70,10 +70,10 @@ public final class TFRecordIndex: Sendable {
   public func count(inFile f: Int) -> Int { fileStarts[f + 1] - fileStarts[f] }
 
   /// The file and the record's index within it, for messages.
-  public func describe(_ i: Int) -> String {
-    let l = locations[i]
-    return "\(files[Int(l.file)]): record \(l.indexInFile) at offset \(l.offset)"
-  }
+  public func describe(_ i: Int) -> String { "\(files[Int(locations[i].file)]): \(location(i))" }
+
+  /// The record's index within its file and its offset.
+  public func location(_ i: Int) -> String { "record \(locations[i].indexInFile) at offset \(locations[i].offset)" }
 
   /// Record `i`'s data, its CRC checked.
   public func read(_ i: Int) throws(DataError) -> [UInt8] {

@@ -25,37 +25,39 @@ struct DataInspectCommand {
     for file in files {
       var labels: [Int64: Int] = [:], sizes: [String: Int] = [:], count = 0, problems: [String] = []
       do {
-        var reader = try TFRecordReader(path: file)
-        while true {
-          let offset = reader.offset, index = reader.index
-          let record: ArraySlice<UInt8>?
-          do { record = try reader.next() } catch { problems.append(error.description); break }
-          guard let record else { break }
+        // The index follows the framing (each length checked by its CRC) so a record whose data is
+        // damaged is reported and the records after it are still read.
+        let index = try TFRecordIndex(files: [file])
+        for i in 0..<index.count {
+          let record: [UInt8]
+          do { record = try index.read(i) } catch { problems.append(error.description); continue }
           count += 1
+          let name = index.location(i)
           do {
             let example = try Example(decoding: record)
             if let label = example.int64("image/class/label") { labels[label, default: 0] += 1 } else {
-              problems.append("record \(index) at offset \(offset): no image/class/label")
+              problems.append("\(name): no image/class/label")
             }
             if let jpeg = example.bytes("image/encoded") {
               do {
                 let image = try JPEG.decode(jpeg)
                 sizes["\(image.width)x\(image.height)", default: 0] += 1
-                if hashes { print("  record \(index): \(image.width)x\(image.height) decoded sha256 \(SHA256.hash(image.pixels).hexString)") }
+                if hashes { print("  record \(i): \(image.width)x\(image.height) decoded sha256 \(SHA256.hash(image.pixels).hexString)") }
               } catch {
-                problems.append("record \(index) at offset \(offset): image/encoded: \(error)")
+                problems.append("\(name): image/encoded: \(error)")
               }
             } else {
-              problems.append("record \(index) at offset \(offset): no image/encoded")
+              problems.append("\(name): no image/encoded")
             }
           } catch {
-            problems.append("record \(index) at offset \(offset): not a tf.train.Example: \(error)")
+            problems.append("\(name): not a tf.train.Example: \(error)")
           }
         }
+        problems += index.damage.map(\.description)
       } catch {
         problems.append(error.description)
       }
-      print("\(file): \(count) records")
+      print("\(file): \(count) records" + (problems.isEmpty ? "" : ", \(problems.count) damaged"))
       print("  labels: " + labels.keys.sorted().map { "\($0):\(labels[$0]!)" }.joined(separator: " "))
       print("  image sizes (w x h): " + sizes.sorted { $0.value > $1.value }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))
       for problem in problems { print("  damaged: \(problem)") }
