@@ -76,7 +76,7 @@ extension Ring {
       try links.exchange(send: UnsafeRawBufferPointer(start: outgoing, count: send.count * 2),
                          receive: UnsafeMutableRawBufferPointer(start: incoming, count: receive.count * 2)) { bytes in
         let ready = bytes / 2
-        guard ready - added >= segmentElements || ready == receive.count else { return }
+        guard ready - added >= 16_384 || ready == receive.count else { return }  // decode in 64 KiB slices
         compression.decode(incoming, range: added..<ready, into: base + receive.lowerBound, adding: true)
         added = ready
       }

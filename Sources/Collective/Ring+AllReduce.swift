@@ -12,8 +12,6 @@ public enum ReduceOperation: Sendable { case sum, mean }
 
 public final class Ring {
   public let links: RingLinks
-  /// Floats added per callback slice while the rest of a chunk is in flight.
-  public var segmentElements = 16_384
   private var scratch: UnsafeMutablePointer<Float>
   private var scratchCapacity = 0
 
@@ -41,29 +39,74 @@ public final class Ring {
     return scratch
   }
 
+  /// Buffers up to this many bytes are reduced by gathering every rank's copy and summing in rank
+  /// order: n − 1 exchanges instead of 2(n − 1), which is what counts when latency dominates.
+  public var smallBytes = 256 << 10
+  /// Bytes of the cyclic window the reduce-scatter receives through (kept in cache).
+  public var windowBytes = 256 << 10
+
   /// Sums (or averages) `data` across the ring in place.
   public func allReduce(_ data: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation = .sum) throws(CollectiveError) {
+    let n = size, count = data.count
+    guard n > 1, count > 0 else { return }
+    if count * 4 <= smallBytes {
+      try gatherAndSum(data)
+      if operation == .mean {
+        let scale = 1 / Float(n)
+        for i in 0..<count { data[i] *= scale }
+      }
+    } else {
+      try reduceScatterAllGather(data, operation)
+    }
+  }
+
+  /// Every rank receives every other rank's buffer around the ring and adds them all in rank order,
+  /// so every rank computes the same sum in the same order: bitwise identical results.
+  private func gatherAndSum(_ data: UnsafeMutableBufferPointer<Float>) throws(CollectiveError) {
     let n = size, count = data.count, r = rank
-    guard n > 1 else { return }
+    let all = reserve(n * count)
+    (all + r * count).update(from: data.baseAddress!, count: count)
+    for s in 0..<(n - 1) {
+      let send = (r - s + n) % n, receive = (r - s - 1 + n) % n
+      try links.exchange(send: UnsafeRawBufferPointer(start: all + send * count, count: count * 4),
+                         receive: UnsafeMutableRawBufferPointer(start: all + receive * count, count: count * 4)) { _ in }
+    }
     let base = data.baseAddress!
-    let largest = (0..<n).map { chunk($0, count: count).count }.max() ?? 0
-    let incoming = reserve(largest)
+    base.update(from: all, count: count)
+    for k in 1..<n {
+      let other = all + k * count
+      for i in 0..<count { base[i] += other[i] }
+    }
+  }
+
+  private func reduceScatterAllGather(_ data: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws(CollectiveError) {
+    let n = size, count = data.count, r = rank
+    let base = data.baseAddress!
+    let windowFloats = max(1024, windowBytes / 4)
+    let window = reserve(windowFloats)
     for s in 0..<(n - 1) {
       let send = chunk((r - s + n) % n, count: count), receive = chunk((r - s - 1 + 2 * n) % n, count: count)
+      let target = base + receive.lowerBound
       var added = 0
+      // Each callback adds every whole float that has arrived: the window is reused, so nothing
+      // may wait for a later callback.
       try links.exchange(send: UnsafeRawBufferPointer(start: base + send.lowerBound, count: send.count * 4),
-                         receive: UnsafeMutableRawBufferPointer(start: incoming, count: receive.count * 4)) { bytes in
+                         receiveCount: receive.count * 4,
+                         window: UnsafeMutableRawBufferPointer(start: window, count: windowFloats * 4)) { bytes in
         let ready = bytes / 4
-        guard ready - added >= segmentElements || ready == receive.count else { return }
-        let target = base + receive.lowerBound
-        for i in added..<ready { target[i] += incoming[i] }
-        added = ready
+        while added < ready {
+          let position = added % windowFloats
+          let run = min(ready - added, windowFloats - position)
+          let source = window + position, destination = target + added
+          for i in 0..<run { destination[i] += source[i] }
+          added += run
+        }
       }
     }
-    let owned = chunk((r + 1) % n, count: count)
+    // The owner scales its chunk once; the all-gather copies the result everywhere.
     if operation == .mean {
       let scale = 1 / Float(n)
-      for i in owned { base[i] *= scale }
+      for i in chunk((r + 1) % n, count: count) { base[i] *= scale }
     }
     for s in 0..<(n - 1) {
       let send = chunk((r + 1 - s + n) % n, count: count), receive = chunk((r - s + n) % n, count: count)

@@ -13,6 +13,12 @@ public protocol RingLinks: AnyObject {
   /// caller can reduce the first segments while later ones are still on the wire.
   func exchange(send outgoing: UnsafeRawBufferPointer, receive incoming: UnsafeMutableRawBufferPointer,
                 received: (Int) -> Void) throws(CollectiveError)
+  /// The same step, but the `receiveCount` incoming bytes pass through `window`, reused
+  /// cyclically: stream byte k lands at `window[k % window.count]`. `received(bytes)` must consume
+  /// everything that has arrived before it returns, since later bytes overwrite the window. A small
+  /// window stays in cache, so a reduction reads what the kernel just wrote from cache, not memory.
+  func exchange(send outgoing: UnsafeRawBufferPointer, receiveCount: Int, window: UnsafeMutableRawBufferPointer,
+                received: (Int) -> Void) throws(CollectiveError)
 }
 
 /// Proves and checks knowledge of a job's secret on a ring link (HMAC in `Cluster`): the ring stays
@@ -34,6 +40,9 @@ public final class TCPRing: RingLinks {
   public let size: Int
   /// Seconds each operation may wait on a peer.
   public let timeout: Double
+  /// How long a stalled exchange retries before it sleeps in poll (0: never spin). Spinning pays
+  /// when each rank has a core; with more ranks than cores it takes time from the peer it waits for.
+  public var spinSeconds = 50e-6
   let right: TCPConnection?
   let left: TCPConnection?
   private var sendSequence: UInt32 = 0
@@ -120,18 +129,24 @@ public final class TCPRing: RingLinks {
 
   public func exchange(send outgoing: UnsafeRawBufferPointer, receive incoming: UnsafeMutableRawBufferPointer,
                        received: (Int) -> Void) throws(CollectiveError) {
+    try exchange(send: outgoing, receiveCount: incoming.count, window: incoming, received: received)
+  }
+
+  public func exchange(send outgoing: UnsafeRawBufferPointer, receiveCount: Int, window: UnsafeMutableRawBufferPointer,
+                       received: (Int) -> Void) throws(CollectiveError) {
     if let failure { throw failure }
     guard let right, let left else { return }
+    precondition(receiveCount == 0 || window.count > 0, "a receive needs a window")
     do {
-      try run(right: right, left: left, outgoing: outgoing, incoming: incoming, received: received)
+      try run(right: right, left: left, outgoing: outgoing, receiveCount: receiveCount, window: window, received: received)
     } catch {
       failure = error
       throw error
     }
   }
 
-  private func run(right: TCPConnection, left: TCPConnection, outgoing: UnsafeRawBufferPointer,
-                   incoming: UnsafeMutableRawBufferPointer, received: (Int) -> Void) throws(CollectiveError) {
+  private func run(right: TCPConnection, left: TCPConnection, outgoing: UnsafeRawBufferPointer, receiveCount: Int,
+                   window: UnsafeMutableRawBufferPointer, received: (Int) -> Void) throws(CollectiveError) {
     let deadline = monotonicNow() + timeout
     let header = outgoingHeader, incomingHeader = self.incomingHeader
     header.storeBytes(of: TCPRing.magic.littleEndian, as: UInt32.self)
@@ -139,23 +154,35 @@ public final class TCPRing: RingLinks {
     (header + 8).storeBytes(of: UInt64(outgoing.count).littleEndian, as: UInt64.self)
     sendSequence &+= 1
     var sent = 0, got = 0
-    let sendTotal = TCPRing.headerBytes + outgoing.count, receiveTotal = TCPRing.headerBytes + incoming.count
+    let sendTotal = TCPRing.headerBytes + outgoing.count, receiveTotal = TCPRing.headerBytes + receiveCount
     // Try both directions first and poll only when neither could move: small frames then cost one
     // writev and two reads, with no poll at all when the peer is already waiting.
-    var stalled = false
+    var stalled = false, spinUntil = 0.0
     while sent < sendTotal || got < receiveTotal {
       if stalled {
-        var fds = (pollfd(fd: right.fd, events: sent < sendTotal ? Int16(POLLOUT) : 0, revents: 0),
-                   pollfd(fd: left.fd, events: got < receiveTotal ? Int16(POLLIN) : 0, revents: 0))
-        let remaining = deadline - monotonicNow()
-        if remaining <= 0 {
-          let late = got < receiveTotal ? left : right
-          throw .peerTimedOut(rank: late.peerRank, address: late.peerAddress, waited: timeout)
+        // Retry without sleeping for a few tens of microseconds first: a small frame's reply
+        // usually arrives within that, and poll's sleep and wake-up would cost more than the wait.
+        let time = monotonicNow()
+        if spinUntil == 0 { spinUntil = time + spinSeconds }
+        if time >= spinUntil {
+          var fds = (pollfd(fd: right.fd, events: sent < sendTotal ? Int16(POLLOUT) : 0, revents: 0),
+                     pollfd(fd: left.fd, events: got < receiveTotal ? Int16(POLLIN) : 0, revents: 0))
+          let remaining = deadline - time
+          if remaining <= 0 {
+            let late = got < receiveTotal ? left : right
+            throw .peerTimedOut(rank: late.peerRank, address: late.peerAddress, waited: timeout)
+          }
+          let rc = withUnsafeMutablePointer(to: &fds) {
+            poll(UnsafeMutableRawPointer($0).assumingMemoryBound(to: pollfd.self), 2, Int32(min(remaining * 1000 + 1, 60_000)))
+          }
+          if rc < 0 && errno != EINTR { throw right.failure("poll") }
+        } else {
+          // Let the kernel's network softirq thread run if it shares our core: on loopback it may
+          // be the one delivering the bytes we wait for.
+          sched_yield()
         }
-        let rc = withUnsafeMutablePointer(to: &fds) {
-          poll(UnsafeMutableRawPointer($0).assumingMemoryBound(to: pollfd.self), 2, Int32(min(remaining * 1000 + 1, 60_000)))
-        }
-        if rc < 0 && errno != EINTR { throw right.failure("poll") }
+      } else {
+        spinUntil = 0
       }
       stalled = true
       if sent < sendTotal {
@@ -180,10 +207,11 @@ public final class TCPRing: RingLinks {
         let n: Int
         if got < TCPRing.headerBytes {
           n = Glibc.recv(left.fd, incomingHeader + got, TCPRing.headerBytes - got, 0)
-          if n > 0 && got + n == TCPRing.headerBytes { try check(incomingHeader, expected: incoming.count, from: left) }
+          if n > 0 && got + n == TCPRing.headerBytes { try check(incomingHeader, expected: receiveCount, from: left) }
         } else {
-          let offset = got - TCPRing.headerBytes
-          n = Glibc.recv(left.fd, incoming.baseAddress! + offset, incoming.count - offset, 0)
+          // Up to the end of the window (or of the payload), never across the wrap.
+          let offset = got - TCPRing.headerBytes, position = offset % window.count
+          n = Glibc.recv(left.fd, window.baseAddress! + position, min(window.count - position, receiveCount - offset), 0)
         }
         if n == 0 { throw .peerClosed(rank: left.peerRank, address: left.peerAddress) }
         if n > 0 {

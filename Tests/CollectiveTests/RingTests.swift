@@ -38,7 +38,8 @@ final class Box<T>: @unchecked Sendable { var value: T; init(_ value: T) { self.
     let outcomes: [Result<[[Float]], CollectiveError>] = onRanks(n) { rank in
       do {
         let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
-        ring.segmentElements = 1000  // several segments per chunk even on small buffers
+        // Both algorithms (gather-and-sum up to 1 KiB) and many laps of a 4 KiB receive window.
+        ring.smallBytes = 1024; ring.windowBytes = 4096
         var results: [[Float]] = []
         for count in lengths {
           // Each rank contributes rank + i/8: the sum is exact in float32 (a gloo-style test).
