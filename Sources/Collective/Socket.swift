@@ -165,11 +165,8 @@ public final class TCPListener {
     var bound = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
     _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    let boundPort = withUnsafeBytes(of: &bound) { raw -> Int in
-      let family = raw.load(as: sa_family_t.self)
-      let portOffset = family == sa_family_t(AF_INET6) ? 2 : 2
-      return Int(UInt16(bigEndian: raw.load(fromByteOffset: portOffset, as: UInt16.self)))
-    }
+    // sin_port and sin6_port both sit at offset 2.
+    let boundPort = withUnsafeBytes(of: &bound) { Int(UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self))) }
     self.fd = fd
     self.address = SocketAddress(host: host, port: boundPort)
     let flags = fcntl(fd, F_GETFL, 0)

@@ -29,6 +29,32 @@ func listeners(_ n: Int) throws -> ([TCPListener], [SocketAddress]) {
 
 final class Box<T>: @unchecked Sendable { var value: T; init(_ value: T) { self.value = value } }
 
+/// Whether this host has an IPv6 loopback to bind.
+let ipv6Loopback: Bool = (try? TCPListener(host: "::1")) != nil
+
+@Suite(.enabled(if: ipv6Loopback, "no IPv6 loopback (::1) on this host"))
+struct IPv6RingTests {
+  @Test func aRingFormsAndReducesOverIPv6() throws {
+    let ls = try (0..<3).map { _ in try TCPListener(host: "::1") }
+    // The addresses travel as text, as the coordinator sends them: "[::1]:port".
+    let addresses = try ls.map { try SocketAddress(parsing: $0.address.description) }
+    #expect(ls[0].address.description.hasPrefix("[::1]:"))
+    let boxes = ls.map { Box($0) }
+    let outcomes: [Result<[Float], CollectiveError>] = onRanks(3) { rank in
+      do throws(CollectiveError) {
+        let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
+        var data = (0..<100_003).map { Float(rank) + Float($0 % 4) }
+        try data.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b) }
+        return .success(data)
+      } catch { return .failure(error) }
+    }
+    for outcome in outcomes {
+      let data = try outcome.get()
+      #expect(data.indices.allSatisfy { data[$0] == 3 + 3 * Float($0 % 4) })
+    }
+  }
+}
+
 @Suite struct RingAllReduceTests {
   @Test(arguments: [1, 2, 3, 4, 5, 8])
   func everyRankEndsWithTheExactSumForAnyLength(ranks n: Int) throws {
