@@ -5,7 +5,7 @@ import Train
 
 /// Where the examples come from, as flags: `--use_data=builtin|fake|real`, `--data_dir` (ImageNet
 /// TFRecord shards; implies real), `--on_bad_record=skip|fail`, and the input pipeline's
-/// `--input_threads`, `--prefetch_batches` and `--shuffle_buffer`.
+/// `--input_threads`, `--prefetch_batches`, `--shuffle_buffer` and `--jpeg_downscale`.
 public struct DataOptions: Sendable {
   public var useData: String
   public var dataDir: String
@@ -13,11 +13,15 @@ public struct DataOptions: Sendable {
   public var inputThreads: Int
   public var prefetchBatches: Int
   public var shuffleBuffer: Int
+  /// `--jpeg_downscale`: decode large JPEGs at 1/2, 1/4 or 1/8 when the crop allows (faster; the
+  /// reference always decodes at full size, so this is off by default).
+  public var jpegDownscale: Bool
 
   /// The flags a worker needs to rebuild the same dataset.
   public var flagValues: [String: String] {
     var values = ["use_data": useData, "on_bad_record": onBadRecord.rawValue, "shuffle_buffer": String(shuffleBuffer),
-                  "input_threads": String(inputThreads), "prefetch_batches": String(prefetchBatches)]
+                  "input_threads": String(inputThreads), "prefetch_batches": String(prefetchBatches),
+                  "jpeg_downscale": String(jpegDownscale)]
     if !dataDir.isEmpty { values["data_dir"] = dataDir }
     return values
   }
@@ -48,7 +52,7 @@ public struct DataOptions: Sendable {
       let data: ImageNetDataset
       do {
         data = try ImageNetDataset(directory: dataDir, imageSize: network.imageSize, classCount: network.numLabelClasses,
-                                   shuffleBuffer: shuffleBuffer, seed: seed)
+                                   shuffleBuffer: shuffleBuffer, downscale: jpegDownscale, seed: seed)
       } catch {
         throw UsageError("--data_dir \(error)")
       }
@@ -74,7 +78,8 @@ extension Flags {
     let options = DataOptions(useData: useData, dataDir: dataDir, onBadRecord: onBadRecord,
                               inputThreads: try int("input_threads", default: min(4, ThreadPool.onlineCores)),
                               prefetchBatches: try int("prefetch_batches", default: 2),
-                              shuffleBuffer: try int("shuffle_buffer", default: 1024))
+                              shuffleBuffer: try int("shuffle_buffer", default: 1024),
+                              jpegDownscale: try bool("jpeg_downscale", default: false))
     guard options.inputThreads >= 1 else { throw UsageError("--input_threads must be at least 1") }
     guard options.prefetchBatches >= 1 else { throw UsageError("--prefetch_batches must be at least 1") }
     guard options.shuffleBuffer >= 1 else { throw UsageError("--shuffle_buffer must be at least 1") }

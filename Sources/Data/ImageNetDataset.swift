@@ -22,6 +22,9 @@ public final class ImageNetDataset: Dataset {
   public let validation: TFRecordIndex
   public let shuffleBuffer: Int
   public let distortion: InceptionPreprocessing.DistortionOptions
+  /// Decode large JPEGs at 1/2, 1/4 or 1/8 scale when the crop still covers the output size at
+  /// that scale (the pixels then differ slightly from the reference's full-size decode).
+  public let downscale: Bool
   let seed: UInt64
 
   /// Shard names of each split, sorted.
@@ -39,8 +42,8 @@ public final class ImageNetDataset: Dataset {
   }
 
   public init(directory: String, imageSize: Int, classCount: Int = 1001, shuffleBuffer: Int = 1024,
-              distortion: InceptionPreprocessing.DistortionOptions = .init(), seed: UInt64 = 0) throws(DataError) {
-    self.directory = directory; self.imageSize = imageSize; self.classCount = classCount
+              distortion: InceptionPreprocessing.DistortionOptions = .init(), downscale: Bool = false, seed: UInt64 = 0) throws(DataError) {
+    self.directory = directory; self.imageSize = imageSize; self.classCount = classCount; self.downscale = downscale
     self.shuffleBuffer = max(1, shuffleBuffer); self.distortion = distortion; self.seed = seed
     let trainFiles = try Self.shards(in: directory, split: .train)
     let validationFiles = try Self.shards(in: directory, split: .validation)
@@ -66,15 +69,24 @@ public final class ImageNetDataset: Dataset {
       throw unusable("label \(label) is outside the model's \(classCount) classes (--num_label_classes)")
     }
     guard let jpeg = example.bytes("image/encoded") else { throw unusable("no image/encoded") }
+    // The crop is chosen on the full size (from the frame header), then the JPEG is decoded at the
+    // smallest scale that still covers it with `imageSize` pixels each way.
+    let full: JPEGInfo
+    do { full = try jpeg.withUnsafeBytes { (raw) throws(JPEGError) in try JPEG.info(raw) } } catch { throw unusable("\(error)") }
+    var draws = InceptionPreprocessing.Draws(seed: seed, stream: UInt64(epoch) << 40 ^ UInt64(i))
+    let crop = split == .train
+      ? InceptionPreprocessing.sampleDistortedBoundingBox(width: full.width, height: full.height, options: distortion, draws: &draws)
+      : InceptionPreprocessing.centralCrop(width: full.width, height: full.height)
+    let scale = downscale ? InceptionPreprocessing.decodeScale(for: crop, size: imageSize) : 1
     let image: JPEGImage
-    do { image = try JPEG.decode(jpeg, channels: 3) } catch { throw unusable("\(error)") }
+    do { image = try JPEG.decode(jpeg, channels: 3, scale: scale) } catch { throw unusable("\(error)") }
+    let region = InceptionPreprocessing.scaled(crop, by: scale, width: full.width, height: full.height)
     image.pixels.withUnsafeBufferPointer { p in
       if split == .train {
-        var draws = InceptionPreprocessing.Draws(seed: seed, stream: UInt64(epoch) << 40 ^ UInt64(i))
-        InceptionPreprocessing.training(p.baseAddress!, width: image.width, height: image.height, size: imageSize,
+        InceptionPreprocessing.training(p.baseAddress!, width: image.width, crop: region, size: imageSize,
                                         options: distortion, draws: &draws, out: pixels)
       } else {
-        InceptionPreprocessing.evaluation(p.baseAddress!, width: image.width, height: image.height, size: imageSize, out: pixels)
+        InceptionPreprocessing.evaluation(p.baseAddress!, width: image.width, crop: region, size: imageSize, out: pixels)
       }
     }
     return Int(label)

@@ -132,8 +132,7 @@ public enum InceptionPreprocessing {
 
   /// Evaluation: central crop 0.875, resize, scale to [−1, 1].
   public static func evaluation(_ pixels: UnsafePointer<UInt8>, width: Int, height: Int, size: Int, out: UnsafeMutablePointer<Float>) {
-    resizeBilinear(pixels, width: width, crop: centralCrop(width: width, height: height), size: size, flip: false, out: out)
-    for i in 0..<(size * size * 3) { out[i] = (out[i] - 0.5) * 2 }
+    evaluation(pixels, width: width, crop: centralCrop(width: width, height: height), size: size, out: out)
   }
 
   /// Training: distorted crop, resize, random flip, fast colour jitter, scale to [−1, 1].
@@ -141,6 +140,14 @@ public enum InceptionPreprocessing {
                               options: DistortionOptions = DistortionOptions(), draws: inout Draws,
                               out: UnsafeMutablePointer<Float>) {
     let crop = sampleDistortedBoundingBox(width: width, height: height, options: options, draws: &draws)
+    training(pixels, width: width, crop: crop, size: size, options: options, draws: &draws, out: out)
+  }
+
+  /// Training after the crop was sampled (on the image's full size; `crop` is in `pixels`' own
+  /// coordinates, which differ when the JPEG was decoded at a reduced scale).
+  public static func training(_ pixels: UnsafePointer<UInt8>, width: Int, crop: Crop, size: Int,
+                              options: DistortionOptions = DistortionOptions(), draws: inout Draws,
+                              out: UnsafeMutablePointer<Float>) {
     let flip = draws.uniform() < 0.5
     resizeBilinear(pixels, width: width, crop: crop, size: size, flip: flip, out: out)
     // Brightness and a shift in Cb and Cr, as one offset per channel (the reference's fast mode).
@@ -153,5 +160,27 @@ public enum InceptionPreprocessing {
       p[1] = (min(1, max(0, p[1] + shift.1)) - 0.5) * 2
       p[2] = (min(1, max(0, p[2] + shift.2)) - 0.5) * 2
     }
+  }
+
+  /// Evaluation with the crop given (see `training(_:width:crop:…)`).
+  public static func evaluation(_ pixels: UnsafePointer<UInt8>, width: Int, crop: Crop, size: Int, out: UnsafeMutablePointer<Float>) {
+    resizeBilinear(pixels, width: width, crop: crop, size: size, flip: false, out: out)
+    for i in 0..<(size * size * 3) { out[i] = (out[i] - 0.5) * 2 }
+  }
+
+  /// The largest JPEG scale (8, 4, 2 or 1) at which `crop` still spans at least `size` pixels each
+  /// way, so that decoding smaller loses nothing the resize would keep.
+  public static func decodeScale(for crop: Crop, size: Int) -> Int {
+    for k in [8, 4, 2] where crop.width / k >= size && crop.height / k >= size { return k }
+    return 1
+  }
+
+  /// `crop` in the coordinates of the image decoded at 1/`scale` (each side rounded up there).
+  public static func scaled(_ crop: Crop, by scale: Int, width: Int, height: Int) -> Crop {
+    guard scale > 1 else { return crop }
+    let w = (width + scale - 1) / scale, h = (height + scale - 1) / scale
+    let x0 = min(crop.x / scale, w - 1), y0 = min(crop.y / scale, h - 1)
+    let x1 = min(w, (crop.x + crop.width + scale - 1) / scale), y1 = min(h, (crop.y + crop.height + scale - 1) / scale)
+    return Crop(x: x0, y: y0, width: max(1, x1 - x0), height: max(1, y1 - y0))
   }
 }

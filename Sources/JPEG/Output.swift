@@ -1,12 +1,30 @@
 /// From coefficients to pixels: the IDCT into one plane per component, libjpeg's upsampling
 /// ("fancy" triangle filters for 2:1 ratios, replication otherwise) and its YCbCr → RGB tables.
+///
+/// Scaled output (1/2, 1/4, 1/8) works as libjpeg-turbo's: the luma IDCT produces 4×4, 2×2 or 1×1
+/// samples per block, and a subsampled chroma component is given a larger IDCT instead of
+/// upsampling where the ratios allow (4:2:0 at 1/2 decodes chroma with the full 8×8 IDCT and needs no
+/// upsampling at all); fancy upsampling stays on except at 1/8, as in libjpeg.
 extension Decoder {
-  func output(channels: Int) throws(JPEGError) -> JPEGImage {
+  func output(channels: Int, scale: Int) throws(JPEGError) -> JPEGImage {
     guard let frame else { throw .corrupt("no frame header") }
     guard scans > 0 else { throw .truncated("no scan") }
+    let minimum = 8 / scale
     var planes: [Plane] = []
-    for c in frame.components { planes.append(Plane(c, frame: frame, quant: try quantTable(c))) }
-    let width = frame.width, height = frame.height
+    for c in frame.components {
+      // libjpeg's choice (jdmaster.c): double the component's IDCT size while that replaces a 2:1 upsampling.
+      var size = minimum
+      while size < 8 && (frame.hMax * minimum) % (c.h * size * 2) == 0 && (frame.vMax * minimum) % (c.v * size * 2) == 0 {
+        size *= 2
+      }
+      let hIn = c.h * size / minimum, vIn = c.v * size / minimum
+      guard frame.hMax % hIn == 0, frame.vMax % vIn == 0 else {
+        throw .unsupported("sampling factors \(c.h)x\(c.v) of \(frame.hMax)x\(frame.vMax) at scale 1/\(scale)")
+      }
+      planes.append(Plane(c, frame: frame, quant: try quantTable(c), blockSize: size, hExpand: frame.hMax / hIn,
+                          vExpand: frame.vMax / vIn, fancy: minimum > 1))
+    }
+    let width = (frame.width + scale - 1) / scale, height = (frame.height + scale - 1) / scale
     var pixels = [UInt8](repeating: 0, count: width * height * channels)
     let isRGB = adobeTransform == 0 || (!sawJFIF && adobeTransform == nil && frame.components.map(\.id) == [82, 71, 66])
     pixels.withUnsafeMutableBufferPointer { out in
@@ -48,18 +66,29 @@ final class Plane {
   let width: Int, height: Int
   /// How many output pixels each sample covers across and down.
   let hExpand: Int, vExpand: Int
+  /// libjpeg's triangle filters for 2:1 ratios (off at 1/8 scale), else replication.
+  let fancy: Bool
 
-  init(_ c: Component, frame: Frame, quant: [Int32]) {
-    stride = c.blocksPerLine * 8
-    width = c.width; height = c.height
-    hExpand = frame.hMax / c.h; vExpand = frame.vMax / c.v
+  /// `blockSize` samples across and down per 8×8 block of coefficients: 8, or 4, 2, 1 when scaled.
+  init(_ c: Component, frame: Frame, quant: [Int32], blockSize: Int, hExpand: Int, vExpand: Int, fancy: Bool) {
+    stride = c.blocksPerLine * blockSize
+    // libjpeg's downsampled_width/height: the real samples at this IDCT size.
+    width = (frame.width * c.h * blockSize + frame.hMax * 8 - 1) / (frame.hMax * 8)
+    height = (frame.height * c.v * blockSize + frame.vMax * 8 - 1) / (frame.vMax * 8)
+    self.hExpand = hExpand; self.vExpand = vExpand; self.fancy = fancy
     let blocksWide = (c.width + 7) / 8, blocksHigh = (c.height + 7) / 8
-    samples = .allocate(capacity: stride * blocksHigh * 8)
+    samples = .allocate(capacity: stride * blocksHigh * blockSize)
     quant.withUnsafeBufferPointer { q in
       for by in 0..<blocksHigh {
         for bx in 0..<blocksWide {
-          IDCT.islow(c.coefficients + (by * c.blocksPerLine + bx) * 64, q.baseAddress!,
-                     samples + by * 8 * stride + bx * 8, stride: stride)
+          let block = c.coefficients + (by * c.blocksPerLine + bx) * 64
+          let out = samples + by * blockSize * stride + bx * blockSize
+          switch blockSize {
+          case 8: IDCT.islow(block, q.baseAddress!, out, stride: stride)
+          case 4: ScaledIDCT.idct4x4(block, q.baseAddress!, out, stride: stride)
+          case 2: ScaledIDCT.idct2x2(block, q.baseAddress!, out, stride: stride)
+          default: ScaledIDCT.idct1x1(block, q.baseAddress!, out)
+          }
         }
       }
     }
@@ -73,12 +102,12 @@ final class Plane {
     switch (hExpand, vExpand) {
     case (1, 1):
       return UnsafePointer(samples + y * stride)
-    case (2, 1) where width > 2:
+    case (2, 1) where fancy && width > 2:
       Upsampling.h2v1(samples + y * stride, width: width, out: buffer)
-    case (1, 2):
+    case (1, 2) where fancy:
       let (near, far, lower) = rowsForVertical(y)
       Upsampling.h1v2(near, far, lower: lower, width: width, out: buffer)
-    case (2, 2) where width > 2:
+    case (2, 2) where fancy && width > 2:
       let (near, far, lower) = rowsForVertical(y)
       Upsampling.h2v2(near, far, lower: lower, width: width, scratch: scratch, out: buffer)
     default:

@@ -12,11 +12,21 @@ struct DataInspectCommand {
   /// with another decoder (TensorFlow's INTEGER_ACCURATE and Pillow give the same bytes).
   var hashes: Bool
 
+  /// `--scale 2|4|8`: decode at that fraction of the size (DCT-domain downscaling).
+  var scale = 1
+
   init(arguments: [String]) throws {
-    files = arguments.filter { !$0.hasPrefix("--") }
-    hashes = arguments.contains("--hashes")
-    guard !files.isEmpty, files.count + (hashes ? 1 : 0) == arguments.count else {
-      throw UsageError("usage: amoeba data inspect [--hashes] FILE...")
+    var rest = arguments
+    if let i = rest.firstIndex(where: { $0 == "--scale" || $0.hasPrefix("--scale=") }) {
+      let text = rest[i].hasPrefix("--scale=") ? String(rest[i].dropFirst(8)) : (i + 1 < rest.count ? rest[i + 1] : "")
+      guard let value = Int(text), [1, 2, 4, 8].contains(value) else { throw UsageError("--scale must be 1, 2, 4 or 8") }
+      scale = value
+      rest.removeSubrange(i...(rest[i].hasPrefix("--scale=") ? i : i + 1))
+    }
+    files = rest.filter { !$0.hasPrefix("--") }
+    hashes = rest.contains("--hashes")
+    guard !files.isEmpty, files.count + (hashes ? 1 : 0) == rest.count else {
+      throw UsageError("usage: amoeba data inspect [--hashes [--scale 2|4|8]] FILE...")
     }
   }
 
@@ -40,7 +50,7 @@ struct DataInspectCommand {
             }
             if let jpeg = example.bytes("image/encoded") {
               do {
-                let image = try JPEG.decode(jpeg)
+                let image = try JPEG.decode(jpeg, scale: scale)
                 sizes["\(image.width)x\(image.height)", default: 0] += 1
                 if hashes { print("  record \(i): \(image.width)x\(image.height) decoded sha256 \(SHA256.hash(image.pixels).hexString)") }
               } catch {

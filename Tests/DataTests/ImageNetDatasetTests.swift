@@ -111,6 +111,32 @@ struct ImageNetDatasetTests {
     }
   }
 
+  @Test func downscaledDecodingGivesNearlyTheSamePixels() throws {
+    // 60–80-pixel pictures for a 16-pixel model: the central crop allows decoding at 1/2 or 1/4.
+    let directory = try makeFakeImageNet(trainImages: 6, validationImages: 6, trainShards: 1, imageSize: 64)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let exact = try ImageNetDataset(directory: directory, imageSize: 16)
+    let fast = try ImageNetDataset(directory: directory, imageSize: 16, downscale: true)
+    var a = [Float](repeating: 0, count: 16 * 16 * 3), b = a
+    for split in [Split.train, .validation] {
+      for i in 0..<6 {
+        let la = try a.withUnsafeMutableBufferPointer { try exact.example(split, i, epoch: 1, into: $0.baseAddress!) }
+        let lb = try b.withUnsafeMutableBufferPointer { try fast.example(split, i, epoch: 1, into: $0.baseAddress!) }
+        #expect(la == lb)
+        let mean = zip(a, b).map { abs($0 - $1) }.reduce(0, +) / Float(a.count)
+        // The same crop and jitter; only the resampling differs: TensorFlow's bilinear resize
+        // point-samples the full-size pixel noise of these pictures, the 1/k decode has averaged it
+        // (values span [−1, 1]; a crop 4 pixels short gives up to 0.35).
+        #expect(mean < 0.15, "\(split) \(i): mean difference \(mean)")
+      }
+    }
+    #expect(InceptionPreprocessing.decodeScale(for: .init(x: 0, y: 0, width: 437, height: 328), size: 32) == 8)
+    #expect(InceptionPreprocessing.decodeScale(for: .init(x: 0, y: 0, width: 437, height: 328), size: 224) == 1)
+    #expect(InceptionPreprocessing.decodeScale(for: .init(x: 0, y: 0, width: 500, height: 130), size: 64) == 2)
+    #expect(InceptionPreprocessing.scaled(.init(x: 5, y: 3, width: 10, height: 7), by: 4, width: 21, height: 13)
+            == .init(x: 1, y: 0, width: 3, height: 3))
+  }
+
   @Test func prefetcherGivesTheSameBatchesInOrderAsDirectFills() throws {
     let directory = try makeFakeImageNet(trainImages: 40)
     defer { try? FileManager.default.removeItem(atPath: directory) }

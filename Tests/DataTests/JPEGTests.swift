@@ -183,7 +183,7 @@ struct JPEGFuzzTests {
         }
       }
       do {
-        let image = try JPEG.decode(bytes, pixelLimit: 1 << 20)
+        let image = try JPEG.decode(bytes, scale: [1, 1, 2, 4, 8][i % 5], pixelLimit: 1 << 20)
         #expect(image.pixels.count == image.width * image.height * 3)
         decoded += 1
       } catch {
@@ -210,6 +210,121 @@ struct JPEGFuzzTests {
       _ = try JPEG.decode([0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x14, 8, 0, 1, 0, 1, 4, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0, 4, 0x11, 0])
     } catch {
       #expect(error.description.contains("CMYK"), "\(error)")
+    }
+  }
+}
+
+/// TensorFlow 2.21's `decode_jpeg(ratio: 2|4|8, dct_method: "INTEGER_ACCURATE")` (libjpeg-turbo
+/// 2.1.4) on every fixture, from `Scripts/peers/tf_decode_hashes.py --ratio R` on 2026-11-27.
+struct ScaledFixture {
+  let file: String, index: Int, scale: Int, width: Int, height: Int, sha256: String
+  static let all: [ScaledFixture] = [
+    ScaledFixture(file: "train-00000-of-00002", index: 0, scale: 2, width: 128, height: 85, sha256: "adef80d64f7e3bee1c88637fdcb1b2dc9fc8748e4ada8f7ac59d3789e2bd8236"),
+    ScaledFixture(file: "train-00000-of-00002", index: 1, scale: 2, width: 128, height: 86, sha256: "069c72930caa065e04c24c231a97263d0eb462dec5a083e7482aaa7020d4a13b"),
+    ScaledFixture(file: "train-00000-of-00002", index: 2, scale: 2, width: 128, height: 128, sha256: "f9f600fc4954cb08f657f4d723b94a21daf088400b9dd54f61b8f057bee2229d"),
+    ScaledFixture(file: "train-00000-of-00002", index: 3, scale: 2, width: 128, height: 86, sha256: "f38e7fbeb38281eb40d44e885eff4969a4d5d8a4afa193a561be568eb9199987"),
+    ScaledFixture(file: "train-00000-of-00002", index: 4, scale: 2, width: 128, height: 128, sha256: "0fd3a9c2ab2f7b4d391eb3547e456734ad7ce4f5e96770392316a14fd6581609"),
+    ScaledFixture(file: "train-00000-of-00002", index: 5, scale: 2, width: 128, height: 112, sha256: "5ed985ab8317f3d367c5be1b98ad144d6d7847508eb44c48abf4db4437a2b18b"),
+    ScaledFixture(file: "train-00000-of-00002", index: 6, scale: 2, width: 128, height: 128, sha256: "36ae0061602accb66c9605ada0434681664a2b3b35ec7685e6d5e5e45a3cf55d"),
+    ScaledFixture(file: "train-00000-of-00002", index: 7, scale: 2, width: 128, height: 101, sha256: "18c0f1d2885598209235e085678551234e277c1268d167f65ca36b92fd874801"),
+    ScaledFixture(file: "train-00000-of-00002", index: 8, scale: 2, width: 128, height: 92, sha256: "3a132603d921676209a608143ee5e17197d23c6f0db91a246f60a85a6b231635"),
+    ScaledFixture(file: "train-00001-of-00002", index: 0, scale: 2, width: 128, height: 128, sha256: "de91eb25ee9987b226d85a2087fad5f2bbe60dabc957a99ebfdfc2472a2712da"),
+    ScaledFixture(file: "train-00001-of-00002", index: 1, scale: 2, width: 93, height: 128, sha256: "61f143a3204d8d0f44d2b0c31e5bda3b9571b3804d3b75b8468d273b35bed639"),
+    ScaledFixture(file: "train-00001-of-00002", index: 2, scale: 2, width: 76, height: 95, sha256: "b233d15311f22b038c6509d841b99b3201f7669acba80828690d2d7c84a434cc"),
+    ScaledFixture(file: "train-00001-of-00002", index: 3, scale: 2, width: 27, height: 19, sha256: "670a292211154f51158c4cebb65dcbe94a4d5d8adc1492a92aaa98c641436dfa"),
+    ScaledFixture(file: "train-00001-of-00002", index: 4, scale: 2, width: 49, height: 66, sha256: "0f905d175ed37539373c2f8278a283b8acf6ee7be323f85aed92ce352396fa3c"),
+    ScaledFixture(file: "train-00001-of-00002", index: 5, scale: 2, width: 128, height: 96, sha256: "362e8274a6385cf0de6dc1ee0020d234519ffcb0a511f7ca0e3f89d9e8244fbb"),
+    ScaledFixture(file: "train-00001-of-00002", index: 6, scale: 2, width: 72, height: 101, sha256: "9efe8c3a718a6d30188036f136ce2853ae5b5ee86c8992c68f9948f6d1e0d0b1"),
+    ScaledFixture(file: "train-00001-of-00002", index: 7, scale: 2, width: 117, height: 89, sha256: "826dde505a91b15f7f45ecba2c7c4bc6db44fa676329d599ed7fabea4419f762"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 0, scale: 2, width: 115, height: 125, sha256: "485f876972789d705e03842ee535cebf0980e51cc864c02b57ee918fba59e39c"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 1, scale: 2, width: 128, height: 49, sha256: "7e75eb079310e4336b7e02803f2c116b4ef40aa5f208667ec81201c01d959d67"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 2, scale: 2, width: 128, height: 99, sha256: "a6ce1d7fd3d91e653966efc80da9023a6eded6daf8febbd3791cd0168970a499"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 3, scale: 2, width: 128, height: 75, sha256: "0df2734aac15b00b405f3459eb64e7b055b48806eff7f5b17e51415e0d5601c7"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 4, scale: 2, width: 128, height: 128, sha256: "394a42050bb630b10ea8c84759f7217513c6104a94a56d07c0037076a311e0f3"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 5, scale: 2, width: 85, height: 114, sha256: "11aad85495040eb70a418fdebed5c7e4d7b6943a3fe8921f827b45db42bfd4ed"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 6, scale: 2, width: 126, height: 128, sha256: "88fce590efa8902c8a0b14d65607717c2ca57de7f063717c9f1aecf60c4154d5"),
+    ScaledFixture(file: "train-00000-of-00002", index: 0, scale: 4, width: 64, height: 43, sha256: "8ce0b4e6788711c4b6826d7cd1c6fd4f22d915ce8e80405d4cb29a07c5156fd2"),
+    ScaledFixture(file: "train-00000-of-00002", index: 1, scale: 4, width: 64, height: 43, sha256: "f34389f1c4f1274d6972a4d0c940423fe0b7f665b6cd89d6801836fbd9c100b3"),
+    ScaledFixture(file: "train-00000-of-00002", index: 2, scale: 4, width: 64, height: 64, sha256: "9bb1eda737fe633dc3bddeb1dbbe1f213a3fc1e55a5fdedfe72ea9e9b65d41ca"),
+    ScaledFixture(file: "train-00000-of-00002", index: 3, scale: 4, width: 64, height: 43, sha256: "e984ce8f7474d3e4d1c7e21fdff0fadc24ac9747edaf078726e1239ec214788b"),
+    ScaledFixture(file: "train-00000-of-00002", index: 4, scale: 4, width: 64, height: 64, sha256: "4e63dcc4cfa1f8ab93e9835bbd6ecf5ebf377aa69d728da8fb364ce4cff8f402"),
+    ScaledFixture(file: "train-00000-of-00002", index: 5, scale: 4, width: 64, height: 56, sha256: "67ccd73f97fa575160bb301c1f9d79dbd92fb4b7d120f1332088a51371679b99"),
+    ScaledFixture(file: "train-00000-of-00002", index: 6, scale: 4, width: 64, height: 64, sha256: "bd5ca0fba963191d902352deadd1ac950a1d84d8fc2af3ba75a9b390c13dd686"),
+    ScaledFixture(file: "train-00000-of-00002", index: 7, scale: 4, width: 64, height: 51, sha256: "a6f607358385193b8aa18da52cd1c08c870c2e96a443a60b7b8733d9d9b89511"),
+    ScaledFixture(file: "train-00000-of-00002", index: 8, scale: 4, width: 64, height: 46, sha256: "8113da0ae0d1407cf1b23e0e17844eaf334204167c5cd91a92811c6e69c27d15"),
+    ScaledFixture(file: "train-00001-of-00002", index: 0, scale: 4, width: 64, height: 64, sha256: "905c060c2eecbeb39e0faa3fa05bcf4b87f5410f8ef27e5d933e99e386fa4750"),
+    ScaledFixture(file: "train-00001-of-00002", index: 1, scale: 4, width: 47, height: 64, sha256: "06ad14ae0532ccb00d6bbf93146b3407a5a4460cebd5336de142e9f0a846e52a"),
+    ScaledFixture(file: "train-00001-of-00002", index: 2, scale: 4, width: 38, height: 48, sha256: "aa178069f6f93875fa3c51097a27b8506971a375808cfcb98102e82d149822c0"),
+    ScaledFixture(file: "train-00001-of-00002", index: 3, scale: 4, width: 14, height: 10, sha256: "ba19964f5e6c539c6bc448e0bdaec98975dfc5edcf1def9123c767ad9b4e1973"),
+    ScaledFixture(file: "train-00001-of-00002", index: 4, scale: 4, width: 25, height: 33, sha256: "51e985ef311790c1a9b92a7d29d507cb72438c9fbd9873b2322f37691a376de9"),
+    ScaledFixture(file: "train-00001-of-00002", index: 5, scale: 4, width: 64, height: 48, sha256: "3abd72221a22ebd2eaa73f8e757caae3622b70f633bcd0a6cc77a92f37ea5c44"),
+    ScaledFixture(file: "train-00001-of-00002", index: 6, scale: 4, width: 36, height: 51, sha256: "c41f69d535a9f76d77bc90339a373ab025b73d2dbc9f0cbdeb43aeb97697d4a3"),
+    ScaledFixture(file: "train-00001-of-00002", index: 7, scale: 4, width: 59, height: 45, sha256: "9c1b9e5b935caa89aaf2f29262b21cea3259da6d804ede69b0bd2e0b0a925807"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 0, scale: 4, width: 58, height: 63, sha256: "e4f6e0d1edb947c5474cb654de7d7591a0d44600878ec3815ec654df0cde69ef"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 1, scale: 4, width: 64, height: 25, sha256: "4432b43b56e537099b3819cb2f563f9232c99a86622533370c6520a93380d199"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 2, scale: 4, width: 64, height: 50, sha256: "bda27b77e800cc6968d2b0139fc633dd88ba171dc89ca69d4e21e277d4c0018d"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 3, scale: 4, width: 64, height: 38, sha256: "6eeda4ba637182eab1af301d246d65fd36a73d90b5eef0d9ddca29a22bd331c1"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 4, scale: 4, width: 64, height: 64, sha256: "0159dd8044da575050ecbfd8e037878c120ccacd3e65e5aa211f74c0b1b78f41"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 5, scale: 4, width: 43, height: 57, sha256: "a6a2c35ea1f5534d7bcc5123db2e976ae54fffa6ede9208bf942ec484730b05a"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 6, scale: 4, width: 63, height: 64, sha256: "bc6cee00a933f35599a1cc8db502e626ac9f117586d5a366efe4f222c972977d"),
+    ScaledFixture(file: "train-00000-of-00002", index: 0, scale: 8, width: 32, height: 22, sha256: "216231ffa3c3dc2d12d00cd488b38f986ce412379fb19a16f4f38aa95511b0f0"),
+    ScaledFixture(file: "train-00000-of-00002", index: 1, scale: 8, width: 32, height: 22, sha256: "a5ae8ce96147a7fbb3bd3b867f9c621e2c8c4ec1a9bb720b2e9448ef30757286"),
+    ScaledFixture(file: "train-00000-of-00002", index: 2, scale: 8, width: 32, height: 32, sha256: "c37d187d8cfef5a9487f868e3066e4f5cee69ac32d353715ae4ec2491810c19f"),
+    ScaledFixture(file: "train-00000-of-00002", index: 3, scale: 8, width: 32, height: 22, sha256: "d0a0bd0d78c3dcd6c3ca6b8b3085d7b1f8cfa971331efc6944f6e9b8dd1f4c06"),
+    ScaledFixture(file: "train-00000-of-00002", index: 4, scale: 8, width: 32, height: 32, sha256: "6b2b291379f28fdeaabe3d691695b818705750e6cf77cf279bcc664b1e492cdc"),
+    ScaledFixture(file: "train-00000-of-00002", index: 5, scale: 8, width: 32, height: 28, sha256: "f13b80b0e78ce507c7a74f105dde9ba81320a55deafa5f9805cb35823bdb25a4"),
+    ScaledFixture(file: "train-00000-of-00002", index: 6, scale: 8, width: 32, height: 32, sha256: "e32db64733c55bb06b546111e9b114fa8f5beb3450fa8e3307cb394123be8914"),
+    ScaledFixture(file: "train-00000-of-00002", index: 7, scale: 8, width: 32, height: 26, sha256: "0ad7588dfeae65501b9be576ea6cdc5d8c78bbe2f8bcb0779f860feb877f957d"),
+    ScaledFixture(file: "train-00000-of-00002", index: 8, scale: 8, width: 32, height: 23, sha256: "f3403da0177d893916d107ca36d86bcf8baf20d3eb32780bdedf0e86c30ac1ef"),
+    ScaledFixture(file: "train-00001-of-00002", index: 0, scale: 8, width: 32, height: 32, sha256: "b02fda1f3073e613d58838118028915e1108426a6f1f8bb204d7bfde725c91af"),
+    ScaledFixture(file: "train-00001-of-00002", index: 1, scale: 8, width: 24, height: 32, sha256: "22d0e7833144bb77503f7c045cb6ef18c00d75586bd5cc3854dfc2c1e33b6d72"),
+    ScaledFixture(file: "train-00001-of-00002", index: 2, scale: 8, width: 19, height: 24, sha256: "bb4f89924ffc226bc24e15ba17398ce0c942d8ada18f46b47607cf460c3ca9d5"),
+    ScaledFixture(file: "train-00001-of-00002", index: 3, scale: 8, width: 7, height: 5, sha256: "765e40640ae3af48581c98d410bd495832c91e3ea4b0551d3118a04691ff9266"),
+    ScaledFixture(file: "train-00001-of-00002", index: 4, scale: 8, width: 13, height: 17, sha256: "fb68c2740d8996352af3c481ee80228bb072417c71afd833595fe922105860b0"),
+    ScaledFixture(file: "train-00001-of-00002", index: 5, scale: 8, width: 32, height: 24, sha256: "9c73df5f3aea2431cab2fb1fd4b333b3536e5e8be2c4e873083c30f2ca1276ff"),
+    ScaledFixture(file: "train-00001-of-00002", index: 6, scale: 8, width: 18, height: 26, sha256: "0655733a6001a3b46d7ce5f3cb06e0e823aa8fb61a4005fbcee579fe8a3a5cdf"),
+    ScaledFixture(file: "train-00001-of-00002", index: 7, scale: 8, width: 30, height: 23, sha256: "f6d78aad70ed4cedf775d478b7186c2dd62df1006c013d1719e786c22495f0ea"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 0, scale: 8, width: 29, height: 32, sha256: "5a054be6e8b305536eeb3d3f62a27b58a3d65d9d8be24fd2b0cdf4f3bbcf3c63"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 1, scale: 8, width: 32, height: 13, sha256: "a261ea60d30d96e0e3a87452597df736d077be81a0c5a7bd70855c1105d68002"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 2, scale: 8, width: 32, height: 25, sha256: "f65fa47db2098a66c70ffec6d015085b0db50ef271f0d7e4efee40a172821b39"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 3, scale: 8, width: 32, height: 19, sha256: "c3e67914cff2b20acb7078ecc1ee4a772277a88469545d6f5f98c94afb34e621"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 4, scale: 8, width: 32, height: 32, sha256: "b24203469d729ab3c072789fc34f74f72f64fa25d2df9ec7991c6f683498b5eb"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 5, scale: 8, width: 22, height: 29, sha256: "dd29d29db01d6952fda023189b92a0589a64661fe9a7cd4767c1ad5e495d8af6"),
+    ScaledFixture(file: "validation-00000-of-00001", index: 6, scale: 8, width: 32, height: 32, sha256: "35c970a96cb3eac4364cea07d26532834f0cb96934298b458178761ea2a15d55"),
+  ]
+}
+
+@Suite(.enabled(if: testdataPresent, "the TensorFlow fixtures (../shared/testdata or $AMOEBA_TESTDATA) are not here"))
+struct ScaledDecodeTests {
+  @Test func halfQuarterAndEighthScaleEqualTensorFlowsRatioDecode() throws {
+    #expect(ScaledFixture.all.count == 72)
+    for expected in ScaledFixture.all {
+      let f = JPEGFixture.all.first { $0.file == expected.file && $0.index == expected.index }!
+      let image = try JPEG.decode(f.jpeg, scale: expected.scale)
+      #expect(image.width == expected.width && image.height == expected.height, "\(f.file) #\(f.index) 1/\(expected.scale)")
+      #expect(SHA256.hash(image.pixels).hexString == expected.sha256, "\(f.file) #\(f.index) (\(f.kind)) at 1/\(expected.scale)")
+    }
+  }
+
+  @Test func scaledIDCTsAgreeWithAFullDecodeShrunk() throws {
+    // A smooth picture: the 1/k decode is close to the k×k box average of the full decode.
+    let picture = syntheticPicture(width: 64, height: 48)
+    let jpeg = JPEGEncoder(quality: 95, subsampling: .none).encode(picture, width: 64, height: 48, channels: 3)
+    let full = try JPEG.decode(jpeg)
+    for k in [2, 4, 8] {
+      let small = try JPEG.decode(jpeg, scale: k)
+      #expect(small.width == 64 / k && small.height == 48 / k)
+      var worst = 0.0
+      for y in 0..<small.height {
+        for x in 0..<small.width {
+          for c in 0..<3 {
+            var sum = 0
+            for dy in 0..<k { for dx in 0..<k { sum += Int(full.pixels[((y * k + dy) * 64 + x * k + dx) * 3 + c]) } }
+            worst = max(worst, abs(Double(small.pixels[(y * small.width + x) * 3 + c]) - Double(sum) / Double(k * k)))
+          }
+        }
+      }
+      #expect(worst < 12, "1/\(k): largest difference from the box average \(worst)")
     }
   }
 }

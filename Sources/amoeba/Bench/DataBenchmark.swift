@@ -51,6 +51,10 @@ struct DataBenchmark {
       }
       print("  \(name): \(format(Double(bytes) / seconds / 1e6, 1)) MB/s, \(format(Double(set.count) / seconds, 1)) images/s")
     }
+    for scale in [2, 4, 8] {
+      let seconds = medianSeconds(repeats: repeats) { for jpeg in photos { _ = try? JPEG.decode(jpeg, scale: scale) } }
+      print("  photos at 1/\(scale) scale: \(format(Double(photos.count) / seconds, 1)) images/s")
+    }
 
     // The pipeline over a shard of the photos.
     let directory = "/tmp/amoeba-bench-data-\(getpid())"
@@ -61,20 +65,22 @@ struct DataBenchmark {
     }
     try write(TFRecord.encode(records), to: "\(directory)/train-00000-of-00001")
     try write(TFRecord.encode(Array(records.prefix(1))), to: "\(directory)/validation-00000-of-00001")
-    let dataset = try ImageNetDataset(directory: directory, imageSize: imageSize)
     let batch = photos.count
     let pixels = UnsafeMutablePointer<Float>.allocateAligned(batch * imageSize * imageSize * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(batch)
     defer { pixels.deallocate(); labels.deallocate() }
     print("training pipeline at \(imageSize)x\(imageSize) (read, CRC, parse, decode, crop, resize, flip, colour), median of \(repeats):")
-    for threads in [1, 2] {
-      let pool = ThreadPool(threadCount: threads)
-      let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch)
-      var epoch = 0
-      let seconds = medianSeconds(repeats: repeats) {
-        _ = try? batcher.fill(batch: epoch, images: pixels, labels: labels, pool: pool)
-        epoch += 1
+    for downscale in [false, true] {
+      let dataset = try ImageNetDataset(directory: directory, imageSize: imageSize, downscale: downscale)
+      for threads in [1, 2] {
+        let pool = ThreadPool(threadCount: threads)
+        let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch)
+        var epoch = 0
+        let seconds = medianSeconds(repeats: repeats) {
+          _ = try? batcher.fill(batch: epoch, images: pixels, labels: labels, pool: pool)
+          epoch += 1
+        }
+        print("  \(threads) thread\(threads == 1 ? "" : "s")\(downscale ? ", --jpeg_downscale" : ""): \(format(Double(batch) / seconds, 1)) images/s")
       }
-      print("  \(threads) thread\(threads == 1 ? "" : "s"): \(format(Double(batch) / seconds, 1)) images/s")
     }
   }
 
