@@ -132,13 +132,35 @@ final class Plane {
 /// nearest and next-nearest input samples, with rounding biases that alternate so that the
 /// errors do not accumulate in one direction.
 enum Upsampling {
+  @inline(__always) static func bytes(_ p: UnsafePointer<UInt8>) -> SIMD16<Int32> {
+    SIMD16<Int32>(truncatingIfNeeded: UnsafeRawPointer(p).loadUnaligned(as: SIMD16<UInt8>.self))
+  }
+  @inline(__always) static func words(_ p: UnsafePointer<Int32>) -> SIMD16<Int32> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Int32>.self)
+  }
+  /// Output samples 2x and 2x + 1 for sixteen x at once.
+  @inline(__always) static func store(even: SIMD16<Int32>, odd: SIMD16<Int32>, _ out: UnsafeMutablePointer<UInt8>) {
+    let e = SIMD16<UInt8>(truncatingIfNeeded: even), o = SIMD16<UInt8>(truncatingIfNeeded: odd)
+    let low = SIMD16<UInt8>(e[0], o[0], e[1], o[1], e[2], o[2], e[3], o[3], e[4], o[4], e[5], o[5], e[6], o[6], e[7], o[7])
+    let high = SIMD16<UInt8>(e[8], o[8], e[9], o[9], e[10], o[10], e[11], o[11], e[12], o[12], e[13], o[13], e[14], o[14], e[15], o[15])
+    UnsafeMutableRawPointer(out).storeBytes(of: low, as: SIMD16<UInt8>.self)
+    UnsafeMutableRawPointer(out + 16).storeBytes(of: high, as: SIMD16<UInt8>.self)
+  }
+
   static func h2v1(_ input: UnsafePointer<UInt8>, width: Int, out: UnsafeMutablePointer<UInt8>) {
     out[0] = input[0]
     out[1] = UInt8((Int(input[0]) * 3 + Int(input[1]) + 2) >> 2)
-    for x in 1..<(width - 1) {
+    var x = 1
+    while x + 16 <= width - 1 {
+      let here = bytes(input + x) &* 3
+      store(even: (here &+ bytes(input + x - 1) &+ 1) &>> 2, odd: (here &+ bytes(input + x + 1) &+ 2) &>> 2, out + 2 * x)
+      x += 16
+    }
+    while x < width - 1 {
       let here = Int(input[x]) * 3
       out[2 * x] = UInt8((here + Int(input[x - 1]) + 1) >> 2)
       out[2 * x + 1] = UInt8((here + Int(input[x + 1]) + 2) >> 2)
+      x += 1
     }
     let last = Int(input[width - 1])
     out[2 * width - 2] = UInt8((last * 3 + Int(input[width - 2]) + 1) >> 2)
@@ -150,16 +172,29 @@ enum Upsampling {
     for x in 0..<width { out[x] = UInt8((Int(near[x]) * 3 + Int(far[x]) + bias) >> 2) }
   }
 
+  /// The vertical 3:1 blend first (`scratch`, as libjpeg's column sums), then the horizontal one.
   static func h2v2(_ near: UnsafePointer<UInt8>, _ far: UnsafePointer<UInt8>, lower: Bool, width: Int,
                    scratch: UnsafeMutablePointer<Int32>, out: UnsafeMutablePointer<UInt8>) {
     _ = lower   // the vertical blend is the same for both output rows; only the far row differs
-    for x in 0..<width { scratch[x] = Int32(near[x]) * 3 + Int32(far[x]) }
+    var x = 0
+    while x + 16 <= width {
+      UnsafeMutableRawPointer(scratch + x).storeBytes(of: bytes(near + x) &* 3 &+ bytes(far + x), as: SIMD16<Int32>.self)
+      x += 16
+    }
+    while x < width { scratch[x] = Int32(near[x]) * 3 + Int32(far[x]); x += 1 }
     out[0] = UInt8((scratch[0] * 4 + 8) >> 4)
     out[1] = UInt8((scratch[0] * 3 + scratch[1] + 7) >> 4)
-    for x in 1..<(width - 1) {
+    x = 1
+    while x + 16 <= width - 1 {
+      let here = words(scratch + x) &* 3
+      store(even: (here &+ words(scratch + x - 1) &+ 8) &>> 4, odd: (here &+ words(scratch + x + 1) &+ 7) &>> 4, out + 2 * x)
+      x += 16
+    }
+    while x < width - 1 {
       let here = scratch[x] * 3
       out[2 * x] = UInt8((here + scratch[x - 1] + 8) >> 4)
       out[2 * x + 1] = UInt8((here + scratch[x + 1] + 7) >> 4)
+      x += 1
     }
     let last = scratch[width - 1]
     out[2 * width - 2] = UInt8((last * 3 + scratch[width - 2] + 8) >> 4)
@@ -167,39 +202,55 @@ enum Upsampling {
   }
 }
 
-/// libjpeg's YCbCr → RGB (`jdcolor.c`): JFIF's full-range equations in 16-bit fixed point, with
-/// the same per-value tables and rounding.
+/// libjpeg's YCbCr → RGB (`jdcolor.c`): JFIF's full-range equations in 16-bit fixed point with
+/// libjpeg's rounding. libjpeg reads them from per-value tables; the same integer expressions are
+/// computed here sixteen pixels at a time, which gives the same values.
 enum ColorConversion {
-  static let scaleBits = 16
-  static func fix(_ x: Double) -> Int { Int(x * Double(1 << scaleBits) + 0.5) }
-
-  struct Tables: @unchecked Sendable {
-    let crToR: UnsafeMutablePointer<Int32>, cbToB: UnsafeMutablePointer<Int32>
-    let crToG: UnsafeMutablePointer<Int32>, cbToG: UnsafeMutablePointer<Int32>
-  }
-
-  static let tables: Tables = {
-    let t = Tables(crToR: .allocate(capacity: 256), cbToB: .allocate(capacity: 256),
-                   crToG: .allocate(capacity: 256), cbToG: .allocate(capacity: 256))
-    let half = 1 << (scaleBits - 1)
-    for i in 0..<256 {
-      let x = i - 128
-      t.crToR[i] = Int32((fix(1.40200) * x + half) >> scaleBits)
-      t.cbToB[i] = Int32((fix(1.77200) * x + half) >> scaleBits)
-      t.crToG[i] = Int32(-fix(0.71414) * x)
-      t.cbToG[i] = Int32(-fix(0.34414) * x + half)
-    }
-    return t
-  }()
+  static let scaleBits: Int32 = 16
+  static func fix(_ x: Double) -> Int32 { Int32(x * 65536 + 0.5) }
+  static let crToR = fix(1.40200), cbToB = fix(1.77200), crToG = -fix(0.71414), cbToG = -fix(0.34414)
+  static let half: Int32 = 1 << 15
 
   static func ycbcrToRGB(y: UnsafePointer<UInt8>, cb: UnsafePointer<UInt8>, cr: UnsafePointer<UInt8>,
                          out: UnsafeMutablePointer<UInt8>, count: Int) {
-    let t = tables
-    for x in 0..<count {
-      let luma = Int32(y[x]), b = Int(cb[x]), r = Int(cr[x])
-      out[3 * x] = UInt8(clamping: luma + t.crToR[r])
-      out[3 * x + 1] = UInt8(clamping: luma + ((t.cbToG[b] + t.crToG[r]) >> Int32(scaleBits)))
-      out[3 * x + 2] = UInt8(clamping: luma + t.cbToB[b])
+    let kR = crToR, kB = cbToB, kGr = crToG, kGb = cbToG
+    var x = 0
+    while x + 16 <= count {
+      @inline(__always) func load(_ p: UnsafePointer<UInt8>) -> SIMD16<Int32> {
+        SIMD16<Int32>(truncatingIfNeeded: UnsafeRawPointer(p + x).loadUnaligned(as: SIMD16<UInt8>.self))
+      }
+      let luma = load(y), b = load(cb) &- 128, r = load(cr) &- 128
+      let red = luma &+ ((r &* kR &+ half) &>> scaleBits)
+      let green = luma &+ ((b &* kGb &+ r &* kGr &+ half) &>> scaleBits)
+      let blue = luma &+ ((b &* kB &+ half) &>> scaleBits)
+      let low = SIMD16<Int32>(repeating: 0), high = SIMD16<Int32>(repeating: 255)
+      let r8 = SIMD16<UInt8>(truncatingIfNeeded: red.clamped(lowerBound: low, upperBound: high))
+      let g8 = SIMD16<UInt8>(truncatingIfNeeded: green.clamped(lowerBound: low, upperBound: high))
+      let b8 = SIMD16<UInt8>(truncatingIfNeeded: blue.clamped(lowerBound: low, upperBound: high))
+      RGB.interleave(r8, g8, b8, into: out + 3 * x)
+      x += 16
     }
+    while x < count {
+      let luma = Int32(y[x]), b = Int32(cb[x]) - 128, r = Int32(cr[x]) - 128
+      out[3 * x] = UInt8(clamping: luma + ((r * kR + half) >> scaleBits))
+      out[3 * x + 1] = UInt8(clamping: luma + ((b * kGb + r * kGr + half) >> scaleBits))
+      out[3 * x + 2] = UInt8(clamping: luma + ((b * kB + half) >> scaleBits))
+      x += 1
+    }
+  }
+}
+
+/// Three planes of 16 bytes to 48 interleaved bytes, written as three 16-byte stores (byte-wise
+/// stores of extracted lanes cost more than all the arithmetic before them).
+enum RGB {
+  @inline(__always)
+  static func interleave(_ r: SIMD16<UInt8>, _ g: SIMD16<UInt8>, _ b: SIMD16<UInt8>, into out: UnsafeMutablePointer<UInt8>) {
+    let first = SIMD16<UInt8>(r[0], g[0], b[0], r[1], g[1], b[1], r[2], g[2], b[2], r[3], g[3], b[3], r[4], g[4], b[4], r[5])
+    let second = SIMD16<UInt8>(g[5], b[5], r[6], g[6], b[6], r[7], g[7], b[7], r[8], g[8], b[8], r[9], g[9], b[9], r[10], g[10])
+    let third = SIMD16<UInt8>(b[10], r[11], g[11], b[11], r[12], g[12], b[12], r[13], g[13], b[13], r[14], g[14], b[14], r[15], g[15], b[15])
+    let raw = UnsafeMutableRawPointer(out)
+    raw.storeBytes(of: first, as: SIMD16<UInt8>.self)
+    (raw + 16).storeBytes(of: second, as: SIMD16<UInt8>.self)
+    (raw + 32).storeBytes(of: third, as: SIMD16<UInt8>.self)
   }
 }
