@@ -2,6 +2,11 @@
 /// symbols decode with one table read; longer codes walk the canonical per-length ranges.
 final class HuffmanTable: @unchecked Sendable {
   static let lookaheadBits = 9
+  /// No codes at all: every lookup misses and decoding reports an invalid code.
+  static let empty = try! HuffmanTable(counts: [Int](repeating: 0, count: 16), values: [])
+  /// For AC tables: `value << 16 | run << 8 | bits` when a 9-bit window holds a code *and* its
+  /// magnitude bits (`bits` in all), so the common small coefficient takes one read; 0 otherwise.
+  let fastAC: UnsafeMutablePointer<Int32>
   /// `length << 8 | symbol` for codes of at most `lookaheadBits` bits, 0 where the code is longer.
   let lookup: UnsafeMutablePointer<UInt16>
   /// Largest code of each length 1...16 (−1 if none); index 17 is a sentinel above every code.
@@ -21,6 +26,8 @@ final class HuffmanTable: @unchecked Sendable {
     valueOffset.initialize(repeating: 0, count: 18)
     symbols = .allocate(capacity: 256)
     symbols.initialize(repeating: 0, count: 256)
+    fastAC = .allocate(capacity: 1 << HuffmanTable.lookaheadBits)
+    fastAC.initialize(repeating: 0, count: 1 << HuffmanTable.lookaheadBits)
     guard counts.count == 16, values.count == counts.reduce(0, +), values.count <= 256 else {
       throw .corrupt("Huffman table with \(values.count) symbols")
     }
@@ -44,11 +51,33 @@ final class HuffmanTable: @unchecked Sendable {
       }
       code <<= 1
     }
+    let bits = HuffmanTable.lookaheadBits
+    for window in 0..<(1 << bits) {
+      let entry = Int(lookup[window])
+      guard entry != 0 else { continue }
+      let length = entry >> 8, symbol = entry & 0xFF, run = symbol >> 4, size = symbol & 15
+      guard size > 0, length + size <= bits else { continue }
+      let magnitude = (window >> (bits - length - size)) & ((1 << size) - 1)
+      let value = magnitude < (1 << (size - 1)) ? magnitude - (1 << size) + 1 : magnitude
+      fastAC[window] = Int32(value) << 16 | Int32(run << 8 | (length + size))
+    }
   }
 
   deinit {
-    lookup.deallocate(); maxCode.deallocate(); valueOffset.deallocate(); symbols.deallocate()
+    lookup.deallocate(); maxCode.deallocate(); valueOffset.deallocate(); symbols.deallocate(); fastAC.deallocate()
   }
+
+  /// The table's memory as plain pointers, for the decoding loops (no reference counting there;
+  /// the decoder keeps the table alive).
+  var view: HuffmanView { HuffmanView(lookup: lookup, maxCode: maxCode, valueOffset: valueOffset, symbols: symbols, fastAC: fastAC) }
+}
+
+struct HuffmanView {
+  let lookup: UnsafeMutablePointer<UInt16>
+  let maxCode: UnsafeMutablePointer<Int32>
+  let valueOffset: UnsafeMutablePointer<Int32>
+  let symbols: UnsafeMutablePointer<UInt8>
+  let fastAC: UnsafeMutablePointer<Int32>
 }
 
 /// Reads the entropy-coded segment MSB first, removing the 0x00 stuffed after each 0xFF. At a
@@ -72,6 +101,20 @@ struct BitReader {
   var overran: Bool { count < padding }
 
   @inline(__always) mutating func fill() {
+    // Fast path: the next 8 bytes hold no 0xFF (so no stuffing and no marker) — take as many
+    // whole bytes as fit at once.
+    if padding == 0 && position + 8 <= end {
+      let word = UInt64(bigEndian: UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self))
+      let inverted = ~word
+      // A byte of `inverted` is zero where `word` had 0xFF.
+      if (inverted &- 0x0101_0101_0101_0101) & ~inverted & 0x8080_8080_8080_8080 == 0 {
+        let take = (64 - count) / 8
+        buffer |= (word >> UInt64(64 - take * 8)) << UInt64(64 - count - take * 8)
+        position += take
+        count += take * 8
+        return
+      }
+    }
     while count <= 56 {
       var byte: UInt64 = 0
       if position < end && padding == 0 {
@@ -112,7 +155,17 @@ struct BitReader {
     return v < (1 << (n - 1)) ? v - (1 << n) + 1 : v
   }
 
-  @inline(__always) mutating func decode(_ table: HuffmanTable) throws(JPEGError) -> Int {
+  /// The next 9 bits without consuming them.
+  @inline(__always) mutating func peek() -> Int {
+    if count < 16 { fill() }
+    return Int(buffer >> UInt64(64 - HuffmanTable.lookaheadBits))
+  }
+
+  @inline(__always) mutating func skip(_ n: Int) {
+    buffer <<= UInt64(n); count -= n
+  }
+
+  @inline(__always) mutating func decode(_ table: HuffmanView) throws(JPEGError) -> Int {
     if count < 16 { fill() }
     let entry = table.lookup[Int(buffer >> UInt64(64 - HuffmanTable.lookaheadBits))]
     if entry != 0 {

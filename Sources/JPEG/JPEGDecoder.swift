@@ -97,7 +97,6 @@ final class Component {
   let blocksPerLine: Int, blocksPerColumn: Int
   let coefficients: UnsafeMutablePointer<Int16>
   var dcTable = 0, acTable = 0
-  var dcPredictor = 0
 
   init(id: Int, h: Int, v: Int, quantTable: Int, width: Int, height: Int, blocksPerLine: Int, blocksPerColumn: Int) {
     self.id = id; self.h = h; self.v = v; self.quantTable = quantTable

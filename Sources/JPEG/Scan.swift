@@ -19,15 +19,18 @@ extension Decoder {
   /// blocks for a single-component scan (T.81 A.2).
   mutating func decodeScan(_ scan: Scan, frame: Frame) throws(JPEGError) {
     let kind = scan.kind(progressive: frame.progressive)
-    var tables: [(dc: HuffmanTable?, ac: HuffmanTable?)] = []
+    // Plain views of the tables and the components for the loops below: no reference counting
+    // or class access per block. `dcTables`/`acTables` keep the tables alive meanwhile.
+    var lanes: [Lane] = []
     for c in scan.components {
       let dc = dcTables[c.dcTable], ac = acTables[c.acTable]
       let needsDC = kind == .sequential || kind == .dcFirst
       let needsAC = kind == .sequential || kind == .acFirst || kind == .acRefine
       if needsDC && dc == nil { throw .corrupt("component \(c.id) uses undefined DC Huffman table \(c.dcTable)") }
       if needsAC && ac == nil { throw .corrupt("component \(c.id) uses undefined AC Huffman table \(c.acTable)") }
-      tables.append((dc, ac))
-      c.dcPredictor = 0
+      let unused = HuffmanTable.empty.view   // for a table the scan kind never reads
+      lanes.append(Lane(dc: dc?.view ?? unused, ac: ac?.view ?? unused, coefficients: c.coefficients,
+                        blocksPerLine: c.blocksPerLine, h: c.h, v: c.v))
     }
     var state = EntropyState(reader: BitReader(base: base, end: count, position: position), scan: scan)
     let scanNumber = scans + 1
@@ -37,16 +40,15 @@ extension Decoder {
       guard restartInterval > 0, mcu > 0, mcu % restartInterval == 0 else { return }
       if state.reader.overran { throw .truncated("scan \(scanNumber) ends before MCU \(mcu)") }
       try state.restart(expected: (mcu / restartInterval - 1) & 7)
-      for c in scan.components { c.dcPredictor = 0 }
     }
 
     if scan.components.count == 1 {
-      let c = scan.components[0], t = tables[0]
+      let c = scan.components[0], lane = lanes[0]
       let blocksWide = (c.width + 7) / 8, blocksHigh = (c.height + 7) / 8
       for by in 0..<blocksHigh {
         for bx in 0..<blocksWide {
           try restartIfDue(&state)
-          try state.decodeBlock(kind, c.coefficients + (by * c.blocksPerLine + bx) * 64, c, t.dc, t.ac)
+          try state.decodeBlock(kind, lane.coefficients + (by * lane.blocksPerLine + bx) * 64, 0, lane)
           mcu += 1
         }
         if state.reader.overran { throw .truncated("scan \(scanNumber) of component \(c.id) ends in block row \(by) of \(blocksHigh)") }
@@ -55,11 +57,12 @@ extension Decoder {
       for my in 0..<frame.mcusPerColumn {
         for mx in 0..<frame.mcusPerLine {
           try restartIfDue(&state)
-          for (i, c) in scan.components.enumerated() {
-            for v in 0..<c.v {
-              for h in 0..<c.h {
-                let block = c.coefficients + ((my * c.v + v) * c.blocksPerLine + mx * c.h + h) * 64
-                try state.decodeBlock(kind, block, c, tables[i].dc, tables[i].ac)
+          for i in 0..<lanes.count {
+            let lane = lanes[i]
+            for v in 0..<lane.v {
+              for h in 0..<lane.h {
+                let block = lane.coefficients + ((my * lane.v + v) * lane.blocksPerLine + mx * lane.h + h) * 64
+                try state.decodeBlock(kind, block, i, lane)
               }
             }
           }
@@ -72,12 +75,21 @@ extension Decoder {
   }
 }
 
-/// The entropy decoder's running state within a scan: the bit reader and a progressive AC scan's
-/// end-of-band run.
+/// One scan component as the loops see it.
+struct Lane {
+  let dc: HuffmanView, ac: HuffmanView
+  let coefficients: UnsafeMutablePointer<Int16>
+  let blocksPerLine: Int, h: Int, v: Int
+}
+
+/// The entropy decoder's running state within a scan: the bit reader, the DC predictors and a
+/// progressive AC scan's end-of-band run.
 struct EntropyState {
   var reader: BitReader
   let scan: Scan
   var endOfBandRun = 0
+  var predictors = SIMD4<Int>()
+  let zigzag = UnsafePointer(naturalOrderTable)
 
   init(reader: BitReader, scan: Scan) { self.reader = reader; self.scan = scan }
 
@@ -93,40 +105,50 @@ struct EntropyState {
     }
     reader.position = p + 2
     endOfBandRun = 0
+    predictors = SIMD4<Int>()
   }
 
   @inline(__always)
-  mutating func decodeBlock(_ kind: Scan.Kind, _ block: UnsafeMutablePointer<Int16>, _ c: Component,
-                            _ dc: HuffmanTable?, _ ac: HuffmanTable?) throws(JPEGError) {
+  mutating func decodeBlock(_ kind: Scan.Kind, _ block: UnsafeMutablePointer<Int16>, _ lane: Int, _ tables: Lane) throws(JPEGError) {
     switch kind {
     case .sequential:
-      try decodeDC(block, c, dc!, shift: 0)
-      try decodeSequentialAC(block, ac!)
-    case .dcFirst: try decodeDC(block, c, dc!, shift: scan.al)
+      try decodeDC(block, lane, tables.dc, shift: 0)
+      try decodeSequentialAC(block, tables.ac)
+    case .dcFirst: try decodeDC(block, lane, tables.dc, shift: scan.al)
     case .dcRefine: if reader.bit() != 0 { block[0] |= Int16(truncatingIfNeeded: 1 << scan.al) }
-    case .acFirst: try decodeACFirst(block, ac!)
-    case .acRefine: try decodeACRefine(block, ac!)
+    case .acFirst: try decodeACFirst(block, tables.ac)
+    case .acRefine: try decodeACRefine(block, tables.ac)
     }
   }
 
   @inline(__always)
-  mutating func decodeDC(_ block: UnsafeMutablePointer<Int16>, _ c: Component, _ table: HuffmanTable, shift: Int) throws(JPEGError) {
+  mutating func decodeDC(_ block: UnsafeMutablePointer<Int16>, _ lane: Int, _ table: HuffmanView, shift: Int) throws(JPEGError) {
     let size = try reader.decode(table)
     guard size <= 16 else { throw .corrupt("DC difference of \(size) bits") }
-    c.dcPredictor &+= reader.signed(size)
-    block[0] = Int16(truncatingIfNeeded: c.dcPredictor << shift)
+    predictors[lane] &+= reader.signed(size)
+    block[0] = Int16(truncatingIfNeeded: predictors[lane] << shift)
   }
 
   @inline(__always)
-  mutating func decodeSequentialAC(_ block: UnsafeMutablePointer<Int16>, _ table: HuffmanTable) throws(JPEGError) {
+  mutating func decodeSequentialAC(_ block: UnsafeMutablePointer<Int16>, _ table: HuffmanView) throws(JPEGError) {
     var k = 1
     while k < 64 {
+      // A short code with its magnitude bits inside the 9-bit window: one lookup.
+      let fast = table.fastAC[reader.peek()]
+      if fast != 0 {
+        k += Int((fast >> 8) & 15)
+        guard k < 64 else { throw .corrupt("AC coefficient run past the end of a block") }
+        reader.skip(Int(fast & 0xFF))
+        block[zigzag[k]] = Int16(truncatingIfNeeded: fast >> 16)
+        k += 1
+        continue
+      }
       let rs = try reader.decode(table)
       let run = rs >> 4, size = rs & 15
       if size != 0 {
         k += run
         guard k < 64 else { throw .corrupt("AC coefficient run past the end of a block") }
-        block[naturalOrderTable[k]] = Int16(truncatingIfNeeded: reader.signed(size))
+        block[zigzag[k]] = Int16(truncatingIfNeeded: reader.signed(size))
         k += 1
       } else {
         if run != 15 { break }
@@ -135,7 +157,7 @@ struct EntropyState {
     }
   }
 
-  mutating func decodeACFirst(_ block: UnsafeMutablePointer<Int16>, _ table: HuffmanTable) throws(JPEGError) {
+  mutating func decodeACFirst(_ block: UnsafeMutablePointer<Int16>, _ table: HuffmanView) throws(JPEGError) {
     if endOfBandRun > 0 { endOfBandRun -= 1; return }
     var k = scan.ss
     while k <= scan.se {
@@ -144,7 +166,7 @@ struct EntropyState {
       if size != 0 {
         k += run
         guard k <= scan.se else { throw .corrupt("AC coefficient run past the end of the band") }
-        block[naturalOrderTable[k]] = Int16(truncatingIfNeeded: reader.signed(size) << scan.al)
+        block[zigzag[k]] = Int16(truncatingIfNeeded: reader.signed(size) << scan.al)
         k += 1
       } else if run == 15 {
         k += 16
@@ -159,7 +181,7 @@ struct EntropyState {
 
   /// Successive-approximation refinement of AC coefficients (T.81 G.1.2.3): one correction bit per
   /// coefficient already nonzero, new coefficients of magnitude 1 << al placed after `run` zeros.
-  mutating func decodeACRefine(_ block: UnsafeMutablePointer<Int16>, _ table: HuffmanTable) throws(JPEGError) {
+  mutating func decodeACRefine(_ block: UnsafeMutablePointer<Int16>, _ table: HuffmanView) throws(JPEGError) {
     let plus = 1 << scan.al, minus = -1 << scan.al
     var k = scan.ss
     @inline(__always) func refine(_ z: Int, _ reader: inout BitReader) {
@@ -183,7 +205,7 @@ struct EntropyState {
           break
         }
         while k <= scan.se {
-          let z = naturalOrderTable[k]
+          let z = zigzag[k]
           if block[z] != 0 {
             refine(z, &reader)
           } else {
@@ -194,14 +216,14 @@ struct EntropyState {
         }
         if value != 0 {
           guard k <= scan.se else { throw .corrupt("refinement coefficient past the end of the band") }
-          block[naturalOrderTable[k]] = Int16(truncatingIfNeeded: value)
+          block[zigzag[k]] = Int16(truncatingIfNeeded: value)
         }
         k += 1
       }
     }
     if endOfBandRun > 0 {
       while k <= scan.se {
-        let z = naturalOrderTable[k]
+        let z = zigzag[k]
         if block[z] != 0 { refine(z, &reader) }
         k += 1
       }
