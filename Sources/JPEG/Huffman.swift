@@ -5,8 +5,11 @@ final class HuffmanTable: @unchecked Sendable {
   /// No codes at all: every lookup misses and decoding reports an invalid code.
   static let empty = try! HuffmanTable(counts: [Int](repeating: 0, count: 16), values: [])
   /// For AC tables: `value << 16 | run << 8 | bits` when a 9-bit window holds a code *and* its
-  /// magnitude bits (`bits` in all), so the common small coefficient takes one read; 0 otherwise.
+  /// magnitude bits (`bits` in all), so the common small coefficient takes one read;
+  /// `endOfBlock | bits` for the end-of-block code; 0 otherwise. (For a DC table the same entries
+  /// read as `difference << 16 | bits`.)
   let fastAC: UnsafeMutablePointer<Int32>
+  static let endOfBlock: Int32 = 1 << 12
   /// `length << 8 | symbol` for codes of at most `lookaheadBits` bits, 0 where the code is longer.
   let lookup: UnsafeMutablePointer<UInt16>
   /// Largest code of each length 1...16 (−1 if none); index 17 is a sentinel above every code.
@@ -56,6 +59,7 @@ final class HuffmanTable: @unchecked Sendable {
       let entry = Int(lookup[window])
       guard entry != 0 else { continue }
       let length = entry >> 8, symbol = entry & 0xFF, run = symbol >> 4, size = symbol & 15
+      if symbol == 0 { fastAC[window] = HuffmanTable.endOfBlock | Int32(length); continue }
       guard size > 0, length + size <= bits else { continue }
       let magnitude = (window >> (bits - length - size)) & ((1 << size) - 1)
       let value = magnitude < (1 << (size - 1)) ? magnitude - (1 << size) + 1 : magnitude

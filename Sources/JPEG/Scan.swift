@@ -123,9 +123,17 @@ struct EntropyState {
 
   @inline(__always)
   mutating func decodeDC(_ block: UnsafeMutablePointer<Int16>, _ lane: Int, _ table: HuffmanView, shift: Int) throws(JPEGError) {
-    let size = try reader.decode(table)
-    guard size <= 16 else { throw .corrupt("DC difference of \(size) bits") }
-    predictors[lane] &+= reader.signed(size)
+    let fast = table.fastAC[reader.peek()]
+    if fast != 0 {
+      // A DC code and its difference bits within 9 bits, built by the AC rule: symbol 0 (marked
+      // as end-of-block there) is a zero difference here.
+      reader.skip(Int(fast & 0xFF))
+      if fast & HuffmanTable.endOfBlock == 0 { predictors[lane] &+= Int(fast >> 16) }
+    } else {
+      let size = try reader.decode(table)
+      guard size <= 16 else { throw .corrupt("DC difference of \(size) bits") }
+      predictors[lane] &+= reader.signed(size)
+    }
     block[0] = Int16(truncatingIfNeeded: predictors[lane] << shift)
   }
 
@@ -135,6 +143,7 @@ struct EntropyState {
     while k < 64 {
       // A short code with its magnitude bits inside the 9-bit window: one lookup.
       let fast = table.fastAC[reader.peek()]
+      if fast & HuffmanTable.endOfBlock != 0 { reader.skip(Int(fast & 0xFF)); break }
       if fast != 0 {
         k += Int((fast >> 8) & 15)
         guard k < 64 else { throw .corrupt("AC coefficient run past the end of a block") }
