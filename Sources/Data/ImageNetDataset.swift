@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import JPEG
+import Synchronization
 import Tensor
 
 /// ImageNet as `imagenet_to_gcs.py` (or `amoeba data make-fake`) writes it: `train-*` and
@@ -100,15 +101,34 @@ public final class ImageNetDataset: Dataset {
     let window = offset / shuffleBuffer, start = window * shuffleBuffer
     let length = min(shuffleBuffer, n - start)
     let position = start + Batcher.permute(offset - start, count: length, key: key &+ UInt64(window) &* 0xD1B5_4A32_D192_ED03)
-    // `position` in the concatenation of the files in this epoch's order.
-    let fileCount = train.files.count
-    var remaining = position
-    for k in 0..<fileCount {
-      let f = Batcher.permute(k, count: fileCount, key: key ^ 0x5851_F42D_4C95_7F2D)
-      let records = train.count(inFile: f)
-      if remaining < records { return train.fileStarts[f] + remaining }
-      remaining -= records
+    // `position` in the concatenation of the files in this epoch's order: find its file by
+    // binary search over the running record counts, computed once per epoch.
+    let files = fileOrder(key: key)
+    var low = 0, high = files.order.count - 1
+    while low < high {
+      let middle = (low + high + 1) / 2
+      if files.firstPosition[middle] <= position { low = middle } else { high = middle - 1 }
     }
-    return position
+    return train.fileStarts[files.order[low]] + position - files.firstPosition[low]
+  }
+
+  /// An epoch's file order and where each file starts in the concatenated sequence.
+  struct FileOrder: Sendable {
+    let key: UInt64
+    let order: [Int]
+    let firstPosition: [Int]
+  }
+
+  private let lastFileOrder = Mutex<FileOrder?>(nil)
+
+  func fileOrder(key: UInt64) -> FileOrder {
+    if let cached = lastFileOrder.withLock({ $0 }), cached.key == key { return cached }
+    let count = train.files.count
+    let order = (0..<count).map { Batcher.permute($0, count: count, key: key ^ 0x5851_F42D_4C95_7F2D) }
+    var firstPosition: [Int] = [], total = 0
+    for f in order { firstPosition.append(total); total += train.count(inFile: f) }
+    let computed = FileOrder(key: key, order: order, firstPosition: firstPosition)
+    lastFileOrder.withLock { $0 = computed }
+    return computed
   }
 }
