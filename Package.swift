@@ -39,7 +39,7 @@ let package = Package(
     .target(name: "Checksums", swiftSettings: numericFlags),
     .target(name: "Collective", swiftSettings: numericFlags),
     .target(name: "Telemetry", dependencies: ["Checksums"], swiftSettings: numericFlags),
-    .target(name: "CLI", dependencies: ["Model", "Train", "Data", "Tensor"], swiftSettings: numericFlags),
+    .target(name: "CLI", dependencies: ["Model", "Train", "Data", "JPEG", "Tensor"], swiftSettings: numericFlags),
     .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor", "CLI", "Telemetry", "Checksums"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "JPEG", "Checksums", "Collective", "CLI", "Cluster"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba-coordinator", dependencies: ["Cluster", "CLI"], swiftSettings: numericFlags),

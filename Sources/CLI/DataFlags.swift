@@ -1,11 +1,12 @@
 import Data
+import JPEG
 import Model
 import Tensor
 import Train
 
 /// Where the examples come from, as flags: `--use_data=builtin|fake|real`, `--data_dir` (ImageNet
 /// TFRecord shards; implies real), `--on_bad_record=skip|fail`, and the input pipeline's
-/// `--input_threads`, `--prefetch_batches`, `--shuffle_buffer` and `--jpeg_downscale`.
+/// `--input_threads`, `--prefetch_batches`, `--shuffle_buffer`, `--jpeg_downscale` and `--dct_method`.
 public struct DataOptions: Sendable {
   public var useData: String
   public var dataDir: String
@@ -16,12 +17,16 @@ public struct DataOptions: Sendable {
   /// `--jpeg_downscale`: decode large JPEGs at 1/2, 1/4 or 1/8 when the crop allows (faster; the
   /// reference always decodes at full size, so this is off by default).
   public var jpegDownscale: Bool
+  /// `--dct_method=INTEGER_FAST|INTEGER_ACCURATE`, TensorFlow's names. The default is TensorFlow's,
+  /// which the reference's `decode_jpeg` used, so the pixels match the reference run's.
+  public var dctMethod: DCTMethod
 
   /// The flags a worker needs to rebuild the same dataset.
   public var flagValues: [String: String] {
     var values = ["use_data": useData, "on_bad_record": onBadRecord.rawValue, "shuffle_buffer": String(shuffleBuffer),
                   "input_threads": String(inputThreads), "prefetch_batches": String(prefetchBatches),
-                  "jpeg_downscale": String(jpegDownscale)]
+                  "jpeg_downscale": String(jpegDownscale),
+                  "dct_method": dctMethod == .fast ? "INTEGER_FAST" : "INTEGER_ACCURATE"]
     if !dataDir.isEmpty { values["data_dir"] = dataDir }
     return values
   }
@@ -52,7 +57,7 @@ public struct DataOptions: Sendable {
       let data: ImageNetDataset
       do {
         data = try ImageNetDataset(directory: dataDir, imageSize: network.imageSize, classCount: network.numLabelClasses,
-                                   shuffleBuffer: shuffleBuffer, downscale: jpegDownscale, seed: seed)
+                                   shuffleBuffer: shuffleBuffer, downscale: jpegDownscale, dct: dctMethod, seed: seed)
       } catch {
         throw UsageError("--data_dir \(error)")
       }
@@ -75,11 +80,16 @@ extension Flags {
     guard let onBadRecord = BadRecordPolicy(rawValue: policy) else {
       throw UsageError("--on_bad_record must be skip or fail, got '\(policy)'")
     }
+    let dct = string("dct_method", default: "INTEGER_FAST")
+    guard dct == "INTEGER_FAST" || dct == "INTEGER_ACCURATE" else {
+      throw UsageError("--dct_method must be INTEGER_FAST (TensorFlow's default) or INTEGER_ACCURATE, got '\(dct)'")
+    }
     let options = DataOptions(useData: useData, dataDir: dataDir, onBadRecord: onBadRecord,
                               inputThreads: try int("input_threads", default: min(4, ThreadPool.onlineCores)),
                               prefetchBatches: try int("prefetch_batches", default: 2),
                               shuffleBuffer: try int("shuffle_buffer", default: 1024),
-                              jpegDownscale: try bool("jpeg_downscale", default: false))
+                              jpegDownscale: try bool("jpeg_downscale", default: false),
+                              dctMethod: dct == "INTEGER_FAST" ? .fast : .accurate)
     guard options.inputThreads >= 1 else { throw UsageError("--input_threads must be at least 1") }
     guard options.prefetchBatches >= 1 else { throw UsageError("--prefetch_batches must be at least 1") }
     guard options.shuffleBuffer >= 1 else { throw UsageError("--shuffle_buffer must be at least 1") }

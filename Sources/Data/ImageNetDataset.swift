@@ -26,6 +26,8 @@ public final class ImageNetDataset: Dataset {
   /// Decode large JPEGs at 1/2, 1/4 or 1/8 scale when the crop still covers the output size at
   /// that scale (the pixels then differ slightly from the reference's full-size decode).
   public let downscale: Bool
+  /// The full-size IDCT: `.fast` (TensorFlow's default, the reference's pixels) or `.accurate`.
+  public let dct: DCTMethod
   let seed: UInt64
 
   /// Shard names of each split, sorted.
@@ -43,8 +45,10 @@ public final class ImageNetDataset: Dataset {
   }
 
   public init(directory: String, imageSize: Int, classCount: Int = 1001, shuffleBuffer: Int = 1024,
-              distortion: InceptionPreprocessing.DistortionOptions = .init(), downscale: Bool = false, seed: UInt64 = 0) throws(DataError) {
-    self.directory = directory; self.imageSize = imageSize; self.classCount = classCount; self.downscale = downscale
+              distortion: InceptionPreprocessing.DistortionOptions = .init(), downscale: Bool = false, dct: DCTMethod = .fast,
+              seed: UInt64 = 0) throws(DataError) {
+    self.directory = directory; self.imageSize = imageSize; self.classCount = classCount
+    self.downscale = downscale; self.dct = dct
     self.shuffleBuffer = max(1, shuffleBuffer); self.distortion = distortion; self.seed = seed
     let trainFiles = try Self.shards(in: directory, split: .train)
     let validationFiles = try Self.shards(in: directory, split: .validation)
@@ -80,7 +84,7 @@ public final class ImageNetDataset: Dataset {
       : InceptionPreprocessing.centralCrop(width: full.width, height: full.height)
     let scale = downscale ? InceptionPreprocessing.decodeScale(for: crop, size: imageSize) : 1
     let image: JPEGImage
-    do { image = try JPEG.decode(jpeg, channels: 3, scale: scale) } catch { throw unusable("\(error)") }
+    do { image = try JPEG.decode(jpeg, channels: 3, scale: scale, dct: dct) } catch { throw unusable("\(error)") }
     let region = InceptionPreprocessing.scaled(crop, by: scale, width: full.width, height: full.height)
     image.pixels.withUnsafeBufferPointer { p in
       if split == .train {

@@ -16,6 +16,14 @@ public struct JPEGImage: Sendable, Equatable {
   }
 }
 
+/// Which inverse DCT the full-size decode uses — TensorFlow's `dct_method`.
+public enum DCTMethod: String, Sendable {
+  /// libjpeg's `JDCT_ISLOW` (`INTEGER_ACCURATE`): Pillow's and this decoder's default.
+  case accurate
+  /// libjpeg's `JDCT_IFAST`: TensorFlow's default, and so the reference's pixels.
+  case fast
+}
+
 /// What the frame header says, without decoding the image.
 public struct JPEGInfo: Sendable, Equatable {
   public let width: Int
@@ -38,7 +46,7 @@ public enum JPEG {
   /// Decodes `bytes` to RGB (`channels: 3`, grayscale replicated) or luminance (`channels: 1`).
   /// `scale` 2, 4 or 8 decodes at 1/2, 1/4 or 1/8 of the size in the DCT domain (each side rounded
   /// up), much faster than decoding and then shrinking — TensorFlow's `decode_jpeg(ratio:)`.
-  public static func decode(_ bytes: UnsafeRawBufferPointer, channels: Int = 3, scale: Int = 1,
+  public static func decode(_ bytes: UnsafeRawBufferPointer, channels: Int = 3, scale: Int = 1, dct: DCTMethod = .accurate,
                             pixelLimit: Int = defaultPixelLimit) throws(JPEGError) -> JPEGImage {
     precondition(channels == 1 || channels == 3, "channels must be 1 or 3")
     precondition([1, 2, 4, 8].contains(scale), "scale must be 1, 2, 4 or 8")
@@ -47,21 +55,21 @@ public enum JPEG {
     }
     var decoder = Decoder(base: base, count: bytes.count, pixelLimit: pixelLimit)
     try decoder.run(stopAfterFrameHeader: false)
-    return try decoder.output(channels: channels, scale: scale)
+    return try decoder.output(channels: channels, scale: scale, dct: dct)
   }
 
-  public static func decode(_ bytes: [UInt8], channels: Int = 3, scale: Int = 1,
+  public static func decode(_ bytes: [UInt8], channels: Int = 3, scale: Int = 1, dct: DCTMethod = .accurate,
                             pixelLimit: Int = defaultPixelLimit) throws(JPEGError) -> JPEGImage {
     let result: Result<JPEGImage, JPEGError> = bytes.withUnsafeBytes { raw in
-      Result { () throws(JPEGError) in try decode(raw, channels: channels, scale: scale, pixelLimit: pixelLimit) }
+      Result { () throws(JPEGError) in try decode(raw, channels: channels, scale: scale, dct: dct, pixelLimit: pixelLimit) }
     }
     return try result.get()
   }
 
-  public static func decode(_ bytes: ArraySlice<UInt8>, channels: Int = 3, scale: Int = 1,
+  public static func decode(_ bytes: ArraySlice<UInt8>, channels: Int = 3, scale: Int = 1, dct: DCTMethod = .accurate,
                             pixelLimit: Int = defaultPixelLimit) throws(JPEGError) -> JPEGImage {
     let result: Result<JPEGImage, JPEGError> = bytes.withUnsafeBytes { raw in
-      Result { () throws(JPEGError) in try decode(raw, channels: channels, scale: scale, pixelLimit: pixelLimit) }
+      Result { () throws(JPEGError) in try decode(raw, channels: channels, scale: scale, dct: dct, pixelLimit: pixelLimit) }
     }
     return try result.get()
   }

@@ -6,7 +6,7 @@
 /// upsampling where the ratios allow (4:2:0 at 1/2 decodes chroma with the full 8×8 IDCT and needs no
 /// upsampling at all); fancy upsampling stays on except at 1/8, as in libjpeg.
 extension Decoder {
-  func output(channels: Int, scale: Int) throws(JPEGError) -> JPEGImage {
+  func output(channels: Int, scale: Int, dct: DCTMethod) throws(JPEGError) -> JPEGImage {
     guard let frame else { throw .corrupt("no frame header") }
     guard scans > 0 else { throw .truncated("no scan") }
     let minimum = 8 / scale
@@ -21,7 +21,7 @@ extension Decoder {
       guard frame.hMax % hIn == 0, frame.vMax % vIn == 0 else {
         throw .unsupported("sampling factors \(c.h)x\(c.v) of \(frame.hMax)x\(frame.vMax) at scale 1/\(scale)")
       }
-      planes.append(Plane(c, frame: frame, quant: try quantTable(c), blockSize: size, hExpand: frame.hMax / hIn,
+      planes.append(Plane(c, frame: frame, quant: try quantTable(c), blockSize: size, dct: dct, hExpand: frame.hMax / hIn,
                           vExpand: frame.vMax / vIn, fancy: minimum > 1))
     }
     let width = (frame.width + scale - 1) / scale, height = (frame.height + scale - 1) / scale
@@ -70,7 +70,7 @@ final class Plane {
   let fancy: Bool
 
   /// `blockSize` samples across and down per 8×8 block of coefficients: 8, or 4, 2, 1 when scaled.
-  init(_ c: Component, frame: Frame, quant: [Int32], blockSize: Int, hExpand: Int, vExpand: Int, fancy: Bool) {
+  init(_ c: Component, frame: Frame, quant: [Int32], blockSize: Int, dct: DCTMethod, hExpand: Int, vExpand: Int, fancy: Bool) {
     stride = c.blocksPerLine * blockSize
     // libjpeg's downsampled_width/height: the real samples at this IDCT size.
     width = (frame.width * c.h * blockSize + frame.hMax * 8 - 1) / (frame.hMax * 8)
@@ -78,12 +78,15 @@ final class Plane {
     self.hExpand = hExpand; self.vExpand = vExpand; self.fancy = fancy
     let blocksWide = (c.width + 7) / 8, blocksHigh = (c.height + 7) / 8
     samples = .allocate(capacity: stride * blocksHigh * blockSize)
-    quant.withUnsafeBufferPointer { q in
+    // The fast IDCT dequantizes with the table pre-multiplied by its scale factors.
+    let table = blockSize == 8 && dct == .fast ? FastIDCT.multipliers(quant) : quant
+    table.withUnsafeBufferPointer { q in
       for by in 0..<blocksHigh {
         for bx in 0..<blocksWide {
           let block = c.coefficients + (by * c.blocksPerLine + bx) * 64
           let out = samples + by * blockSize * stride + bx * blockSize
           switch blockSize {
+          case 8 where dct == .fast: FastIDCT.idct(block, q.baseAddress!, out, stride: stride)
           case 8: IDCT.islow(block, q.baseAddress!, out, stride: stride)
           case 4: ScaledIDCT.idct4x4(block, q.baseAddress!, out, stride: stride)
           case 2: ScaledIDCT.idct2x2(block, q.baseAddress!, out, stride: stride)

@@ -14,6 +14,8 @@ struct DataInspectCommand {
 
   /// `--scale 2|4|8`: decode at that fraction of the size (DCT-domain downscaling).
   var scale = 1
+  /// `--dct=fast`: libjpeg's fast IDCT (TensorFlow's default) instead of the accurate one.
+  var dct = DCTMethod.accurate
 
   init(arguments: [String]) throws {
     var rest = arguments
@@ -23,10 +25,14 @@ struct DataInspectCommand {
       scale = value
       rest.removeSubrange(i...(rest[i].hasPrefix("--scale=") ? i : i + 1))
     }
+    if let i = rest.firstIndex(of: "--dct=fast") {
+      dct = .fast
+      rest.remove(at: i)
+    }
     files = rest.filter { !$0.hasPrefix("--") }
     hashes = rest.contains("--hashes")
     guard !files.isEmpty, files.count + (hashes ? 1 : 0) == rest.count else {
-      throw UsageError("usage: amoeba data inspect [--hashes [--scale 2|4|8]] FILE...")
+      throw UsageError("usage: amoeba data inspect [--hashes [--scale 2|4|8] [--dct=fast]] FILE...")
     }
   }
 
@@ -50,7 +56,7 @@ struct DataInspectCommand {
             }
             if let jpeg = example.bytes("image/encoded") {
               do {
-                let image = try JPEG.decode(jpeg, scale: scale)
+                let image = try JPEG.decode(jpeg, scale: scale, dct: dct)
                 sizes["\(image.width)x\(image.height)", default: 0] += 1
                 if hashes { print("  record \(i): \(image.width)x\(image.height) decoded sha256 \(SHA256.hash(image.pixels).hexString)") }
               } catch {

@@ -328,3 +328,21 @@ struct ScaledDecodeTests {
     }
   }
 }
+
+@Suite(.enabled(if: testdataPresent, "the TensorFlow fixtures (../shared/testdata or $AMOEBA_TESTDATA) are not here"))
+struct FastIDCTTests {
+  @Test func everyFixtureDecodesToTensorFlowsDefaultPixels() throws {
+    var exact = 0, worst = 0
+    for f in JPEGFixture.all {
+      let image = try JPEG.decode(f.jpeg, dct: .fast)
+      if SHA256.hash(image.pixels).hexString == f.defaultSHA256 { exact += 1 }
+    }
+    for (file, index) in [("train-00000-of-00002", 0), ("train-00000-of-00002", 3), ("train-00001-of-00002", 1)] {
+      let f = JPEGFixture.all.first { $0.file == file && $0.index == index }!
+      let raw = try [UInt8](Data(contentsOf: URL(fileURLWithPath: testdata + "/imagenet-format/decoded/\(file).\(index).default.rgb")))
+      let image = try JPEG.decode(f.jpeg, dct: .fast)
+      worst = max(worst, zip(image.pixels, raw).map { abs(Int($0) - Int($1)) }.max() ?? 0)
+    }
+    #expect(exact == 24 && worst == 0, "\(exact) of 24 exact, raw files differ by up to \(worst)")
+  }
+}

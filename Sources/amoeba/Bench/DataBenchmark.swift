@@ -51,6 +51,8 @@ struct DataBenchmark {
       }
       print("  \(name): \(format(Double(bytes) / seconds / 1e6, 1)) MB/s, \(format(Double(set.count) / seconds, 1)) images/s")
     }
+    let fast = medianSeconds(repeats: repeats) { for jpeg in photos { _ = try? JPEG.decode(jpeg, dct: .fast) } }
+    print("  photos with the fast IDCT (TensorFlow's default): \(format(Double(photos.count) / fast, 1)) images/s")
     for scale in [2, 4, 8] {
       let seconds = medianSeconds(repeats: repeats) { for jpeg in photos { _ = try? JPEG.decode(jpeg, scale: scale) } }
       print("  photos at 1/\(scale) scale: \(format(Double(photos.count) / seconds, 1)) images/s")
