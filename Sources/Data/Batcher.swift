@@ -8,7 +8,8 @@ public enum BadRecordPolicy: String, Sendable { case skip, fail }
 /// Fills batches from a dataset: a seeded per-epoch shuffle of the split, sharded so that worker
 /// `shard` of `shardCount` sees every `shardCount`-th example of the shuffled order, each record
 /// once per epoch across the job. Examples are produced in parallel on a pool into a caller's
-/// preallocated buffers. A skipped bad record is replaced by the next record of the order.
+/// preallocated buffers. A skipped bad record is replaced by its neighbour in the dataset (index
+/// + 1, + 2, …), which that epoch then sees twice.
 public struct Batcher: Sendable {
   public let dataset: any Dataset
   public let split: Split

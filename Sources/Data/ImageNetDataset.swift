@@ -30,6 +30,10 @@ public final class ImageNetDataset: Dataset {
   public let dct: DCTMethod
   let seed: UInt64
 
+  /// ILSVRC-2012's largest pictures have about 20 million pixels; a record claiming far more is
+  /// refused before its memory is touched.
+  public static let pixelLimit = 1 << 26
+
   /// Shard names of each split, sorted.
   public static func shards(in directory: String, split: Split) throws(DataError) -> [String] {
     guard let dir = opendir(directory) else {
@@ -39,7 +43,12 @@ public final class ImageNetDataset: Dataset {
     var names: [String] = []
     while let entry = readdir(dir) {
       let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-      if name.hasPrefix(split.rawValue + "-") { names.append(directory + "/" + name) }
+      // `train-00000-of-01024`: the converter's names; not a `.partial` left by an interrupted
+      // `make-fake`, not a directory.
+      guard name.hasPrefix(split.rawValue + "-"), name.contains("-of-"), !name.hasSuffix(".partial") else { continue }
+      var info = stat()
+      guard stat(directory + "/" + name, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+      names.append(directory + "/" + name)
     }
     return names.sorted()
   }
@@ -84,7 +93,7 @@ public final class ImageNetDataset: Dataset {
       : InceptionPreprocessing.centralCrop(width: full.width, height: full.height)
     let scale = downscale ? InceptionPreprocessing.decodeScale(for: crop, size: imageSize) : 1
     let image: JPEGImage
-    do { image = try JPEG.decode(jpeg, channels: 3, scale: scale, dct: dct) } catch { throw unusable("\(error)") }
+    do { image = try JPEG.decode(jpeg, channels: 3, scale: scale, dct: dct, pixelLimit: ImageNetDataset.pixelLimit) } catch { throw unusable("\(error)") }
     let region = InceptionPreprocessing.scaled(crop, by: scale, width: full.width, height: full.height)
     image.pixels.withUnsafeBufferPointer { p in
       if split == .train {

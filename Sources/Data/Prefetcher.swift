@@ -35,11 +35,14 @@ public final class Prefetcher: @unchecked Sendable {
     var stopping = false
     /// Whether the caller holds a batch (its slot cannot be refilled yet).
     var holding = false
+    /// Set by the producer as it exits.
+    var finished = false
   }
 
+  /// `depth` ≥ 2 buffers: the caller's batch and at least one being filled.
   public init(batcher: Batcher, firstBatch: Int, depth: Int = 3, threads: Int) {
     self.batcher = batcher
-    self.depth = max(1, depth)
+    self.depth = max(2, depth)
     pool = ThreadPool(threadCount: max(1, threads))
     let pixels = batcher.dataset.imageSize * batcher.dataset.imageSize * 3
     images = (0..<self.depth).map { _ in UnsafeMutablePointer<Float>.allocateAligned(batcher.batchSize * pixels) }
@@ -55,13 +58,31 @@ public final class Prefetcher: @unchecked Sendable {
     }, context)
   }
 
-  /// Stops the producer after the batch it is filling. Call once.
-  public func shutDown() {
+  /// Stops the producer after the batch it is filling, waiting up to `timeout` seconds for it; a
+  /// producer stuck in a read past that is left to finish on its own (it holds its own reference).
+  /// Call once.
+  public func shutDown(timeout: Double = 60) {
     pthread_mutex_lock(mutex)
     state.stopping = true
     pthread_cond_broadcast(signal)
+    var deadline = Prefetcher.deadline(after: timeout)
+    var finished = state.finished
+    while !finished {
+      if pthread_cond_timedwait(signal, mutex, &deadline) == ETIMEDOUT { break }
+      finished = state.finished
+    }
     pthread_mutex_unlock(mutex)
-    pthread_join(thread, nil)
+    // The producer has left its loop (the join returns at once) or is stuck: let it go.
+    if finished { pthread_join(thread, nil) } else { pthread_detach(thread) }
+  }
+
+  /// `seconds` from now on the realtime clock, as the pthread timed waits want it.
+  static func deadline(after seconds: Double) -> timespec {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    let nanoseconds = Int(now.tv_nsec) + Int((seconds - seconds.rounded(.down)) * 1e9)
+    return timespec(tv_sec: now.tv_sec + Int(seconds.rounded(.down)) + nanoseconds / 1_000_000_000,
+                    tv_nsec: nanoseconds % 1_000_000_000)
   }
 
   deinit {
@@ -76,12 +97,10 @@ public final class Prefetcher: @unchecked Sendable {
     defer { pthread_mutex_unlock(mutex) }
     let number = state.consumed
     let slot = number % depth
-    var deadline = timespec()
-    clock_gettime(CLOCK_REALTIME, &deadline)
-    deadline.tv_sec += Int(seconds)
+    var deadline = Prefetcher.deadline(after: seconds)
     while state.filled <= number {
-      if pthread_cond_timedwait(signal, mutex, &deadline) == ETIMEDOUT {
-        throw .io(file: "input pipeline", reason: "batch \(number) was not ready after \(Int(seconds)) s; the data source (\(batcher.split.rawValue) split) is too slow or stuck")
+      if pthread_cond_timedwait(signal, mutex, &deadline) == ETIMEDOUT && state.filled <= number {
+        throw .io(file: "input pipeline", reason: "batch \(number) was not ready after \(seconds) s; the data source (\(batcher.split.rawValue) split) is too slow or stuck")
       }
     }
     let result = state.results[slot]!
@@ -103,7 +122,12 @@ public final class Prefetcher: @unchecked Sendable {
       while !state.stopping && state.filled - state.consumed >= depth - (state.holding ? 1 : 0) {
         pthread_cond_wait(signal, mutex)
       }
-      if state.stopping { pthread_mutex_unlock(mutex); return }
+      if state.stopping {
+        state.finished = true
+        pthread_cond_broadcast(signal)
+        pthread_mutex_unlock(mutex)
+        return
+      }
       let number = state.filled
       pthread_mutex_unlock(mutex)
       let slot = number % depth

@@ -42,6 +42,8 @@ public struct JPEGInfo: Sendable, Equatable {
 public enum JPEG {
   /// Images above this many pixels are refused before anything is allocated for them.
   public static let defaultPixelLimit = 1 << 27
+  /// Scans allowed in one image (libjpeg-turbo's TurboJPEG API defaults to a limit as well).
+  public static let maxScans = 1000
 
   /// Decodes `bytes` to RGB (`channels: 3`, grayscale replicated) or luminance (`channels: 1`).
   /// `scale` 2, 4 or 8 decodes at 1/2, 1/4 or 1/8 of the size in the DCT domain (each side rounded
@@ -103,19 +105,29 @@ final class Component {
   /// Samples the component really has (T.81 A.1.1), before the MCU padding.
   let width: Int, height: Int
   let blocksPerLine: Int, blocksPerColumn: Int
-  let coefficients: UnsafeMutablePointer<Int16>
+  private var storage: UnsafeMutablePointer<Int16>?
   var dcTable = 0, acTable = 0
 
   init(id: Int, h: Int, v: Int, quantTable: Int, width: Int, height: Int, blocksPerLine: Int, blocksPerColumn: Int) {
     self.id = id; self.h = h; self.v = v; self.quantTable = quantTable
     self.width = width; self.height = height
     self.blocksPerLine = blocksPerLine; self.blocksPerColumn = blocksPerColumn
-    // calloc: a large image's zero pages cost nothing until a scan writes them, so a corrupt
-    // header that claims a huge frame fails on its data before it can use the memory.
-    coefficients = calloc(blocksPerLine * blocksPerColumn * 64, 2)!.bindMemory(to: Int16.self, capacity: blocksPerLine * blocksPerColumn * 64)
   }
 
-  deinit { free(coefficients) }
+  /// The coefficient blocks, allocated at the first scan (never for `JPEG.info`). calloc: a large
+  /// image's zero pages cost nothing until a scan writes them, so a corrupt header that claims a
+  /// huge frame fails on its data before it can use the memory.
+  func coefficients() throws(JPEGError) -> UnsafeMutablePointer<Int16> {
+    if let storage { return storage }
+    let count = blocksPerLine * blocksPerColumn * 64
+    guard let memory = calloc(count, 2) else {
+      throw .tooLarge(width: blocksPerLine * 8, height: blocksPerColumn * 8, limit: 0)
+    }
+    storage = memory.bindMemory(to: Int16.self, capacity: count)
+    return storage!
+  }
+
+  deinit { free(storage) }
 }
 
 struct Frame {
@@ -147,7 +159,6 @@ struct Decoder {
   var restartInterval = 0
   var adobeTransform: Int?
   var sawJFIF = false
-  var sawEndOfImage = false
   var scans = 0
 
   init(base: UnsafePointer<UInt8>, count: Int, pixelLimit: Int) {
@@ -164,7 +175,6 @@ struct Decoder {
       let marker = try nextMarker()
       switch marker {
       case 0xD9:
-        sawEndOfImage = true
         guard frame != nil, scans > 0 else { throw .truncated("EOI before any scan") }
         return
       case 0xD0...0xD7, 0x01:
@@ -194,6 +204,9 @@ struct Decoder {
         restartInterval = word(start)
       case 0xDA:
         guard frame != nil else { throw .corrupt("scan before the frame header") }
+        // A progressive JPEG needs about ten scans; thousands can only be an attempt to make the
+        // decoder pass over the image again and again.
+        guard scans < JPEG.maxScans else { throw .unsupported("more than \(JPEG.maxScans) scans") }
         try readScan(start, end)
         scans += 1
       case 0xEE:
@@ -203,7 +216,7 @@ struct Decoder {
           adobeTransform = byte(start + 11)
         }
       case 0xE0:
-        if length >= 7, base[start] == 0x4A, base[start + 1] == 0x46, base[start + 2] == 0x49,
+        if length >= 16, base[start] == 0x4A, base[start + 1] == 0x46, base[start + 2] == 0x49,
            base[start + 3] == 0x46, base[start + 4] == 0 { sawJFIF = true }
       case 0xDC: continue   // DNL: the frame height was given; ignored as libjpeg does
       default: continue     // APPn, COM and anything else with a length: skipped
@@ -289,6 +302,10 @@ struct Decoder {
       let total = counts.reduce(0, +)
       guard o + 17 + total <= end else { throw .corrupt("Huffman table \(id) runs past its segment") }
       let values = (0..<total).map { base[o + 17 + $0] }
+      // libjpeg refuses a DC table with a difference size above 15 (8-bit samples need 11).
+      if tableClass == 0, let bad = values.first(where: { $0 > 15 }) {
+        throw .corrupt("DC Huffman table \(id) has symbol \(bad) (sizes above 15 are invalid)")
+      }
       let table = try HuffmanTable(counts: counts, values: values)
       if tableClass == 0 { dcTables[id] = table } else { acTables[id] = table }
       o += 17 + total

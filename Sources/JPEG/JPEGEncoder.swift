@@ -18,6 +18,7 @@ public struct JPEGEncoder: Sendable {
 
   public init(quality: Int = 90, subsampling: Subsampling = .half, restartInterval: Int = 0) {
     precondition((1...100).contains(quality), "JPEG quality is 1...100")
+    precondition((0...65535).contains(restartInterval), "the restart interval is a 16-bit count of MCUs")
     self.quality = quality; self.subsampling = subsampling; self.restartInterval = restartInterval
   }
 

@@ -10,8 +10,13 @@ extension Decoder {
     guard let frame else { throw .corrupt("no frame header") }
     guard scans > 0 else { throw .truncated("no scan") }
     let minimum = 8 / scale
+    // libjpeg picks the colour space from the markers: JFIF means YCbCr; else Adobe's transform
+    // flag; else component ids 'R', 'G', 'B'.
+    let isRGB = !sawJFIF && (adobeTransform == 0 || (adobeTransform == nil && frame.components.map(\.id) == [82, 71, 66]))
+    // Grayscale output from YCbCr needs only Y: skip the chroma planes.
+    let needed = channels == 1 && !isRGB ? Array(frame.components.prefix(1)) : frame.components
     var planes: [Plane] = []
-    for c in frame.components {
+    for c in needed {
       // libjpeg's choice (jdmaster.c): double the component's IDCT size while that replaces a 2:1 upsampling.
       var size = minimum
       while size < 8 && (frame.hMax * minimum) % (c.h * size * 2) == 0 && (frame.vMax * minimum) % (c.v * size * 2) == 0 {
@@ -21,19 +26,18 @@ extension Decoder {
       guard frame.hMax % hIn == 0, frame.vMax % vIn == 0 else {
         throw .unsupported("sampling factors \(c.h)x\(c.v) of \(frame.hMax)x\(frame.vMax) at scale 1/\(scale)")
       }
-      planes.append(Plane(c, frame: frame, quant: try quantTable(c), blockSize: size, dct: dct, hExpand: frame.hMax / hIn,
+      planes.append(try Plane(c, frame: frame, quant: try quantTable(c), blockSize: size, dct: dct, hExpand: frame.hMax / hIn,
                           vExpand: frame.vMax / vIn, fancy: minimum > 1))
     }
     let width = (frame.width + scale - 1) / scale, height = (frame.height + scale - 1) / scale
     var pixels = [UInt8](repeating: 0, count: width * height * channels)
-    let isRGB = adobeTransform == 0 || (!sawJFIF && adobeTransform == nil && frame.components.map(\.id) == [82, 71, 66])
     pixels.withUnsafeMutableBufferPointer { out in
       let rows = planes.map { _ in UnsafeMutablePointer<UInt8>.allocate(capacity: width + 16) }
       let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: width + 16)
       defer { rows.forEach { $0.deallocate() }; scratch.deallocate() }
       for y in 0..<height {
         let line = out.baseAddress! + y * width * channels
-        if planes.count == 1 || channels == 1 {
+        if planes.count == 1 {
           // Luminance only: libjpeg's YCbCr → grayscale keeps Y.
           let luma = planes[0].row(y, outWidth: width, into: rows[0], scratch: scratch)
           if channels == 1 {
@@ -46,7 +50,12 @@ extension Decoder {
         let a = planes[0].row(y, outWidth: width, into: rows[0], scratch: scratch)
         let b = planes[1].row(y, outWidth: width, into: rows[1], scratch: scratch)
         let c = planes[2].row(y, outWidth: width, into: rows[2], scratch: scratch)
-        if isRGB {
+        if channels == 1 {
+          // RGB → gray as libjpeg's rgb_gray_convert: 0.299 R + 0.587 G + 0.114 B in 16-bit fixed point.
+          for x in 0..<width {
+            line[x] = UInt8((19595 * Int32(a[x]) + 38470 * Int32(b[x]) + 7471 * Int32(c[x]) + 32768) >> 16)
+          }
+        } else if isRGB {
           for x in 0..<width { line[3 * x] = a[x]; line[3 * x + 1] = b[x]; line[3 * x + 2] = c[x] }
         } else {
           ColorConversion.ycbcrToRGB(y: a, cb: b, cr: c, out: line, count: width)
@@ -70,7 +79,8 @@ final class Plane {
   let fancy: Bool
 
   /// `blockSize` samples across and down per 8×8 block of coefficients: 8, or 4, 2, 1 when scaled.
-  init(_ c: Component, frame: Frame, quant: [Int32], blockSize: Int, dct: DCTMethod, hExpand: Int, vExpand: Int, fancy: Bool) {
+  init(_ c: Component, frame: Frame, quant: [Int32], blockSize: Int, dct: DCTMethod, hExpand: Int, vExpand: Int, fancy: Bool) throws(JPEGError) {
+    let coefficients = try c.coefficients()
     stride = c.blocksPerLine * blockSize
     // libjpeg's downsampled_width/height: the real samples at this IDCT size.
     width = (frame.width * c.h * blockSize + frame.hMax * 8 - 1) / (frame.hMax * 8)
@@ -83,7 +93,7 @@ final class Plane {
     table.withUnsafeBufferPointer { q in
       for by in 0..<blocksHigh {
         for bx in 0..<blocksWide {
-          let block = c.coefficients + (by * c.blocksPerLine + bx) * 64
+          let block = coefficients + (by * c.blocksPerLine + bx) * 64
           let out = samples + by * blockSize * stride + bx * blockSize
           switch blockSize {
           case 8 where dct == .fast: FastIDCT.idct(block, q.baseAddress!, out, stride: stride)

@@ -26,8 +26,8 @@ enum ScaledIDCT {
   }
 
   static func idct4x4(_ c: UnsafePointer<Int16>, _ q: UnsafePointer<Int32>, _ out: UnsafeMutablePointer<UInt8>, stride: Int) {
-    var ws = [Int32](repeating: 0, count: 32)   // 4 rows × 8 columns (column 4 unused)
-    ws.withUnsafeMutableBufferPointer { w in
+    // 4 rows × 8 columns (column 4 unused), on the stack.
+    withUnsafeTemporaryAllocation(of: Int32.self, capacity: 32) { w in
       @inline(__always) func input(_ row: Int, _ col: Int) -> Int32 { Int32(c[row * 8 + col]) &* q[row * 8 + col] }
       for col in 0..<8 where col != 4 {
         if c[8 + col] == 0 && c[16 + col] == 0 && c[24 + col] == 0 && c[40 + col] == 0 && c[48 + col] == 0 && c[56 + col] == 0 {
@@ -74,7 +74,7 @@ enum ScaledIDCT {
   static func idct2x2(_ c: UnsafePointer<Int16>, _ q: UnsafePointer<Int32>, _ out: UnsafeMutablePointer<UInt8>, stride: Int) {
     var ws = (SIMD8<Int32>(), SIMD8<Int32>())   // 2 rows × 8 columns (only 0, 1, 3, 5, 7 used)
     @inline(__always) func input(_ row: Int, _ col: Int) -> Int32 { Int32(c[row * 8 + col]) &* q[row * 8 + col] }
-    for col in [0, 1, 3, 5, 7] {
+    for col in 0..<8 where col == 0 || col % 2 == 1 {
       if c[8 + col] == 0 && c[24 + col] == 0 && c[40 + col] == 0 && c[56 + col] == 0 {
         let dc = input(0, col) &<< pass1Bits
         ws.0[col] = dc; ws.1[col] = dc
@@ -86,8 +86,8 @@ enum ScaledIDCT {
       ws.0[col] = descale(tmp10 &+ tmp0, shift)
       ws.1[col] = descale(tmp10 &- tmp0, shift)
     }
-    for (r, row) in [ws.0, ws.1].enumerated() {
-      let line = out + r * stride
+    for r in 0..<2 {
+      let row = r == 0 ? ws.0 : ws.1, line = out + r * stride
       if row[1] == 0 && row[3] == 0 && row[5] == 0 && row[7] == 0 {
         let value = pixel(descale(row[0], pass1Bits + 3))
         line[0] = value; line[1] = value

@@ -29,7 +29,7 @@ extension Decoder {
       if needsDC && dc == nil { throw .corrupt("component \(c.id) uses undefined DC Huffman table \(c.dcTable)") }
       if needsAC && ac == nil { throw .corrupt("component \(c.id) uses undefined AC Huffman table \(c.acTable)") }
       let unused = HuffmanTable.empty.view   // for a table the scan kind never reads
-      lanes.append(Lane(dc: dc?.view ?? unused, ac: ac?.view ?? unused, coefficients: c.coefficients,
+      lanes.append(Lane(dc: dc?.view ?? unused, ac: ac?.view ?? unused, coefficients: try c.coefficients(),
                         blocksPerLine: c.blocksPerLine, h: c.h, v: c.v))
     }
     var state = EntropyState(reader: BitReader(base: base, end: count, position: position), scan: scan)

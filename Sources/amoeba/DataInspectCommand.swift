@@ -37,17 +37,19 @@ struct DataInspectCommand {
   }
 
   func run() -> Int32 {
-    var damaged = 0
+    var damagedInAll = 0
     for file in files {
-      var labels: [Int64: Int] = [:], sizes: [String: Int] = [:], count = 0, problems: [String] = []
+      var labels: [Int64: Int] = [:], sizes: [String: Int] = [:], count = 0, problems: [String] = [], damaged = 0
       do {
         // The index follows the framing (each length checked by its CRC) so a record whose data is
         // damaged is reported and the records after it are still read.
         let index = try TFRecordIndex(files: [file])
         for i in 0..<index.count {
+          count += 1
+          let before = problems.count
+          defer { if problems.count > before { damaged += 1 } }
           let record: [UInt8]
           do { record = try index.read(i) } catch { problems.append(error.description); continue }
-          count += 1
           let name = index.location(i)
           do {
             let example = try Example(decoding: record)
@@ -69,16 +71,19 @@ struct DataInspectCommand {
             problems.append("\(name): not a tf.train.Example: \(error)")
           }
         }
+        // A damaged header ends what can be read of the file: the rest is one damaged tail.
         problems += index.damage.map(\.description)
+        damaged += index.damage.count
       } catch {
         problems.append(error.description)
+        damaged += 1
       }
-      print("\(file): \(count) records" + (problems.isEmpty ? "" : ", \(problems.count) damaged"))
+      print("\(file): \(count) records" + (damaged == 0 ? "" : ", \(damaged) damaged"))
       print("  labels: " + labels.keys.sorted().map { "\($0):\(labels[$0]!)" }.joined(separator: " "))
-      print("  image sizes (w x h): " + sizes.sorted { $0.value > $1.value }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))
+      print("  image sizes (w x h): " + sizes.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))
       for problem in problems { print("  damaged: \(problem)") }
-      damaged += problems.count
+      damagedInAll += damaged
     }
-    return damaged == 0 ? 0 : 1
+    return damagedInAll == 0 ? 0 : 1
   }
 }

@@ -64,7 +64,7 @@ struct IPv6RingTests {
     let outcomes: [Result<[[Float]], CollectiveError>] = onRanks(n) { rank in
       do {
         let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
-        // Both algorithms (gather-and-sum up to 1 KiB) and many laps of a 4 KiB receive window.
+        // Both algorithms (gather-and-sum up to 1 KiB·2/n) and many laps of a 4 KiB receive window.
         ring.smallBytes = 1024; ring.windowBytes = 4096
         var results: [[Float]] = []
         for count in lengths {

@@ -137,6 +137,14 @@ struct ImageNetDatasetTests {
             == .init(x: 1, y: 0, width: 3, height: 3))
   }
 
+  @Test func aPrefetcherAskedForOneBufferStillRunsAhead() throws {
+    let data = BuiltInDataset(imageSize: 8, trainCount: 64, validationCount: 8)
+    let prefetcher = Prefetcher(batcher: Batcher(dataset: data, split: .train, batchSize: 4), firstBatch: 0, depth: 1, threads: 1)
+    defer { prefetcher.shutDown() }
+    #expect(prefetcher.depth == 2)
+    for b in 0..<5 { #expect(try prefetcher.next(timeout: 30).number == b) }
+  }
+
   @Test func prefetcherGivesTheSameBatchesInOrderAsDirectFills() throws {
     let directory = try makeFakeImageNet(trainImages: 40)
     defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -346,3 +346,48 @@ struct FastIDCTTests {
     #expect(exact == 24 && worst == 0, "\(exact) of 24 exact, raw files differ by up to \(worst)")
   }
 }
+
+struct JPEGHeaderTests {
+  /// A frame header claiming 65535×65535 with 4×4-sampled components: 24 GiB of coefficients.
+  static let hugeHeader: [UInt8] = [0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x03,
+                                    0x01, 0x44, 0x00, 0x02, 0x44, 0x00, 0x03, 0x44, 0x00]
+
+  @Test func infoReadsAHugeFrameWithoutAllocatingIt() throws {
+    let info = try JPEG.info(JPEGHeaderTests.hugeHeader)
+    #expect(info.width == 65535 && info.height == 65535 && info.components == 3)
+    #expect(throws: JPEGError.tooLarge(width: 65535, height: 65535, limit: JPEG.defaultPixelLimit)) {
+      try JPEG.decode(JPEGHeaderTests.hugeHeader)
+    }
+  }
+
+  @Test func aDCTableWithASizeAbove15IsRefused() {
+    // SOI, DHT class 0 id 0 with one 1-bit code for symbol 0x21.
+    let bytes: [UInt8] = [0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x14, 0x00, 1] + [UInt8](repeating: 0, count: 15) + [0x21]
+    do {
+      _ = try JPEG.decode(bytes)
+      Issue.record("decoded")
+    } catch {
+      #expect(error.description.contains("DC Huffman table 0 has symbol 33"), "\(error)")
+    }
+  }
+
+  @Test func rgbColourSpaceToGrayIsLibjpegsWeightedSum() throws {
+    // A 4:4:4 JFIF file turned into one libjpeg reads as RGB: no APP0, component ids 'R' 'G' 'B'.
+    let picture = syntheticPicture(width: 24, height: 16)
+    var jpeg = JPEGEncoder(quality: 90, subsampling: .none).encode(picture, width: 24, height: 16, channels: 3)
+    #expect(jpeg[2] == 0xFF && jpeg[3] == 0xE0)
+    jpeg.removeSubrange(2..<(4 + (Int(jpeg[4]) << 8 | Int(jpeg[5]))))
+    for marker: UInt8 in [0xC0, 0xDA] {
+      let at = (0..<(jpeg.count - 1)).first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == marker }!
+      let first = marker == 0xC0 ? at + 10 : at + 5, step = marker == 0xC0 ? 3 : 2
+      for (k, id) in [82, 71, 66].enumerated() { jpeg[first + k * step] = UInt8(id) }
+    }
+    let rgb = try JPEG.decode(jpeg), gray = try JPEG.decode(jpeg, channels: 1)
+    for i in 0..<(24 * 16) {
+      let expected = (19595 * Int(rgb.pixels[3 * i]) + 38470 * Int(rgb.pixels[3 * i + 1]) + 7471 * Int(rgb.pixels[3 * i + 2]) + 32768) >> 16
+      #expect(Int(gray.pixels[i]) == expected)
+    }
+    // Read as RGB, the planes are the encoder's Y, Cb and Cr: far from the picture's colours.
+    #expect(zip(rgb.pixels, picture).contains { abs(Int($0) - Int($1)) > 40 })
+  }
+}

@@ -66,7 +66,7 @@ struct DistortedCropTests {
   @Test func cropDistributionMatchesTensorFlows() {
     var areas: [Double] = [], aspects: [Double] = [], whole = 0
     var options = InceptionPreprocessing.DistortionOptions()
-    options.aspectRatioRange = 0.75...1.33   // as the reference writes it
+    options.aspectRatioRange = 0.75...1.33   // as in the TensorFlow run quoted above
     for stream in 0..<3000 {
       var draws = InceptionPreprocessing.Draws(seed: 11, stream: UInt64(stream))
       let crop = InceptionPreprocessing.sampleDistortedBoundingBox(width: 500, height: 375, options: options, draws: &draws)

@@ -9,8 +9,8 @@ import Tensor
 /// `amoeba bench data [--fixtures DIR] [--out DIR] [--repeats N] [--image_size 224] [--images 64]`:
 ///
 /// 1. JPEG decode, one thread: MB/s of JPEG bytes and images/s over the fixture JPEGs and over
-///    photos of ImageNet's typical size (the fixtures' pictures resized to 500×375 and encoded at
-///    quality 90 by `JPEGEncoder`). `--out DIR` keeps those JPEGs so that
+///    photos of ImageNet's typical size (500×375: four fixture pictures at their own resolution in
+///    the quadrants, encoded at quality 90 by `JPEGEncoder`). `--out DIR` keeps those JPEGs so that
 ///    `Scripts/peers/pillow_decode_bench.py DIR` times Pillow on the same files.
 /// 2. The training pipeline (read, CRC, parse, decode, distorted crop, resize, flip, colour) at
 ///    `--image_size` on 1 and 2 threads, in images/s.
@@ -35,6 +35,7 @@ struct DataBenchmark {
     print("bench data on \(machineDescription())")
     let fixtureJPEGs = try readFixtures()
     let photos = makePhotos(from: fixtureJPEGs, count: images)
+    guard !photos.isEmpty else { throw UsageError("no fixture picture is at least 150 pixels a side to build the 500x375 photos from") }
     if !out.isEmpty {
       _ = mkdir(out, 0o755)
       for (i, jpeg) in fixtureJPEGs.enumerated() { try write(jpeg, to: "\(out)/fixture-\(i).jpg") }
@@ -77,6 +78,9 @@ struct DataBenchmark {
         let pool = ThreadPool(threadCount: threads)
         let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch)
         var epoch = 0
+        // One checked pass first: a pipeline that fails must not be timed as a fast one.
+        let report = try batcher.fill(batch: 0, images: pixels, labels: labels, pool: pool)
+        guard report.skipped == 0 else { throw UsageError("the pipeline skipped \(report.skipped) records: \(report.firstError!)") }
         let seconds = medianSeconds(repeats: repeats) {
           _ = try? batcher.fill(batch: epoch, images: pixels, labels: labels, pool: pool)
           epoch += 1
@@ -102,6 +106,7 @@ struct DataBenchmark {
   /// photograph's, not an upscaled one's) in the quadrants, encoded at quality 90.
   func makePhotos(from jpegs: [[UInt8]], count: Int) -> [[UInt8]] {
     let sources = jpegs.compactMap { try? JPEG.decode($0) }.filter { $0.width >= 150 && $0.height >= 150 }
+    guard !sources.isEmpty else { return [] }
     return (0..<count).map { i in
       var pixels = [UInt8](repeating: 0, count: 500 * 375 * 3)
       for y in 0..<375 {
