@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Tensor
 
 /// Where every record of a set of TFRecord files starts, found by reading only the 12-byte headers
 /// (each length's CRC checked before the length is followed), so that any record can be read on
@@ -28,42 +29,72 @@ public final class TFRecordIndex: Sendable {
 
   public var count: Int { locations.count }
 
-  public init(files: [String]) throws(DataError) {
+  /// Scans the files' headers, `threads` files at a time: each header is a small random read, so
+  /// on network or cold storage the latency, not the bandwidth, is what the threads overlap.
+  public init(files: [String], threads: Int = 16) throws(DataError) {
     self.files = files
+    let scans = UnsafeMutablePointer<Result<FileScan, DataError>>.allocate(capacity: max(files.count, 1))
+    defer { scans.deallocate() }
+    let pool = ThreadPool(threadCount: max(1, min(threads, files.count)))
+    pool.parallelFor(files.count) { f, _ in
+      (scans + f).initialize(to: Result { () throws(DataError) in try TFRecordIndex.scan(files[f], file: Int32(f)) })
+    }
     var locations: [Location] = [], starts: [Int] = [], damage: [DataError] = []
-    for (f, path) in files.enumerated() {
-      starts.append(locations.count)
-      let fd = open(path, O_RDONLY)
-      guard fd >= 0 else { throw .io(file: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
-      defer { close(fd) }
-      var info = stat()
-      guard fstat(fd, &info) == 0 else { throw .io(file: path, reason: "cannot stat: \(String(cString: strerror(errno)))") }
-      let size = Int64(info.st_size)
-      var offset: Int64 = 0, index: Int32 = 0
-      var header = [UInt8](repeating: 0, count: 12)
-      while offset < size {
-        func corrupt(_ reason: String) -> DataError { .corruptRecord(file: path, index: Int(index), offset: Int(offset), reason: reason) }
-        guard size - offset >= 12 else { damage.append(corrupt("truncated header (\(size - offset) of 12 bytes)")); break }
-        let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 12, off_t(offset)) }
-        guard n == 12 else { throw .io(file: path, reason: "read error at offset \(offset): \(String(cString: strerror(errno)))") }
-        let (length, lengthCRC) = header.withUnsafeBytes {
-          ($0.loadUnaligned(as: UInt64.self).littleEndian, $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian)
-        }
-        guard header.withUnsafeBytes({ TFRecord.maskedCRC(UnsafeRawBufferPointer(rebasing: $0[0..<8])) }) == lengthCRC else {
-          damage.append(corrupt("length CRC mismatch (the length field cannot be trusted)")); break
-        }
-        guard size - offset >= 16, length <= UInt64(size - offset - 16) else {
-          damage.append(corrupt("truncated record: \(length) data bytes announced, \(max(size - offset - 16, 0)) present")); break
-        }
-        locations.append(Location(file: Int32(f), indexInFile: index, offset: offset, length: Int64(length)))
-        offset += 16 + Int64(length)
-        index += 1
+    var failure: DataError?
+    for f in files.indices {
+      let result = (scans + f).move()
+      switch result {
+      case let .success(scan):
+        starts.append(locations.count)
+        locations += scan.locations
+        if let problem = scan.damage { damage.append(problem) }
+      case let .failure(error):
+        starts.append(locations.count)
+        if failure == nil { failure = error }
       }
     }
+    if let failure { throw failure }
     starts.append(locations.count)
     self.locations = locations
     self.fileStarts = starts
     self.damage = damage
+  }
+
+  struct FileScan {
+    var locations: [Location] = []
+    var damage: DataError?
+  }
+
+  /// One file's records, up to the first header that fails its check.
+  static func scan(_ path: String, file f: Int32) throws(DataError) -> FileScan {
+    var result = FileScan()
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw .io(file: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { throw .io(file: path, reason: "cannot stat: \(String(cString: strerror(errno)))") }
+    let size = Int64(info.st_size)
+    var offset: Int64 = 0, index: Int32 = 0
+    var header = [UInt8](repeating: 0, count: 12)
+    while offset < size {
+      func corrupt(_ reason: String) -> DataError { .corruptRecord(file: path, index: Int(index), offset: Int(offset), reason: reason) }
+      guard size - offset >= 12 else { result.damage = corrupt("truncated header (\(size - offset) of 12 bytes)"); break }
+      let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 12, off_t(offset)) }
+      guard n == 12 else { throw .io(file: path, reason: "read error at offset \(offset): \(String(cString: strerror(errno)))") }
+      let (length, lengthCRC) = header.withUnsafeBytes {
+        ($0.loadUnaligned(as: UInt64.self).littleEndian, $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian)
+      }
+      guard header.withUnsafeBytes({ TFRecord.maskedCRC(UnsafeRawBufferPointer(rebasing: $0[0..<8])) }) == lengthCRC else {
+        result.damage = corrupt("length CRC mismatch (the length field cannot be trusted)"); break
+      }
+      guard size - offset >= 16, length <= UInt64(size - offset - 16) else {
+        result.damage = corrupt("truncated record: \(length) data bytes announced, \(max(size - offset - 16, 0)) present"); break
+      }
+      result.locations.append(Location(file: f, indexInFile: index, offset: offset, length: Int64(length)))
+      offset += 16 + Int64(length)
+      index += 1
+    }
+    return result
   }
 
   /// Records in file `f`.
