@@ -68,14 +68,6 @@ public enum JPEG {
     return try result.get()
   }
 
-  public static func decode(_ bytes: ArraySlice<UInt8>, channels: Int = 3, scale: Int = 1, dct: DCTMethod = .accurate,
-                            pixelLimit: Int = defaultPixelLimit) throws(JPEGError) -> JPEGImage {
-    let result: Result<JPEGImage, JPEGError> = bytes.withUnsafeBytes { raw in
-      Result { () throws(JPEGError) in try decode(raw, channels: channels, scale: scale, dct: dct, pixelLimit: pixelLimit) }
-    }
-    return try result.get()
-  }
-
   /// The frame header's size and component count.
   public static func info(_ bytes: UnsafeRawBufferPointer) throws(JPEGError) -> JPEGInfo {
     guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count > 0 else {
