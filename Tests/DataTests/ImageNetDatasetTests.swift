@@ -137,6 +137,31 @@ struct ImageNetDatasetTests {
             == .init(x: 1, y: 0, width: 3, height: 3))
   }
 
+  @Test func descriptorCacheKeepsFilesInUseOpenAndClosesIdleOnes() throws {
+    let directory = try makeFakeImageNet(trainImages: 12, validationImages: 4, trainShards: 4)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let paths = try ImageNetDataset.shards(in: directory, split: .train)
+    let cache = DescriptorCache(capacity: 2)
+    let held = try cache.acquire(0, path: paths[0])
+    for f in 1..<4 { _ = try cache.acquire(f, path: paths[f]); cache.release(f) }
+    // File 0 is still in use: never closed for the others, so its descriptor still reads file 0.
+    var byte: UInt8 = 1
+    #expect(pread(held, &byte, 1, 0) == 1)
+    var info = stat(), other = stat()
+    #expect(fstat(held, &info) == 0 && stat(paths[0], &other) == 0 && info.st_ino == other.st_ino)
+    cache.release(0)
+    // Reads through a full cache from several threads give the same records as fresh ones.
+    let index = try TFRecordIndex(files: paths)
+    let first = try (0..<index.count).map { try index.read($0) }
+    let pool = ThreadPool(threadCount: 3)
+    let mismatches = UnsafeMutablePointer<Int>.allocate(capacity: 48)
+    defer { mismatches.deallocate() }
+    pool.parallelFor(48) { i, _ in
+      mismatches[i] = (try? index.read(i % index.count)) == first[i % index.count] ? 0 : 1
+    }
+    #expect((0..<48).map { mismatches[$0] }.reduce(0, +) == 0)
+  }
+
   @Test func aPrefetcherAskedForOneBufferStillRunsAhead() throws {
     let data = BuiltInDataset(imageSize: 8, trainCount: 64, validationCount: 8)
     let prefetcher = Prefetcher(batcher: Batcher(dataset: data, split: .train, batchSize: 4), firstBatch: 0, depth: 1, threads: 1)
