@@ -57,7 +57,10 @@ coordinator=$!
 for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
 port=$(cat "$work/port")
 for k in 1 2 3; do
-  ip netns exec "$p-w$k" "$bin/amoeba-worker" --coordinator "10.77.0.1:$port" --listen "10.77.0.$((k + 1))" --threads 1 \
+  # Worker 3 names its network interface instead of its address (--listen v<prefix>w3).
+  listen="10.77.0.$((k + 1))"
+  [ "$k" = 3 ] && listen="v${p}w3"
+  ip netns exec "$p-w$k" "$bin/amoeba-worker" --coordinator "10.77.0.1:$port" --listen "$listen" --threads 1 \
     > "$work/worker$k.log" 2>&1 &
 done
 if ! wait "$coordinator"; then

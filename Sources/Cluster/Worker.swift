@@ -54,7 +54,7 @@ public final class Worker {
     var hostName = [CChar](repeating: 0, count: 256)
     gethostname(&hostName, 255)
     let host = String(decoding: hostName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    try control.send(.hello(version: JobAuthentication.protocolVersion, ringAddress: "\(options.listenHost):\(listener.address.port)", host: host))
+    try control.send(.hello(version: JobAuthentication.protocolVersion, ringAddress: listener.address.description, host: host))
     let clientNonce = JobAuthentication.nonce()
     switch try control.receive() {
     case let .challenge(nonce):

@@ -31,6 +31,33 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
   public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
+  /// The address of network interface `name` (as `ip addr` lists it): IPv4 first, else a global
+  /// IPv6 one — binding a ring to a NIC by name, as Gloo's `GLOO_SOCKET_IFNAME` or Horovod's
+  /// `--network-interface` do. Nil when there is no such interface.
+  public static func interfaceAddress(_ name: String) -> String? {
+    var list: UnsafeMutablePointer<ifaddrs>?
+    guard getifaddrs(&list) == 0 else { return nil }
+    defer { freeifaddrs(list) }
+    var v4: String?, v6: String?
+    var cursor = list
+    while let entry = cursor {
+      defer { cursor = entry.pointee.ifa_next }
+      guard String(cString: entry.pointee.ifa_name) == name, let address = entry.pointee.ifa_addr else { continue }
+      var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+      switch Int32(address.pointee.sa_family) {
+      case AF_INET:
+        var ip = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+        if v4 == nil, inet_ntop(AF_INET, &ip, &text, socklen_t(text.count)) != nil { v4 = String(cString: text) }
+      case AF_INET6:
+        var ip = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+        let linkLocal = withUnsafeBytes(of: ip) { $0[0] == 0xFE && $0[1] & 0xC0 == 0x80 }
+        if v6 == nil, !linkLocal, inet_ntop(AF_INET6, &ip, &text, socklen_t(text.count)) != nil { v6 = String(cString: text) }
+      default: break
+      }
+    }
+    return v4 ?? v6
+  }
+
   /// getaddrinfo for a TCP stream socket.
   func resolve() throws(CollectiveError) -> (family: Int32, storage: sockaddr_storage, length: socklen_t) {
     var hints = addrinfo()

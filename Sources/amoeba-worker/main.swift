@@ -11,7 +11,8 @@ let usage = """
   usage: amoeba-worker --coordinator HOST:PORT [--job_token T | --job_token_file F] [--listen 127.0.0.1]
                        [--threads N] [--device cpu]
   The job token may also come from AMOEBA_JOB_TOKEN. --listen is the address this worker's ring socket
-  binds and advertises to its neighbours: an address of this host that the other workers can reach.
+  binds and advertises to its neighbours: an address of this host that the other workers can reach,
+  or a network interface's name (eth0, ib0, …), whose address is then used.
   """
 do {
   var flags = try Flags(Array(CommandLine.arguments.dropFirst()))
@@ -25,7 +26,8 @@ do {
   guard device == "cpu" else { throw UsageError("--device \(device): only cpu exists so far (PJRT devices arrive with the XLA issue)") }
   guard let token, !token.isEmpty else { throw UsageError("no job token: pass --job_token, --job_token_file or AMOEBA_JOB_TOKEN (the coordinator prints its token)") }
   var options = Worker.Options(coordinator: try SocketAddress(parsing: coordinatorText), token: token)
-  options.listenHost = listen
+  // An interface name stands for its address (IPv4 first).
+  options.listenHost = SocketAddress.interfaceAddress(listen) ?? listen
   options.threads = max(1, threads)
   exit(Worker(options: options).run())
 } catch let error as UsageError {

@@ -32,6 +32,13 @@ final class Box<T>: @unchecked Sendable { var value: T; init(_ value: T) { self.
 /// Whether this host has an IPv6 loopback to bind.
 let ipv6Loopback: Bool = (try? TCPListener(host: "::1")) != nil
 
+@Test func anInterfaceNameGivesItsAddress() throws {
+  #expect(SocketAddress.interfaceAddress("lo") == "127.0.0.1")
+  #expect(SocketAddress.interfaceAddress("no-such-interface0") == nil)
+  let listener = try TCPListener(host: SocketAddress.interfaceAddress("lo")!)
+  #expect(listener.address.host == "127.0.0.1" && listener.address.port > 0)
+}
+
 @Suite(.enabled(if: ipv6Loopback, "no IPv6 loopback (::1) on this host"))
 struct IPv6RingTests {
   @Test func aRingFormsAndReducesOverIPv6() throws {
