@@ -9,6 +9,9 @@ import Foundation
 /// local processes on loopback that form a ring, and prints per size the median time, algbw,
 /// busbw (= algbw·2(n−1)/n, nccl-tests' definition) and the count of wrong elements (each rank
 /// contributes rank + (i mod 8)/8, so the sum is exact).
+///
+/// Across hosts: run `amoeba bench allreduce --addresses H0:P0,H1:P1,… --rank R` on each host
+/// (rank R binds the R-th address); rank 0 prints the table.
 struct AllReduceBenchmark {
   var ranks: Int
   var sizes: [Int]
@@ -18,6 +21,8 @@ struct AllReduceBenchmark {
   /// Set in the child processes.
   var rank: Int?
   var rendezvous: String
+  /// Every rank's listening address, when the ranks run on other hosts (`--addresses`).
+  var addresses: [SocketAddress]
 
   init(flags: Flags) throws {
     var flags = flags
@@ -33,7 +38,15 @@ struct AllReduceBenchmark {
     self.compression = compression
     rank = flags.has("rank") ? try flags.int("rank", default: 0) : nil
     rendezvous = flags.string("rendezvous", default: "")
+    let addressText = flags.string("addresses", default: "")
     try flags.finish()
+    addresses = try addressText.split(separator: ",").map { try SocketAddress(parsing: String($0)) }
+    if !addresses.isEmpty {
+      guard let rank, addresses.indices.contains(rank) else {
+        throw UsageError("--addresses needs --rank R, this host's position in the list (0...\(addresses.count - 1))")
+      }
+      ranks = addresses.count
+    }
     guard ranks >= 1, ranks <= 64 else { throw UsageError("--ranks must be in 1...64") }
   }
 
@@ -70,8 +83,21 @@ struct AllReduceBenchmark {
     if failed { throw BenchmarkError("allreduce benchmark failed (see the ranks' errors above)") }
   }
 
-  /// One rank: bind, publish the port in the rendezvous directory, read everyone's, run.
+  /// One rank: bind, meet the others (through the rendezvous directory, or at the given
+  /// addresses), run.
   func child(rank: Int) throws {
+    let ring: Ring
+    if addresses.isEmpty {
+      ring = try localRing(rank: rank)
+    } else {
+      let listener = try TCPListener(host: addresses[rank].host, port: addresses[rank].port)
+      ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, timeout: 120))
+    }
+    try measure(ring, rank: rank)
+  }
+
+  /// Binds loopback, publishes the port in the rendezvous directory and reads everyone's.
+  func localRing(rank: Int) throws -> Ring {
     let listener = try TCPListener(host: "127.0.0.1")
     try String(listener.address.port).write(toFile: "\(rendezvous)/\(rank).port.tmp", atomically: false, encoding: .utf8)
     rename("\(rendezvous)/\(rank).port.tmp", "\(rendezvous)/\(rank).port")
@@ -86,9 +112,13 @@ struct AllReduceBenchmark {
         usleep(10_000)
       }
     }
-    let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, timeout: 60))
+    return Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, timeout: 60))
+  }
+
+  func measure(_ ring: Ring, rank: Int) throws {
     if rank == 0 && !json {
-      print("ring all-reduce, float32 sum, \(ranks) ranks on loopback, wire \(compression == .none ? "float32" : compression.rawValue); \(machineDescription())")
+      let where_ = addresses.isEmpty ? "on loopback" : "at " + addresses.map(\.description).joined(separator: " ")
+      print("ring all-reduce, float32 sum, \(ranks) ranks \(where_), wire \(compression == .none ? "float32" : compression.rawValue); \(machineDescription())")
       print(pad("size", 12) + pad("time ms", 12) + pad("algbw GB/s", 12) + pad("busbw GB/s", 12) + "#wrong")
     }
     var rows: [String] = []
