@@ -13,6 +13,8 @@ let usage = """
     launch --workers N [model, training and data flags]    a coordinator and N workers on this machine
     train [model, training and data flags]                 single-process training with progress and evaluation
     data inspect FILE...                                   TFRecord record counts, labels, image sizes, damage
+    data dump --data_dir D [--split validation] [--image_size 224] [--count 16] --out FILE
+                                                          the model's input tensors (float32) for a look or a comparison
     data make-fake --out DIR [--train_shards 2 --validation_shards 1 --images 1000 --image_size 64]
                                                           ImageNet-format shards with real JPEGs, for tests
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
@@ -41,6 +43,8 @@ do {
     exit(try LaunchCommand(arguments: Array(arguments.dropFirst())).run())
   case ("data", "make-fake"):
     try DataMakeFakeCommand(flags: try Flags(Array(arguments.dropFirst(2)))).run()
+  case ("data", "dump"):
+    try DataDumpCommand(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("data", "inspect"):
     exit(try DataInspectCommand(arguments: Array(arguments.dropFirst(2))).run())
   case ("export", _):
