@@ -2,7 +2,8 @@
 """The reference's evaluation input, end to end, with TensorFlow: decode_jpeg(channels=3) (default
 IDCT), convert_image_dtype, central_crop(0.875), resize_bilinear(align_corners=False), (x-0.5)*2 —
 written as raw little-endian float32 [N, S, S, 3] for comparison with Amoeba's loader
-(`amoeba data dump-eval`, the same records in the same order).
+(`amoeba data dump --data_dir D --count N --image_size S`, which reads the validation shards in
+sorted order: pass the same files sorted, and N covering every record).
 
     python3 Scripts/peers/tf_eval_preprocess.py --size 224 --out /tmp/tf.f32 validation-00000-of-00001 ...
 """

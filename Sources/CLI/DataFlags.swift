@@ -50,7 +50,7 @@ public struct DataOptions: Sendable {
       return FakeDataset(imageSize: network.imageSize, classCount: network.numLabelClasses, trainCount: training.numTrainImages,
                          validationCount: training.numEvalImages)
     case "real":
-      guard !dataDir.isEmpty else { throw UsageError("--use_data=real needs --data_dir with train-* and validation-* TFRecord shards") }
+      guard !dataDir.isEmpty else { throw UsageError("--use_data=real needs --data_dir with train-NNNNN-of-NNNNN and validation-NNNNN-of-NNNNN TFRecord shards") }
       guard !dataDir.contains("://") else {
         throw UsageError("--data_dir \(dataDir): only local or mounted directories are read; copy the shards first (e.g. gsutil -m cp -r \(dataDir) /data/imagenet) or mount the bucket (gcsfuse)")
       }

@@ -53,6 +53,13 @@ public struct Flags {
     return parsed
   }
 
+  /// `--NAME` as a seed: a whole number ≥ 0.
+  public mutating func seed(_ name: String = "seed", default value: Int = 0) throws -> UInt64 {
+    let seed = try int(name, default: value)
+    guard seed >= 0 else { throw UsageError("--\(name) must be a whole number ≥ 0, got \(seed)") }
+    return UInt64(seed)
+  }
+
   public mutating func intList(_ name: String, default value: [Int]) throws -> [Int] {
     read.insert(name)
     guard let text = values[name] else { return value }

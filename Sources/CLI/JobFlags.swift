@@ -34,14 +34,14 @@ extension Flags {
     let network = try networkConfig()
     var training = try trainingConfig()
     let data = try dataOptions()
-    let seed = try int("seed", default: 0)
+    let seed = try self.seed()
     let modelDir = string("model_dir", default: "")
     // The coordinator opens --data_dir only to count the records (workers read it themselves), and
     // not at all when both counts are given: it may run where the data is not mounted.
     if data.useData != "real" || !has("num_train_images") || !has("num_eval_images") {
       do {
         _ = try data.dataset(network: network, training: &training, trainImagesGiven: has("num_train_images"),
-                             evalImagesGiven: has("num_eval_images"), seed: UInt64(seed))
+                             evalImagesGiven: has("num_eval_images"), seed: seed)
       } catch let error as UsageError where data.useData == "real" {
         throw UsageError("\(error.message); if the data is only on the workers, give --num_train_images and --num_eval_images")
       }

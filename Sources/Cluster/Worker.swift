@@ -78,7 +78,7 @@ public final class Worker {
     let network = try flags.networkConfig()
     let training = try flags.trainingConfig()
     let data = try flags.dataOptions()
-    let seed = UInt64(try flags.int("seed", default: 0))
+    let seed = try flags.seed()
     let modelDir = flags.string("model_dir", default: "")
     guard training.trainBatchSize % size == 0 else {
       throw UsageError("--train_batch_size=\(training.trainBatchSize) is not divisible by the \(size) workers")

@@ -34,15 +34,20 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
   /// The address of network interface `name` (as `ip addr` lists it): IPv4 first, else a global
   /// IPv6 one — binding a ring to a NIC by name, as Gloo's `GLOO_SOCKET_IFNAME` or Horovod's
   /// `--network-interface` do. Nil when there is no such interface.
-  public static func interfaceAddress(_ name: String) -> String? {
+  public static func interfaceAddress(_ name: String) -> String? { interface(name).address }
+
+  /// Whether an interface of that name exists, and its address as `interfaceAddress` picks it.
+  public static func interface(_ name: String) -> (exists: Bool, address: String?) {
     var list: UnsafeMutablePointer<ifaddrs>?
-    guard getifaddrs(&list) == 0 else { return nil }
+    guard getifaddrs(&list) == 0 else { return (false, nil) }
     defer { freeifaddrs(list) }
-    var v4: String?, v6: String?
+    var v4: String?, v6: String?, exists = false
     var cursor = list
     while let entry = cursor {
       defer { cursor = entry.pointee.ifa_next }
-      guard String(cString: entry.pointee.ifa_name) == name, let address = entry.pointee.ifa_addr else { continue }
+      guard String(cString: entry.pointee.ifa_name) == name else { continue }
+      exists = true
+      guard let address = entry.pointee.ifa_addr else { continue }
       var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
       switch Int32(address.pointee.sa_family) {
       case AF_INET:
@@ -55,7 +60,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
       default: break
       }
     }
-    return v4 ?? v6
+    return (exists, v4 ?? v6)
   }
 
   /// getaddrinfo for a TCP stream socket.

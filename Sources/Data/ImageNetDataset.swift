@@ -7,8 +7,8 @@ import JPEG
 import Synchronization
 import Tensor
 
-/// ImageNet as `imagenet_to_gcs.py` (or `amoeba data make-fake`) writes it: `train-*` and
-/// `validation-*` TFRecord shards of `tf.train.Example`s with `image/encoded` (JPEG) and
+/// ImageNet as `imagenet_to_gcs.py` (or `amoeba data make-fake`) writes it: `train-NNNNN-of-NNNNN` and
+/// `validation-NNNNN-of-NNNNN` TFRecord shards of `tf.train.Example`s with `image/encoded` (JPEG) and
 /// `image/class/label` (1...1000). Each example is read, decoded and preprocessed on demand.
 ///
 /// The training order of an epoch is the reference's kind of shuffle — the files in a seeded
@@ -43,14 +43,21 @@ public final class ImageNetDataset: Dataset {
     var names: [String] = []
     while let entry = readdir(dir) {
       let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-      // `train-00000-of-01024`: the converter's names; not a `.partial` left by an interrupted
-      // `make-fake`, not a directory.
-      guard name.hasPrefix(split.rawValue + "-"), name.contains("-of-"), !name.hasSuffix(".partial") else { continue }
+      // Exactly the converter's names, `train-00000-of-01024`: not a `.partial` left by an
+      // interrupted `make-fake`, a download's temporary file or a directory.
+      guard isShardName(name, split: split) else { continue }
       var info = stat()
       guard stat(directory + "/" + name, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
       names.append(directory + "/" + name)
     }
     return names.sorted()
+  }
+
+  /// `<split>-NNNNN-of-NNNNN`.
+  static func isShardName(_ name: String, split: Split) -> Bool {
+    let parts = name.split(separator: "-", omittingEmptySubsequences: false)
+    guard parts.count == 4, parts[0] == split.rawValue, parts[2] == "of" else { return false }
+    return [parts[1], parts[3]].allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
   }
 
   public init(directory: String, imageSize: Int, classCount: Int = 1001, shuffleBuffer: Int = 1024,
@@ -62,7 +69,7 @@ public final class ImageNetDataset: Dataset {
     let trainFiles = try Self.shards(in: directory, split: .train)
     let validationFiles = try Self.shards(in: directory, split: .validation)
     guard !trainFiles.isEmpty || !validationFiles.isEmpty else {
-      throw .missingShards(directory: directory, reason: "no train-* or validation-* TFRecord shards (make them with imagenet_to_gcs.py, or `amoeba data make-fake --out \(directory)` for a test set)")
+      throw .missingShards(directory: directory, reason: "no TFRecord shards named train-NNNNN-of-NNNNN or validation-NNNNN-of-NNNNN (make them with imagenet_to_gcs.py, or `amoeba data make-fake --out \(directory)` for a test set)")
     }
     train = try TFRecordIndex(files: trainFiles)
     validation = try TFRecordIndex(files: validationFiles)

@@ -8,7 +8,8 @@ import Tensor
 /// Fills batches ahead of the training step: a producer thread with its own pool decodes and
 /// augments batch b+1 … b+depth into preallocated buffers while the step computes on batch b.
 /// Batches come out in order starting at `firstBatch`; a batch's buffers belong to the caller
-/// until the next `next()` call. Every wait has a deadline.
+/// until the next `next()` call. The caller's waits have deadlines; the producer waits only for a
+/// free buffer, and `shutDown` wakes it.
 public final class Prefetcher: @unchecked Sendable {
   public struct Batch {
     public let number: Int
@@ -25,6 +26,7 @@ public final class Prefetcher: @unchecked Sendable {
   private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
   private let signal = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
   private var thread = pthread_t()
+  private var startFailure: DataError?
   private var state: State
 
   struct State {
@@ -51,11 +53,17 @@ public final class Prefetcher: @unchecked Sendable {
     pthread_mutex_init(mutex, nil)
     pthread_cond_init(signal, nil)
     let context = Unmanaged.passRetained(self).toOpaque()
-    pthread_create(&thread, nil, { raw in
+    let rc = pthread_create(&thread, nil, { raw in
       let prefetcher = Unmanaged<Prefetcher>.fromOpaque(raw!).takeRetainedValue()
       prefetcher.produce()
       return nil
     }, context)
+    if rc != 0 {
+      // No producer: every batch fails with the reason, and shutDown has nothing to wait for.
+      Unmanaged<Prefetcher>.fromOpaque(context).release()
+      state.finished = true
+      startFailure = .io(file: "input pipeline", reason: "cannot start the loader thread: \(String(cString: strerror(rc)))")
+    }
   }
 
   /// Stops the producer after the batch it is filling, waiting up to `timeout` seconds for it; a
@@ -73,11 +81,14 @@ public final class Prefetcher: @unchecked Sendable {
     }
     pthread_mutex_unlock(mutex)
     // The producer has left its loop (the join returns at once) or is stuck: let it go.
+    if startFailure != nil { return }
     if finished { pthread_join(thread, nil) } else { pthread_detach(thread) }
   }
 
   /// `seconds` from now on the realtime clock, as the pthread timed waits want it.
-  static func deadline(after seconds: Double) -> timespec {
+  static func deadline(after requested: Double) -> timespec {
+    // Finite and at most a year: a deadline, not an overflow.
+    let seconds = requested.isFinite ? min(max(requested, 0), 31_536_000) : 31_536_000
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
     let nanoseconds = Int(now.tv_nsec) + Int((seconds - seconds.rounded(.down)) * 1e9)
@@ -93,6 +104,7 @@ public final class Prefetcher: @unchecked Sendable {
 
   /// The next batch in order; the previous batch's buffers go back to the producer.
   public func next(timeout seconds: Double = 600) throws(DataError) -> Batch {
+    if let startFailure { throw startFailure }
     pthread_mutex_lock(mutex)
     defer { pthread_mutex_unlock(mutex) }
     let number = state.consumed

@@ -27,14 +27,16 @@ public final class TFRecordIndex: Sendable {
   /// The first record of each file in `locations`, and one past the end.
   let fileStarts: [Int]
   public let damage: [DataError]
-  let descriptors = DescriptorCache(capacity: 128)
+  let descriptors: DescriptorCache
 
   public var count: Int { locations.count }
 
   /// Scans the files' headers, `threads` files at a time: each header is a small random read, so
   /// on network or cold storage the latency, not the bandwidth, is what the threads overlap.
-  public init(files: [String], threads: Int = 16) throws(DataError) {
+  /// `openFiles`: how many shard files stay open for reading (see `DescriptorCache`).
+  public init(files: [String], threads: Int = 16, openFiles: Int = 128) throws(DataError) {
     self.files = files
+    descriptors = DescriptorCache(capacity: openFiles)
     let scans = UnsafeMutablePointer<Result<FileScan, DataError>>.allocate(capacity: max(files.count, 1))
     defer { scans.deallocate() }
     let pool = ThreadPool(threadCount: max(1, min(threads, files.count)))
@@ -130,9 +132,9 @@ public final class TFRecordIndex: Sendable {
 }
 
 /// Open shard files shared by the reading threads (`pread` needs no seek), so that a record read
-/// is one system call instead of three — an open on network storage is a round trip. At most
-/// `capacity` stay open (ImageNet has 1,152 shards, above the usual 1,024-descriptor limit); the
-/// least recently used idle one is closed first, never one a thread is reading from.
+/// is one system call instead of three — an open on network storage is a round trip. Once more
+/// than `capacity` are open (ImageNet has 1,152 shards, above the usual 1,024-descriptor limit), the
+/// least recently used idle ones are closed at the next open; never one a thread is reading from.
 final class DescriptorCache: Sendable {
   struct Entry { var descriptor: Int32; var users: Int; var lastUse: UInt64 }
   struct State { var entries: [Int: Entry] = [:]; var clock: UInt64 = 0 }

@@ -17,6 +17,8 @@ final class HuffmanTable: @unchecked Sendable {
   /// Add to a code of length l to find its symbol's index.
   let valueOffset: UnsafeMutablePointer<Int32>
   let symbols: UnsafeMutablePointer<UInt8>
+  /// The largest symbol the table codes (nil when it codes none).
+  let largestSymbol: Int?
 
   /// `counts[l - 1]` codes of length l, then `values` in code order, as in the DHT segment.
   init(counts: [Int], values: [UInt8]) throws(JPEGError) {
@@ -35,6 +37,7 @@ final class HuffmanTable: @unchecked Sendable {
       throw .corrupt("Huffman table with \(values.count) symbols")
     }
     for (i, v) in values.enumerated() { symbols[i] = v }
+    largestSymbol = values.max().map(Int.init)
     var code: Int32 = 0, index: Int32 = 0
     for length in 1...16 {
       let n = Int32(counts[length - 1])

@@ -42,7 +42,7 @@ public struct JPEGInfo: Sendable, Equatable {
 public enum JPEG {
   /// Images above this many pixels are refused before anything is allocated for them.
   public static let defaultPixelLimit = 1 << 27
-  /// Scans allowed in one image (libjpeg-turbo's TurboJPEG API defaults to a limit as well).
+  /// Scans allowed in one image (libjpeg-turbo's TurboJPEG API offers the same guard, off by default).
   public static let maxScans = 1000
 
   /// Decodes `bytes` to RGB (`channels: 3`, grayscale replicated) or luminance (`channels: 1`).
@@ -113,7 +113,7 @@ final class Component {
     if let storage { return storage }
     let count = blocksPerLine * blocksPerColumn * 64
     guard let memory = calloc(count, 2) else {
-      throw .tooLarge(width: blocksPerLine * 8, height: blocksPerColumn * 8, limit: 0)
+      throw .outOfMemory(bytes: count * 2)
     }
     storage = memory.bindMemory(to: Int16.self, capacity: count)
     return storage!
@@ -294,10 +294,6 @@ struct Decoder {
       let total = counts.reduce(0, +)
       guard o + 17 + total <= end else { throw .corrupt("Huffman table \(id) runs past its segment") }
       let values = (0..<total).map { base[o + 17 + $0] }
-      // libjpeg refuses a DC table with a difference size above 15 (8-bit samples need 11).
-      if tableClass == 0, let bad = values.first(where: { $0 > 15 }) {
-        throw .corrupt("DC Huffman table \(id) has symbol \(bad) (sizes above 15 are invalid)")
-      }
       let table = try HuffmanTable(counts: counts, values: values)
       if tableClass == 0 { dcTables[id] = table } else { acTables[id] = table }
       o += 17 + total

@@ -9,6 +9,8 @@ public enum JPEGError: Error, CustomStringConvertible, Equatable, Sendable {
   case unsupported(String)
   /// The image is larger than the decoder was allowed to allocate.
   case tooLarge(width: Int, height: Int, limit: Int)
+  /// The memory for the image's coefficients could not be had.
+  case outOfMemory(bytes: Int)
 
   public var description: String {
     switch self {
@@ -17,6 +19,7 @@ public enum JPEGError: Error, CustomStringConvertible, Equatable, Sendable {
     case let .unsupported(what): "unsupported JPEG: \(what)"
     case let .tooLarge(width, height, limit):
       "JPEG of \(width)x\(height) pixels exceeds the decoder's limit of \(limit) pixels"
+    case let .outOfMemory(bytes): "cannot allocate \(bytes) bytes for the JPEG's coefficients"
     }
   }
 }

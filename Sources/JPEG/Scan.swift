@@ -27,6 +27,10 @@ extension Decoder {
       let needsDC = kind == .sequential || kind == .dcFirst
       let needsAC = kind == .sequential || kind == .acFirst || kind == .acRefine
       if needsDC && dc == nil { throw .corrupt("component \(c.id) uses undefined DC Huffman table \(c.dcTable)") }
+      // As libjpeg, when a scan puts it to use: a DC table may not code sizes above 15.
+      if needsDC, let bad = dc!.largestSymbol, bad > 15 {
+        throw .corrupt("DC Huffman table \(c.dcTable) has symbol \(bad) (sizes above 15 are invalid)")
+      }
       if needsAC && ac == nil { throw .corrupt("component \(c.id) uses undefined AC Huffman table \(c.acTable)") }
       let unused = HuffmanTable.empty.view   // for a table the scan kind never reads
       lanes.append(Lane(dc: dc?.view ?? unused, ac: ac?.view ?? unused, coefficients: try c.coefficients(),

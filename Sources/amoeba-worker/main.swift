@@ -27,7 +27,11 @@ do {
   guard let token, !token.isEmpty else { throw UsageError("no job token: pass --job_token, --job_token_file or AMOEBA_JOB_TOKEN (the coordinator prints its token)") }
   var options = Worker.Options(coordinator: try SocketAddress(parsing: coordinatorText), token: token)
   // An interface name stands for its address (IPv4 first).
-  options.listenHost = SocketAddress.interfaceAddress(listen) ?? listen
+  let interface = SocketAddress.interface(listen)
+  if interface.exists && interface.address == nil {
+    throw UsageError("--listen \(listen): that network interface has no IPv4 or global IPv6 address to bind")
+  }
+  options.listenHost = interface.address ?? listen
   options.threads = max(1, threads)
   exit(Worker(options: options).run())
 } catch let error as UsageError {

@@ -27,7 +27,7 @@ struct DataDumpCommand {
     imageSize = try flags.int("image_size", default: 224)
     count = try flags.int("count", default: 16)
     out = flags.string("out", default: "")
-    seed = UInt64(try flags.int("seed", default: 0))
+    seed = try flags.seed()
     try flags.finish()
     guard data.useData == "real" else { throw UsageError("data dump reads --data_dir") }
     guard !out.isEmpty else { throw UsageError("data dump needs --out FILE") }

@@ -19,12 +19,10 @@ struct DataMakeFakeCommand {
     fake.validationImages = try flags.int("validation_images", default: max(fake.validationShards, fake.trainImages / 5))
     fake.imageSize = try flags.int("image_size", default: 64)
     fake.quality = try flags.int("quality", default: 90)
-    let seed = try flags.int("seed", default: 2018)
+    fake.seed = try flags.seed(default: 2018)
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
     try flags.finish()
-    guard seed >= 0 else { throw UsageError("--seed must be at least 0") }
     guard threads >= 1 else { throw UsageError("--threads must be at least 1") }
-    fake.seed = UInt64(seed)
     guard fake.trainShards >= 0, fake.validationShards >= 0, fake.trainShards + fake.validationShards > 0 else {
       throw UsageError("--train_shards and --validation_shards must be at least 0, and not both 0")
     }

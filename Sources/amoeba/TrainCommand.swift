@@ -29,7 +29,7 @@ struct TrainCommand {
     training = try flags.trainingConfig()
     data = try flags.dataOptions()
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
-    seed = UInt64(try flags.int("seed", default: 0))
+    seed = try flags.seed()
     logEvery = try flags.int("log_every", default: 20)
     evalOnAverages = try flags.bool("eval_on_moving_averages", default: true)
     modelDir = flags.string("model_dir", default: "")

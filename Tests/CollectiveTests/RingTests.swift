@@ -32,7 +32,8 @@ final class Box<T>: @unchecked Sendable { var value: T; init(_ value: T) { self.
 /// Whether this host has an IPv6 loopback to bind.
 let ipv6Loopback: Bool = (try? TCPListener(host: "::1")) != nil
 
-@Test func anInterfaceNameGivesItsAddress() throws {
+@Test(.enabled(if: SocketAddress.interface("lo").exists, "no interface named lo"))
+func anInterfaceNameGivesItsAddress() throws {
   #expect(SocketAddress.interfaceAddress("lo") == "127.0.0.1")
   #expect(SocketAddress.interfaceAddress("no-such-interface0") == nil)
   let listener = try TCPListener(host: SocketAddress.interfaceAddress("lo")!)

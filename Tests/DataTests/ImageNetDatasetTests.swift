@@ -107,7 +107,7 @@ struct ImageNetDatasetTests {
       _ = try ImageNetDataset(directory: empty, imageSize: 16)
       Issue.record("no error")
     } catch {
-      #expect(error.description.contains("train-*") && error.description.contains("make-fake"))
+      #expect(error.description.contains("train-NNNNN-of-NNNNN") && error.description.contains("make-fake"))
     }
   }
 
@@ -150,8 +150,9 @@ struct ImageNetDatasetTests {
     var info = stat(), other = stat()
     #expect(fstat(held, &info) == 0 && stat(paths[0], &other) == 0 && info.st_ino == other.st_ino)
     cache.release(0)
-    // Reads through a full cache from several threads give the same records as fresh ones.
-    let index = try TFRecordIndex(files: paths)
+    // Reads from several threads through a cache smaller than the file count (so files are closed
+    // and reopened while others read) give the same records.
+    let index = try TFRecordIndex(files: paths, openFiles: 2)
     let first = try (0..<index.count).map { try index.read($0) }
     let pool = ThreadPool(threadCount: 3)
     let mismatches = UnsafeMutablePointer<Int>.allocate(capacity: 48)
@@ -160,6 +161,15 @@ struct ImageNetDatasetTests {
       mismatches[i] = (try? index.read(i % index.count)) == first[i % index.count] ? 0 : 1
     }
     #expect((0..<48).map { mismatches[$0] }.reduce(0, +) == 0)
+  }
+
+  @Test func onlyTheConvertersShardNamesAreRead() {
+    #expect(ImageNetDataset.isShardName("train-00000-of-01024", split: .train))
+    #expect(ImageNetDataset.isShardName("validation-00127-of-00128", split: .validation))
+    for name in ["train-00000-of-01024.partial", "train-00000-of-01024.gstmp", "train-0001.tfrecord", "train-x-of-2",
+                 "validation-00000-of-00001", "train--of-1"] {
+      #expect(!ImageNetDataset.isShardName(name, split: .train), "\(name)")
+    }
   }
 
   @Test func aPrefetcherAskedForOneBufferStillRunsAhead() throws {

@@ -360,11 +360,17 @@ struct JPEGHeaderTests {
     }
   }
 
-  @Test func aDCTableWithASizeAbove15IsRefused() {
-    // SOI, DHT class 0 id 0 with one 1-bit code for symbol 0x21.
-    let bytes: [UInt8] = [0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x14, 0x00, 1] + [UInt8](repeating: 0, count: 15) + [0x21]
+  @Test func aDCTableWithASizeAbove15IsRefusedWhenAScanUsesIt() throws {
+    let good = JPEGEncoder(quality: 80).encode(syntheticPicture(width: 16, height: 16), width: 16, height: 16, channels: 3)
+    // An extra DC table 3 coding symbol 0x21, which no scan uses: decoded as libjpeg does.
+    let unused: [UInt8] = [0xFF, 0xC4, 0x00, 0x14, 0x03, 1] + [UInt8](repeating: 0, count: 15) + [0x21]
+    _ = try JPEG.decode(Array(good[0..<2]) + unused + Array(good[2...]))
+    // The luminance DC table (class 0, id 0) with its first symbol made 0x21: refused.
+    var bad = good
+    let dht = (0..<(bad.count - 4)).first { bad[$0] == 0xFF && bad[$0 + 1] == 0xC4 && bad[$0 + 4] == 0x00 }!
+    bad[dht + 5 + 16] = 0x21
     do {
-      _ = try JPEG.decode(bytes)
+      _ = try JPEG.decode(bad)
       Issue.record("decoded")
     } catch {
       #expect(error.description.contains("DC Huffman table 0 has symbol 33"), "\(error)")

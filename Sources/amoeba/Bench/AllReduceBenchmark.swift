@@ -26,6 +26,7 @@ struct AllReduceBenchmark {
 
   init(flags: Flags) throws {
     var flags = flags
+    let ranksGiven = flags.has("ranks")
     ranks = try flags.int("ranks", default: 2)
     let sizeText = flags.string("sizes", default: "64K,1M,16M,64M,256M")
     sizes = try sizeText.split(separator: ",").map { try AllReduceBenchmark.parseBytes(String($0)) }
@@ -45,7 +46,11 @@ struct AllReduceBenchmark {
       guard let rank, addresses.indices.contains(rank) else {
         throw UsageError("--addresses needs --rank R, this host's position in the list (0...\(addresses.count - 1))")
       }
+      if let port = addresses.first(where: { $0.port == 0 }) { throw UsageError("--addresses: \(port) needs a port the others can connect to") }
+      if ranksGiven && ranks != addresses.count { throw UsageError("--ranks \(ranks) but --addresses lists \(addresses.count); give one or the other") }
       ranks = addresses.count
+    } else if rank != nil && rendezvous.isEmpty {
+      throw UsageError("--rank is for --addresses (a rank on each host); without it, give only --ranks N")
     }
     guard ranks >= 1, ranks <= 64 else { throw UsageError("--ranks must be in 1...64") }
   }
