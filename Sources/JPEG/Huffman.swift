@@ -22,6 +22,17 @@ final class HuffmanTable: @unchecked Sendable {
 
   /// `counts[l - 1]` codes of length l, then `values` in code order, as in the DHT segment.
   init(counts: [Int], values: [UInt8]) throws(JPEGError) {
+    // Validate before allocating: a throwing initializer does not run deinit.
+    guard counts.count == 16, values.count == counts.reduce(0, +), values.count <= 256 else {
+      throw .corrupt("Huffman table with \(values.count) symbols")
+    }
+    // A prefix code has at most 2^length codes of each length.
+    var codes = 0
+    for length in 1...16 {
+      codes += counts[length - 1]
+      guard codes <= 1 << length else { throw .corrupt("Huffman table has more codes than fit in \(length) bits") }
+      codes <<= 1
+    }
     lookup = .allocate(capacity: 1 << HuffmanTable.lookaheadBits)
     lookup.initialize(repeating: 0, count: 1 << HuffmanTable.lookaheadBits)
     maxCode = .allocate(capacity: 18)
@@ -33,9 +44,6 @@ final class HuffmanTable: @unchecked Sendable {
     symbols.initialize(repeating: 0, count: 256)
     fastAC = .allocate(capacity: 1 << HuffmanTable.lookaheadBits)
     fastAC.initialize(repeating: 0, count: 1 << HuffmanTable.lookaheadBits)
-    guard counts.count == 16, values.count == counts.reduce(0, +), values.count <= 256 else {
-      throw .corrupt("Huffman table with \(values.count) symbols")
-    }
     for (i, v) in values.enumerated() { symbols[i] = v }
     largestSymbol = values.max().map(Int.init)
     var code: Int32 = 0, index: Int32 = 0
@@ -44,8 +52,6 @@ final class HuffmanTable: @unchecked Sendable {
       if n > 0 {
         valueOffset[length] = index - code
         for _ in 0..<n {
-          // A prefix code has at most 2^length codes of a length; checked before the lookup is filled.
-          guard code < (1 << length) else { throw .corrupt("Huffman table has more codes than fit in \(length) bits") }
           if length <= HuffmanTable.lookaheadBits {
             let shift = HuffmanTable.lookaheadBits - length
             let entry = UInt16(length << 8) | UInt16(symbols[Int(index)])
