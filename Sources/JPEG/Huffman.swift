@@ -1,10 +1,10 @@
-/// A Huffman table from a DHT segment (ITU T.81 annex C), with a 9-bit lookahead so that most
+/// A Huffman table from a DHT segment (ITU T.81 annex C), with an 11-bit lookahead so that most
 /// symbols decode with one table read; longer codes walk the canonical per-length ranges.
 final class HuffmanTable: @unchecked Sendable {
-  static let lookaheadBits = 9
+  static let lookaheadBits = 11
   /// No codes at all: every lookup misses and decoding reports an invalid code.
   static let empty = try! HuffmanTable(counts: [Int](repeating: 0, count: 16), values: [])
-  /// For AC tables: `value << 16 | run << 8 | bits` when a 9-bit window holds a code *and* its
+  /// For AC tables: `value << 16 | run << 8 | bits` when an 11-bit window holds a code *and* its
   /// magnitude bits (`bits` in all), so the common small coefficient takes one read;
   /// `endOfBlock | bits` for the end-of-block code; 0 otherwise. (For a DC table the same entries
   /// read as `difference << 16 | bits`.)
@@ -168,7 +168,7 @@ struct BitReader {
     return v < (1 << (n - 1)) ? v - (1 << n) + 1 : v
   }
 
-  /// The next 9 bits without consuming them.
+  /// The next `lookaheadBits` bits without consuming them.
   @inline(__always) mutating func peek() -> Int {
     if count < 16 { fill() }
     return Int(buffer >> UInt64(64 - HuffmanTable.lookaheadBits))

@@ -129,7 +129,7 @@ struct EntropyState {
   mutating func decodeDC(_ block: UnsafeMutablePointer<Int16>, _ lane: Int, _ table: HuffmanView, shift: Int) throws(JPEGError) {
     let fast = table.fastAC[reader.peek()]
     if fast != 0 {
-      // A DC code and its difference bits within 9 bits, built by the AC rule: symbol 0 (marked
+      // A DC code and its difference bits within the lookahead, built by the AC rule: symbol 0 (marked
       // as end-of-block there) is a zero difference here.
       reader.skip(Int(fast & 0xFF))
       if fast & HuffmanTable.endOfBlock == 0 { predictors[lane] &+= Int(fast >> 16) }
@@ -145,7 +145,7 @@ struct EntropyState {
   mutating func decodeSequentialAC(_ block: UnsafeMutablePointer<Int16>, _ table: HuffmanView) throws(JPEGError) {
     var k = 1
     while k < 64 {
-      // A short code with its magnitude bits inside the 9-bit window: one lookup.
+      // A short code with its magnitude bits inside the lookahead window: one lookup.
       let fast = table.fastAC[reader.peek()]
       if fast & HuffmanTable.endOfBlock != 0 { reader.skip(Int(fast & 0xFF)); break }
       if fast != 0 {
