@@ -40,9 +40,13 @@ public final class TCPRing: RingLinks {
   public let size: Int
   /// Seconds each operation may wait on a peer.
   public let timeout: Double
-  /// How long a stalled exchange retries before it sleeps in poll (0: never spin). Spinning pays
-  /// when each rank has a core; with more ranks than cores it takes time from the peer it waits for.
+  /// How long a stalled exchange of at most `spinBytes` each way retries before it sleeps in poll
+  /// (0: never spin). A small frame's reply usually comes sooner than a sleep and wake-up; a large
+  /// exchange stalls on bandwidth, not latency, and spinning there takes the cores from the
+  /// training threads (spinning on every exchange measured 4–9% fewer images/s with 2–4 workers
+  /// on 2 cores, `bench scaling --preset tiny`).
   public var spinSeconds = 50e-6
+  public var spinBytes = 256 << 10
   let right: TCPConnection?
   let left: TCPConnection?
   private var sendSequence: UInt32 = 0
@@ -158,12 +162,13 @@ public final class TCPRing: RingLinks {
     // Try both directions first and poll only when neither could move: small frames then cost one
     // writev and two reads, with no poll at all when the peer is already waiting.
     var stalled = false, spinUntil = 0.0
+    let spin = max(sendTotal, receiveTotal) <= spinBytes + TCPRing.headerBytes ? spinSeconds : 0
     while sent < sendTotal || got < receiveTotal {
       if stalled {
         // Retry without sleeping for a few tens of microseconds first: a small frame's reply
         // usually arrives within that, and poll's sleep and wake-up would cost more than the wait.
         let time = monotonicNow()
-        if spinUntil == 0 { spinUntil = time + spinSeconds }
+        if spinUntil == 0 { spinUntil = time + spin }
         if time >= spinUntil {
           var fds = (pollfd(fd: right.fd, events: sent < sendTotal ? Int16(POLLOUT) : 0, revents: 0),
                      pollfd(fd: left.fd, events: got < receiveTotal ? Int16(POLLIN) : 0, revents: 0))
