@@ -52,15 +52,20 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
       switch Int32(address.pointee.sa_family) {
       case AF_INET:
         var ip = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
-        if v4 == nil, inet_ntop(AF_INET, &ip, &text, socklen_t(text.count)) != nil { v4 = String(cString: text) }
+        if v4 == nil, inet_ntop(AF_INET, &ip, &text, socklen_t(text.count)) != nil { v4 = decode(text) }
       case AF_INET6:
         var ip = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
         let linkLocal = withUnsafeBytes(of: ip) { $0[0] == 0xFE && $0[1] & 0xC0 == 0x80 }
-        if v6 == nil, !linkLocal, inet_ntop(AF_INET6, &ip, &text, socklen_t(text.count)) != nil { v6 = String(cString: text) }
+        if v6 == nil, !linkLocal, inet_ntop(AF_INET6, &ip, &text, socklen_t(text.count)) != nil { v6 = decode(text) }
       default: break
       }
     }
     return (exists, v4 ?? v6)
+  }
+
+  /// A NUL-terminated C string in a buffer.
+  private static func decode(_ text: [CChar]) -> String {
+    String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 
   /// getaddrinfo for a TCP stream socket.

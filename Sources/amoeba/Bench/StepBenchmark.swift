@@ -21,7 +21,7 @@ struct StepBenchmark {
     steps = try flags.int("steps", default: 5)
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
     profile = try flags.bool("profile")
-    fuseBatchNormRelu = try flags.string("fuse_bn_relu", default: "true") != "false"
+    fuseBatchNormRelu = flags.string("fuse_bn_relu", default: "true") != "false"
     try flags.finish()
     guard batch > 0, imageSize >= 8, filters >= 4, cells >= 1, steps >= 1, threads >= 1 else {
       throw UsageError("bench step needs --batch ≥ 1, --image_size ≥ 8, --filters ≥ 4, --cells ≥ 1, --steps ≥ 1, --threads ≥ 1")
