@@ -19,6 +19,30 @@ public enum TFRecord {
     return ((crc >> 15) | (crc << 17)) &+ 0xA282_EAD8
   }
 
+  /// Why a record cannot be used, for the reader to put with the file, index and offset.
+  struct Damage: Error { let reason: String }
+
+  /// The data length a record's 12-byte header announces, believed only after the header's own CRC
+  /// matches, and checked against the `remaining` bytes of the file from the header on — so that
+  /// no length from a damaged header is ever used to read or allocate.
+  static func dataLength(header: UnsafeRawBufferPointer, remaining: Int) -> Result<Int, Damage> {
+    guard remaining >= 12, header.count >= 12 else { return .failure(Damage(reason: "truncated header (\(remaining) of 12 bytes)")) }
+    let length = header.loadUnaligned(as: UInt64.self).littleEndian
+    let lengthCRC = header.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
+    guard maskedCRC(UnsafeRawBufferPointer(rebasing: header[0..<8])) == lengthCRC else {
+      return .failure(Damage(reason: "length CRC mismatch (the length field cannot be trusted)"))
+    }
+    guard remaining >= 16, length <= UInt64(remaining - 16) else {
+      return .failure(Damage(reason: "truncated record: \(length) data bytes announced, \(max(remaining - 16, 0)) present"))
+    }
+    return .success(Int(length))
+  }
+
+  /// Checks a record's data against the CRC stored after it; `dataOffset` is for the message.
+  static func verify(data: UnsafeRawBufferPointer, crc: UInt32, dataOffset: Int) -> Damage? {
+    maskedCRC(data) == crc ? nil : Damage(reason: "data CRC mismatch (data at offset \(dataOffset))")
+  }
+
   /// The framed bytes of `records`.
   public static func encode(_ records: [[UInt8]]) -> [UInt8] {
     var out = [UInt8]()
@@ -86,20 +110,15 @@ public struct TFRecordReader {
     let remaining = bytes.count - offset
     if remaining == 0 { return nil }
     func corrupt(_ reason: String) -> DataError { .corruptRecord(file: file, index: index, offset: offset, reason: reason) }
-    guard remaining >= 12 else { throw corrupt("truncated header (\(remaining) of 12 bytes)") }
-    let header = bytes.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[offset..<offset + 12]) }
-    let length = header.loadUnaligned(as: UInt64.self).littleEndian
-    let lengthCRC = header.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
-    guard TFRecord.maskedCRC(UnsafeRawBufferPointer(rebasing: header[0..<8])) == lengthCRC else {
-      throw corrupt("length CRC mismatch (the length field cannot be trusted)")
+    let header = bytes.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[offset..<min(offset + 12, bytes.count)]) }
+    let length: Int
+    do { length = try TFRecord.dataLength(header: header, remaining: remaining).get() } catch { throw corrupt(error.reason) }
+    let start = offset + 12, end = start + length
+    let damage = bytes.withUnsafeBytes {
+      TFRecord.verify(data: UnsafeRawBufferPointer(rebasing: $0[start..<end]),
+                      crc: $0.loadUnaligned(fromByteOffset: end, as: UInt32.self).littleEndian, dataOffset: start)
     }
-    guard length <= UInt64(remaining - 12), Int(length) + 16 <= remaining else {
-      throw corrupt("truncated record: \(length) data bytes announced, \(max(remaining - 16, 0)) present")
-    }
-    let start = offset + 12, end = start + Int(length)
-    let dataCRC = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: end, as: UInt32.self).littleEndian }
-    let valid = bytes.withUnsafeBytes { TFRecord.maskedCRC(UnsafeRawBufferPointer(rebasing: $0[start..<end])) == dataCRC }
-    guard valid else { throw corrupt("data CRC mismatch (data at offset \(start))") }
+    if let damage { throw corrupt(damage.reason) }
     offset = end + 4
     index += 1
     return bytes[start..<end]

@@ -82,18 +82,14 @@ public final class TFRecordIndex: Sendable {
     var header = [UInt8](repeating: 0, count: 12)
     while offset < size {
       func corrupt(_ reason: String) -> DataError { .corruptRecord(file: path, index: Int(index), offset: Int(offset), reason: reason) }
-      guard size - offset >= 12 else { result.damage = corrupt("truncated header (\(size - offset) of 12 bytes)"); break }
-      let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 12, off_t(offset)) }
-      guard n == 12 else { throw .io(file: path, reason: "read error at offset \(offset): \(String(cString: strerror(errno)))") }
-      let (length, lengthCRC) = header.withUnsafeBytes {
-        ($0.loadUnaligned(as: UInt64.self).littleEndian, $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian)
+      let available = Int(min(size - offset, 12))
+      let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, available, off_t(offset)) }
+      guard n == available else { throw .io(file: path, reason: "read error at offset \(offset): \(String(cString: strerror(errno)))") }
+      let checked = header.withUnsafeBytes {
+        TFRecord.dataLength(header: UnsafeRawBufferPointer(rebasing: $0[0..<available]), remaining: Int(size - offset))
       }
-      guard header.withUnsafeBytes({ TFRecord.maskedCRC(UnsafeRawBufferPointer(rebasing: $0[0..<8])) }) == lengthCRC else {
-        result.damage = corrupt("length CRC mismatch (the length field cannot be trusted)"); break
-      }
-      guard size - offset >= 16, length <= UInt64(size - offset - 16) else {
-        result.damage = corrupt("truncated record: \(length) data bytes announced, \(max(size - offset - 16, 0)) present"); break
-      }
+      let length: Int
+      do { length = try checked.get() } catch { result.damage = corrupt(error.reason); break }
       result.locations.append(Location(file: f, indexInFile: index, offset: offset, length: Int64(length)))
       offset += 16 + Int64(length)
       index += 1
@@ -122,11 +118,12 @@ public final class TFRecordIndex: Sendable {
       throw .corruptRecord(file: path, index: Int(l.indexInFile), offset: Int(l.offset),
                            reason: n < 0 ? "read error: \(String(cString: strerror(errno)))" : "the file shrank since it was indexed")
     }
-    let crc = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: Int(l.length), as: UInt32.self).littleEndian }
-    bytes.removeLast(4)
-    guard bytes.withUnsafeBytes({ TFRecord.maskedCRC($0) }) == crc else {
-      throw .corruptRecord(file: path, index: Int(l.indexInFile), offset: Int(l.offset), reason: "data CRC mismatch (data at offset \(l.offset + 12))")
+    let damage = bytes.withUnsafeBytes {
+      TFRecord.verify(data: UnsafeRawBufferPointer(rebasing: $0[0..<Int(l.length)]),
+                      crc: $0.loadUnaligned(fromByteOffset: Int(l.length), as: UInt32.self).littleEndian, dataOffset: Int(l.offset) + 12)
     }
+    if let damage { throw .corruptRecord(file: path, index: Int(l.indexInFile), offset: Int(l.offset), reason: damage.reason) }
+    bytes.removeLast(4)
     return bytes
   }
 }
