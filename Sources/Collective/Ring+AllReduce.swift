@@ -65,14 +65,10 @@ public final class Ring {
   /// Every rank receives every other rank's buffer around the ring and adds them all in rank order,
   /// so every rank computes the same sum in the same order: bitwise identical results.
   private func gatherAndSum(_ data: UnsafeMutableBufferPointer<Float>) throws(CollectiveError) {
-    let n = size, count = data.count, r = rank
+    let n = size, count = data.count
     let all = reserve(n * count)
-    (all + r * count).update(from: data.baseAddress!, count: count)
-    for s in 0..<(n - 1) {
-      let send = (r - s + n) % n, receive = (r - s - 1 + n) % n
-      try links.exchange(send: UnsafeRawBufferPointer(start: all + send * count, count: count * 4),
-                         receive: UnsafeMutableRawBufferPointer(start: all + receive * count, count: count * 4)) { _ in }
-    }
+    (all + rank * count).update(from: data.baseAddress!, count: count)
+    try gather(all, count: count)
     let base = data.baseAddress!
     base.update(from: all, count: count)
     for k in 1..<n {
@@ -137,15 +133,19 @@ public final class Ring {
     var all = [Float](repeating: 0, count: n * count)
     for i in 0..<count { all[rank * count + i] = local[i] }
     guard n > 1 else { return all }
-    try all.withUnsafeMutableBufferPointer { (buffer) throws(CollectiveError) in
-      let base = buffer.baseAddress!
-      for s in 0..<(n - 1) {
-        let send = (rank - s + n) % n, receive = (rank - s - 1 + n) % n
-        try links.exchange(send: UnsafeRawBufferPointer(start: base + send * count, count: count * 4),
-                           receive: UnsafeMutableRawBufferPointer(start: base + receive * count, count: count * 4)) { _ in }
-      }
-    }
+    try all.withUnsafeMutableBufferPointer { (buffer) throws(CollectiveError) in try gather(buffer.baseAddress!, count: count) }
     return all
+  }
+
+  /// `all` holds `size` blocks of `count` floats, this rank's in place; afterwards every block is
+  /// filled: in step s each rank passes on the block it received in step s − 1.
+  private func gather(_ all: UnsafeMutablePointer<Float>, count: Int) throws(CollectiveError) {
+    let n = size
+    for s in 0..<(n - 1) {
+      let send = (rank - s + n) % n, receive = (rank - s - 1 + n) % n
+      try links.exchange(send: UnsafeRawBufferPointer(start: all + send * count, count: count * 4),
+                         receive: UnsafeMutableRawBufferPointer(start: all + receive * count, count: count * 4)) { _ in }
+    }
   }
 
   /// Returns once every rank has called it (or throws naming the rank that did not).
