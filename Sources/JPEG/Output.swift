@@ -145,6 +145,7 @@ final class Plane {
 /// nearest and next-nearest input samples, with rounding biases that alternate so that the
 /// errors do not accumulate in one direction.
 enum Upsampling {
+  /// Sixteen samples widened for arithmetic (also used by the colour conversion).
   @inline(__always) static func bytes(_ p: UnsafePointer<UInt8>) -> SIMD16<Int32> {
     SIMD16<Int32>(truncatingIfNeeded: UnsafeRawPointer(p).loadUnaligned(as: SIMD16<UInt8>.self))
   }
@@ -229,10 +230,7 @@ enum ColorConversion {
     let kR = crToR, kB = cbToB, kGr = crToG, kGb = cbToG
     var x = 0
     while x + 16 <= count {
-      @inline(__always) func load(_ p: UnsafePointer<UInt8>) -> SIMD16<Int32> {
-        SIMD16<Int32>(truncatingIfNeeded: UnsafeRawPointer(p + x).loadUnaligned(as: SIMD16<UInt8>.self))
-      }
-      let luma = load(y), b = load(cb) &- 128, r = load(cr) &- 128
+      let luma = Upsampling.bytes(y + x), b = Upsampling.bytes(cb + x) &- 128, r = Upsampling.bytes(cr + x) &- 128
       let red = luma &+ ((r &* kR &+ half) &>> scaleBits)
       let green = luma &+ ((b &* kGb &+ r &* kGr &+ half) &>> scaleBits)
       let blue = luma &+ ((b &* kB &+ half) &>> scaleBits)

@@ -8,7 +8,7 @@ import Darwin
 public enum FileIO {
   /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one, never a mix:
   /// a temporary file in the same directory, fsync, rename over `path`, fsync of the directory.
-  static func writeAtomically(_ bytes: [UInt8], to path: String) throws(TrainError) {
+  public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(TrainError) {
     let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
     let temporary = path + ".tmp-\(getpid())"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

@@ -1,9 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CLI
 import Data
 import Tensor
+import Train
 
 /// `amoeba data dump --data_dir D [--split validation] [--image_size 224] [--count N] --out FILE`
 /// [data flags]: the first N examples exactly as the model receives them — float32 `[N, S, S, 3]`,
@@ -48,11 +46,7 @@ struct DataDumpCommand {
         labels.append(try dataset.example(split, index, epoch: epoch, into: buffer.baseAddress! + i * pixels))
       }
     }
-    guard let file = fopen(out, "wb") else { throw UsageError("cannot write \(out): \(String(cString: strerror(errno)))") }
-    defer { fclose(file) }
-    guard values.withUnsafeBytes({ fwrite($0.baseAddress, 1, $0.count, file) }) == n * pixels * 4 else {
-      throw UsageError("cannot write \(out): \(String(cString: strerror(errno)))")
-    }
+    try FileIO.writeAtomically(values.withUnsafeBytes { Array($0) }, to: out)
     print("wrote \(n) \(split.rawValue) examples of \(imageSize)x\(imageSize)x3 float32 to \(out); labels: \(labels.map(String.init).joined(separator: " "))")
   }
 }

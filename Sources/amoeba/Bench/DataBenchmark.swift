@@ -5,6 +5,7 @@ import CLI
 import Data
 import JPEG
 import Tensor
+import Train
 
 /// `amoeba bench data [--fixtures DIR] [--out DIR] [--repeats N] [--image_size 224] [--images 64]`:
 ///
@@ -37,9 +38,9 @@ struct DataBenchmark {
     let photos = makePhotos(from: fixtureJPEGs, count: images)
     guard !photos.isEmpty else { throw UsageError("no fixture picture is at least 150 pixels a side to build the 500x375 photos from") }
     if !out.isEmpty {
-      _ = mkdir(out, 0o755)
-      for (i, jpeg) in fixtureJPEGs.enumerated() { try write(jpeg, to: "\(out)/fixture-\(i).jpg") }
-      for (i, jpeg) in photos.enumerated() { try write(jpeg, to: "\(out)/photo-\(i).jpg") }
+      try FileIO.makeDirectory(out)
+      for (i, jpeg) in fixtureJPEGs.enumerated() { try FileIO.writeAtomically(jpeg, to: "\(out)/fixture-\(i).jpg") }
+      for (i, jpeg) in photos.enumerated() { try FileIO.writeAtomically(jpeg, to: "\(out)/photo-\(i).jpg") }
       print("wrote \(fixtureJPEGs.count) fixture and \(photos.count) photo JPEGs to \(out)")
     }
     print("decode (1 thread, median of \(repeats)):")
@@ -66,8 +67,8 @@ struct DataBenchmark {
     let records = photos.enumerated().map { i, jpeg in
       Example(features: ["image/encoded": .bytes([jpeg]), "image/class/label": .int64s([Int64(1 + i % 1000)])]).encoded()
     }
-    try write(TFRecord.encode(records), to: "\(directory)/train-00000-of-00001")
-    try write(TFRecord.encode(Array(records.prefix(1))), to: "\(directory)/validation-00000-of-00001")
+    try FileIO.writeAtomically(TFRecord.encode(records), to: "\(directory)/train-00000-of-00001")
+    try FileIO.writeAtomically(TFRecord.encode(Array(records.prefix(1))), to: "\(directory)/validation-00000-of-00001")
     let batch = photos.count
     let pixels = UnsafeMutablePointer<Float>.allocateAligned(batch * imageSize * imageSize * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(batch)
     defer { pixels.deallocate(); labels.deallocate() }
@@ -118,11 +119,5 @@ struct DataBenchmark {
       }
       return JPEGEncoder(quality: 90).encode(pixels, width: 500, height: 375, channels: 3)
     }
-  }
-
-  func write(_ bytes: [UInt8], to path: String) throws {
-    guard let f = fopen(path, "wb") else { throw UsageError("cannot write \(path): \(String(cString: strerror(errno)))") }
-    defer { fclose(f) }
-    guard bytes.withUnsafeBytes({ fwrite($0.baseAddress, 1, $0.count, f) }) == bytes.count else { throw UsageError("cannot write \(path)") }
   }
 }
