@@ -60,15 +60,25 @@ extension Ring {
   public func allReduce(_ data: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation,
                         compression: WireCompression) throws(CollectiveError) {
     if compression == .none { return try allReduce(data, operation) }
-    let n = size, count = data.count, r = rank
-    guard n > 1 else { return }
-    let base = data.baseAddress!
-    let prescale: Float = compression == .fp16 ? 1 / Float(n) : 1
-    if prescale != 1 { for i in 0..<count { base[i] *= prescale } }
-    let largest = (0..<n).map { chunk($0, count: count).count }.max() ?? 0
+    guard size > 1, data.count > 0 else { return }
+    // Slices as in the float32 ring; the wire buffers hold the largest chunk of the longest slice.
+    let slices = self.slices(count: data.count)
+    let longest = slices.map(\.count).max() ?? 0
+    let largest = (0..<size).map { chunk($0, count: longest).count }.max() ?? 0
     let outgoing = UnsafeMutableRawPointer.allocate(byteCount: max(largest * 2, 1), alignment: 16)
     let incoming = UnsafeMutableRawPointer.allocate(byteCount: max(largest * 2, 1), alignment: 16)
     defer { outgoing.deallocate(); incoming.deallocate() }
+    for slice in slices {
+      try compressedSlice(UnsafeMutableBufferPointer(rebasing: data[slice]), operation, compression, outgoing: outgoing, incoming: incoming)
+    }
+  }
+
+  private func compressedSlice(_ data: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation, _ compression: WireCompression,
+                               outgoing: UnsafeMutableRawPointer, incoming: UnsafeMutableRawPointer) throws(CollectiveError) {
+    let n = size, count = data.count, r = rank
+    let base = data.baseAddress!
+    let prescale: Float = compression == .fp16 ? 1 / Float(n) : 1
+    if prescale != 1 { for i in 0..<count { base[i] *= prescale } }
     for s in 0..<(n - 1) {
       let send = chunk((r - s + n) % n, count: count), receive = chunk((r - s - 1 + 2 * n) % n, count: count)
       compression.encode(base + send.lowerBound, count: send.count, into: outgoing)

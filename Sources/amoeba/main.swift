@@ -19,7 +19,7 @@ let usage = """
                                                           ImageNet-format shards with real JPEGs, for tests
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
-    bench allreduce --ranks N --sizes 64K,1M,256M [--compression none|bf16|fp16] [--json]
+    bench allreduce --ranks N --sizes 64K,1M,256M [--chunk 512K] [--compression none|bf16|fp16] [--json]
                                                           ring all-reduce over loopback: time, algbw, busbw, #wrong
     bench allreduce --addresses H0:P0,H1:P1,... --rank R [--sizes ...]
                                                           the same across hosts: run once per host, rank 0 prints

@@ -72,8 +72,9 @@ struct IPv6RingTests {
     let outcomes: [Result<[[Float]], CollectiveError>] = onRanks(n) { rank in
       do {
         let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
-        // Both algorithms (gather-and-sum up to 1 KiB·2/n) and many laps of a 4 KiB receive window.
-        ring.smallBytes = 1024; ring.windowBytes = 4096
+        // Both algorithms (gather-and-sum up to 1 KiB·2/n), many laps of a 4 KiB receive window,
+        // one slice (1000 elements) and many (65_537 and 250_007 in slices of n · 16 KiB).
+        ring.smallBytes = 1024; ring.windowBytes = 4096; ring.chunkBytes = 16 << 10
         var results: [[Float]] = []
         for count in lengths {
           // Each rank contributes rank + i/8: the sum is exact in float32 (a gloo-style test).
@@ -231,6 +232,7 @@ func portOf(_ error: CollectiveError) -> String {
     let outcomes: [Result<([Float], [Float]), CollectiveError>] = onRanks(n) { rank in
       do {
         let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
+        ring.chunkBytes = 8 << 10  // four slices
         var sum = (0..<count).map { Float(rank + 1) * (1 + Float($0 % 97) / 97) * 10_000 }
         try sum.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b, .sum, compression: compression) }
         var mean = (0..<count).map { Float(rank + 1) * Float($0 % 13) / 13 }

@@ -5,7 +5,7 @@ import CLI
 import Collective
 import Foundation
 
-/// `amoeba bench allreduce --ranks N --sizes 64K,1M,16M,64M,256M [--repeats R] [--json]`: starts N
+/// `amoeba bench allreduce --ranks N --sizes 64K,1M,16M,64M,256M [--repeats R] [--chunk 512K] [--json]`: starts N
 /// local processes on loopback that form a ring, and prints per size the median time, algbw,
 /// busbw (= algbw·2(n−1)/n, nccl-tests' definition) and the count of wrong elements (each rank
 /// contributes rank + (i mod 8)/8, so the sum is exact).
@@ -18,6 +18,8 @@ struct AllReduceBenchmark {
   var repeats: Int
   var json: Bool
   var compression: WireCompression
+  /// Bytes of each rank's chunk of a slice (`Ring.chunkBytes`); nil keeps the ring's default.
+  var chunkBytes: Int?
   /// Set in the child processes.
   var rank: Int?
   var rendezvous: String
@@ -37,6 +39,8 @@ struct AllReduceBenchmark {
       throw UsageError("--compression must be none, bf16 or fp16, got '\(compressionText)'")
     }
     self.compression = compression
+    chunkBytes = flags.has("chunk") ? try AllReduceBenchmark.parseBytes(flags.string("chunk", default: "")) : nil
+    if let chunkBytes, chunkBytes < 4 { throw UsageError("--chunk must be at least 4 bytes, got \(chunkBytes)") }
     rank = flags.has("rank") ? try flags.int("rank", default: 0) : nil
     rendezvous = flags.string("rendezvous", default: "")
     let addressText = flags.string("addresses", default: "")
@@ -71,7 +75,8 @@ struct AllReduceBenchmark {
     var children: [pid_t] = []
     for r in 0..<ranks {
       let args = [executable, "bench", "allreduce", "--ranks", String(ranks), "--sizes", sizes.map(String.init).joined(separator: ","),
-                  "--repeats", String(repeats), "--compression", compression.rawValue, "--rank", String(r), "--rendezvous", directory] + (json ? ["--json"] : [])
+                  "--repeats", String(repeats), "--compression", compression.rawValue, "--rank", String(r), "--rendezvous", directory]
+        + (json ? ["--json"] : []) + (chunkBytes.map { ["--chunk", String($0)] } ?? [])
       var pid = pid_t()
       let cArgs = args.map { strdup($0) } + [nil]
       defer { cArgs.forEach { free($0) } }
@@ -121,6 +126,7 @@ struct AllReduceBenchmark {
   }
 
   func measure(_ ring: Ring, rank: Int) throws {
+    if let chunkBytes { ring.chunkBytes = chunkBytes }
     if rank == 0 && !json {
       let where_ = addresses.isEmpty ? "on loopback" : "at " + addresses.map(\.description).joined(separator: " ")
       print("ring all-reduce, float32 sum, \(ranks) ranks \(where_), wire \(compression == .none ? "float32" : compression.rawValue); \(machineDescription())")
