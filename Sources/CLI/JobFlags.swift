@@ -29,11 +29,12 @@ extension Flags {
      "transpose_enabled", "distributed_group_size", "export_dir", "export_to_tpu", "eval_timeout"].filter { has($0) }
   }
 
-  /// Model, training and data flags for a training job, the built-in dataset's sizes filled in.
+  /// Model, training, data and communication flags for a training job, the built-in dataset's sizes filled in.
   public mutating func trainingJob() throws -> (network: NetworkConfig, training: TrainingConfig, config: [String: String]) {
     let network = try networkConfig()
     var training = try trainingConfig()
     let data = try dataOptions()
+    let communication = try communicationOptions()
     let seed = try self.seed()
     let modelDir = string("model_dir", default: "")
     // The coordinator opens --data_dir only to count the records (workers read it themselves), and
@@ -49,6 +50,7 @@ extension Flags {
     try training.validate()
     var config = network.flagValues.merging(training.flagValues) { a, _ in a }
     config.merge(data.flagValues) { a, _ in a }
+    config.merge(communication.flagValues) { a, _ in a }
     config["seed"] = String(seed)
     if !modelDir.isEmpty { config["model_dir"] = modelDir }
     return (network, training, config)

@@ -78,6 +78,7 @@ public final class Worker {
     let network = try flags.networkConfig()
     let training = try flags.trainingConfig()
     let data = try flags.dataOptions()
+    let communication = try flags.communicationOptions()
     let seed = try flags.seed()
     let modelDir = flags.string("model_dir", default: "")
     guard training.trainBatchSize % size == 0 else {
@@ -110,7 +111,10 @@ public final class Worker {
     for i in trainer.trainable.indices {
       try ring.broadcast(UnsafeMutableBufferPointer(start: trainer.parameterPointer(i), count: trainer.trainable[i].shape.elementCount))
     }
-    trainer.attach(ring: ring)
+    ring.chunkBytes = communication.chunkBytes
+    trainer.attach(ring: ring, bucketBytes: communication.bucketBytes, compression: communication.compression)
+    let wire = communication.compression == .none ? "float32" : communication.compression.rawValue
+    log("worker \(rank): gradients all-reduced in \(trainer.gradientBucketCount) buckets (cap \(communication.bucketCapMB) MiB), \(wire) on the wire, ring slices of \(size) × \(communication.chunkKB) KiB")
     defer { trainer.detach() }
 
     let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch, shard: rank, shardCount: size, seed: seed,

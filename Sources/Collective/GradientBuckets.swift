@@ -132,8 +132,10 @@ public final class GradientBuckets: @unchecked Sendable {
 
   /// Groups tensors (sizes in floats, in the order their gradients become final) into buckets of
   /// about `bucketBytes`, the first one `firstBucketBytes` so communication starts early — DDP's
-  /// defaults are 25 MiB and 1 MiB. Returns the tensor indices of each bucket.
+  /// defaults are 25 MiB and 1 MiB; the first is never larger than the others. Returns the tensor
+  /// indices of each bucket.
   public static func plan(tensorSizes: [Int], bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20) -> [[Int]] {
+    let firstBucketBytes = min(firstBucketBytes, bucketBytes)
     var buckets: [[Int]] = [], current: [Int] = [], bytes = 0
     for (index, size) in tensorSizes.enumerated() {
       current.append(index)

@@ -174,6 +174,8 @@ public final class Trainer {
   private var bucketCounts: [Int] = []
   /// Communication of the last step: seconds spent all-reducing, and seconds not hidden by backward.
   public private(set) var lastCommunication: GradientBuckets.Statistics?
+  /// How many buckets the gradients are all-reduced in (0 until `attach`).
+  public var gradientBucketCount: Int { bucketCounts.count }
 
   /// Averages gradients over `ring` from now on: gradients are grouped in buckets in the order the
   /// backward pass finishes them, each bucket is all-reduced on a communication thread as soon as

@@ -9,6 +9,7 @@ let usage = """
   usage: amoeba-coordinator --workers N [--port 0] [--host 0.0.0.0] [--job_token T | --job_token_file F]
                             [--port_file F] [--metrics_port P] [--log_every 10] [--heartbeat_timeout 120] [--join_timeout 120]
                             [model, training and data flags with the reference's names]
+                            [--bucket_cap_mb 25] [--gradient_compression none|bf16|fp16] [--allreduce_chunk_kb 512]
   The job token may also come from AMOEBA_JOB_TOKEN; without one a fresh token is generated and printed.
   """
 do {

@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import Synchronization
 import Collective
+import CLI
 @testable import Cluster
 
 /// Coordinator and workers in one process, on loopback threads: the same code paths as the
@@ -13,8 +14,9 @@ import Collective
     "use_data": "builtin", "num_label_classes": "1001",
   ]
 
-  func coordinator(token: String, workers: Int, heartbeat: Double = 60) throws -> (Coordinator, LineLog) {
-    var options = Coordinator.Options(token: token, config: JobTests.config, totalSteps: 5, stepsPerEpoch: 10, globalBatch: 8)
+  func coordinator(token: String, workers: Int, heartbeat: Double = 60, extra: [String: String] = [:]) throws -> (Coordinator, LineLog) {
+    var options = Coordinator.Options(token: token, config: JobTests.config.merging(extra) { _, b in b }, totalSteps: 5,
+                                      stepsPerEpoch: 10, globalBatch: 8)
     options.host = "127.0.0.1"; options.workers = workers; options.logEvery = 1
     options.joinTimeout = 20; options.heartbeatTimeout = heartbeat
     let coordinator = try Coordinator(options: options)
@@ -49,6 +51,42 @@ import Collective
     let log = lines.all
     #expect(log.contains { $0.hasPrefix("step 5/5") && $0.contains("slowest rank") })
     #expect(log.contains { $0.hasPrefix("eval step 5:") && $0.contains("over 40 validation images from 2 workers") })
+  }
+
+  @Test func communicationFlagsReachEveryWorker() throws {
+    // Tiny buckets, bf16 on the wire and 4 KiB slices: the job still trains to the end, and every
+    // worker reports the settings the coordinator sent.
+    let extra = ["bucket_cap_mb": "0.01", "gradient_compression": "bf16", "allreduce_chunk_kb": "4"]
+    let (coordinator, lines) = try coordinator(token: "c0mm", workers: 2, extra: extra)
+    let coordinatorBox = Box(coordinator)
+    let waitCoordinator = start { coordinatorBox.value.run() }
+    let messages = LineLog()
+    let workers = (0..<2).map { _ in Box(worker(port: coordinator.port, token: "c0mm")) }
+    for w in workers { w.value.log = { line in messages.append(line) } }
+    let waits = workers.map { w in start { w.value.run() } }
+    #expect(waits.map { $0() } == [0, 0])
+    #expect(waitCoordinator() == 0)
+    #expect(lines.all.contains { $0.hasPrefix("step 5/5") })
+    let reports = messages.all.filter { $0.contains("gradients all-reduced in") }
+    #expect(reports.count == 2, "\(messages.all)")
+    for report in reports {
+      #expect(report.contains("(cap 0.01 MiB), bf16 on the wire, ring slices of 2 × 4 KiB"), "\(report)")
+      // With the default 25 MiB cap this network's gradients fit one bucket.
+      let count = report.split(separator: " ").drop { $0 != "in" }.dropFirst().first.flatMap { Int($0) } ?? 0
+      #expect(count > 1, "\(report)")
+    }
+  }
+
+  @Test func badCommunicationFlagsAreRefusedByName() throws {
+    for (flag, message) in [("--gradient_compression=fp8", "--gradient_compression must be none, bf16 or fp16"),
+                            ("--bucket_cap_mb=0", "--bucket_cap_mb must be in"),
+                            ("--allreduce_chunk_kb=1", "--allreduce_chunk_kb must be in")] {
+      var flags = try Flags([flag])
+      #expect { _ = try flags.communicationOptions() } throws: { ($0 as? UsageError)?.message.hasPrefix(message) == true }
+    }
+    var defaults = try Flags([])
+    let options = try defaults.communicationOptions()
+    #expect(options.bucketBytes == 25 << 20 && options.compression == .none && options.chunkBytes == 512 << 10)
   }
 
   @Test func aWorkerWithTheWrongTokenIsRefusedOnBothSides() throws {
