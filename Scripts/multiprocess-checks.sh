@@ -52,11 +52,11 @@ echo "wrong token: refused ($(grep -o 'refused worker.*' "$work/coordinator.log"
 # 4. Multi-process rings: N processes on loopback, awkward lengths (0, 1, 3, 7, 1001 floats, 1 MiB),
 #    every element of every rank checked against the exact sum.
 for n in 1 3 8; do
-  out=$("$bin/amoeba" bench allreduce --ranks "$n" --sizes 0,4,12,28,4004,1M --repeats 1) || fail "the $n-process ring failed"
+  out=$("$bin/amoeba" bench allreduce --ranks "$n" --sizes 0,4,12,28,4004,1M --repeats 1 --chunk 4K) || fail "the $n-process ring failed"
   wrong=$(echo "$out" | awk 'NR > 2 { s += $NF } END { print s + 0 }')
   [ "$wrong" = 0 ] || { echo "$out"; fail "$wrong wrong elements with $n processes"; }
 done
-echo "multi-process rings: 1, 3 and 8 processes, lengths 0 to 262144 floats, 0 wrong elements"
+echo "multi-process rings: 1, 3 and 8 processes, lengths 0 to 262144 floats in slices of n × 4 KiB, 0 wrong elements"
 # 5. Real input path: ImageNet-format shards with JPEGs from `data make-fake`, one shard damaged;
 #    two workers train from --data_dir, skip and count the bad record, and evaluate.
 "$bin/amoeba" data make-fake --out "$work/imagenet" --train_shards 4 --validation_shards 1 --images 1024 \

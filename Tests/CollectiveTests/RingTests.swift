@@ -101,6 +101,42 @@ struct IPv6RingTests {
     #expect(Set(outcomes.map { try! $0.get().description }).count == 1)
   }
 
+  /// Random lengths and random values against a plain sum: within rounding of it (the ring adds
+  /// in another order), and the same bits on every rank.
+  @Test(arguments: [2, 3, 5])
+  func randomLengthsMatchAPlainSum(ranks n: Int) throws {
+    let (ls, addresses) = try listeners(n)
+    let boxes = ls.map { Box($0) }
+    var generator = SplitMix(seed: UInt64(n))
+    let lengths = (0..<12).map { _ in Int(generator.next() % 40_000) }
+    @Sendable func values(rank: Int, count: Int) -> [Float] {
+      var g = SplitMix(seed: UInt64(rank * 1_000_003 + count))
+      return (0..<count).map { _ in Float(Int(g.next() % 2_000_001) - 1_000_000) / 1_000_000 }
+    }
+    let outcomes: [Result<[[Float]], CollectiveError>] = onRanks(n) { rank in
+      do {
+        let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
+        ring.chunkBytes = 8 << 10
+        var results: [[Float]] = []
+        for count in lengths {
+          var data = values(rank: rank, count: count)
+          try data.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b) }
+          results.append(data)
+        }
+        return .success(results)
+      } catch { return .failure(error as! CollectiveError) }
+    }
+    let results = try outcomes.map { try $0.get() }
+    for (k, count) in lengths.enumerated() {
+      let inputs = (0..<n).map { values(rank: $0, count: count) }
+      for i in 0..<count {
+        let plain = (0..<n).reduce(Float(0)) { $0 + inputs[$1][i] }
+        #expect(abs(results[0][k][i] - plain) <= 1e-6 * Float(n), "element \(i) of \(count): \(results[0][k][i]) vs \(plain)")
+      }
+      for rank in 1..<n { #expect(results[rank][k] == results[0][k], "rank \(rank), \(count) elements") }
+    }
+  }
+
   @Test func broadcastAllGatherAndBarrier() throws {
     let n = 4
     let (ls, addresses) = try listeners(n)
@@ -251,5 +287,18 @@ func portOf(_ error: CollectiveError) -> String {
     }
     #expect(results[0].0 == results[1].0 && results[1].0 == results[2].0)
     #expect(results[0].1 == results[1].1 && results[1].1 == results[2].1)
+  }
+}
+
+/// A small seeded generator (SplitMix64) for reproducible test inputs.
+struct SplitMix {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
   }
 }
