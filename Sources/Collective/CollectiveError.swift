@@ -9,6 +9,8 @@ public enum CollectiveError: Error, CustomStringConvertible, Equatable, Sendable
   case peerClosed(rank: Int, address: String)
   /// Nothing arrived from (or could be sent to) the peer within the deadline.
   case peerTimedOut(rank: Int, address: String, waited: Double)
+  /// No one connected to this process's listening socket before the deadline.
+  case acceptTimedOut(listening: String, expecting: String, waited: Double)
   /// The peer sent bytes that are not a valid frame (wrong magic, wrong size, wrong sequence).
   case malformedFrame(rank: Int, address: String, reason: String)
   /// An address that cannot be parsed or resolved.
@@ -24,6 +26,8 @@ public enum CollectiveError: Error, CustomStringConvertible, Equatable, Sendable
       "rank \(rank) at \(address) closed the connection; it has probably exited — see its log"
     case let .peerTimedOut(rank, address, waited):
       "rank \(rank) at \(address) sent nothing for \(seconds(waited)); it is stalled or the network is down"
+    case let .acceptTimedOut(listening, expecting, waited):
+      "\(expecting) did not connect to \(listening) within \(seconds(waited)); check that it is running, was given this address, and can reach it"
     case let .malformedFrame(rank, address, reason):
       "rank \(rank) at \(address) sent a malformed frame: \(reason); is it running the same version of amoeba?"
     case let .badAddress(text):

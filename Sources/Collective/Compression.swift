@@ -60,50 +60,13 @@ extension Ring {
   public func allReduce(_ data: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation,
                         compression: WireCompression) throws(CollectiveError) {
     if compression == .none { return try allReduce(data, operation) }
-    guard size > 1, data.count > 0 else { return }
-    // Slices as in the float32 ring; the wire buffers hold the largest chunk of the longest slice.
-    let slices = self.slices(count: data.count)
-    let longest = slices.map(\.count).max() ?? 0
-    let largest = (0..<size).map { chunk($0, count: longest).count }.max() ?? 0
-    let outgoing = UnsafeMutableRawPointer.allocate(byteCount: max(largest * 2, 1), alignment: 16)
-    let incoming = UnsafeMutableRawPointer.allocate(byteCount: max(largest * 2, 1), alignment: 16)
-    defer { outgoing.deallocate(); incoming.deallocate() }
-    for slice in slices {
-      try compressedSlice(UnsafeMutableBufferPointer(rebasing: data[slice]), operation, compression, outgoing: outgoing, incoming: incoming)
-    }
-  }
-
-  private func compressedSlice(_ data: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation, _ compression: WireCompression,
-                               outgoing: UnsafeMutableRawPointer, incoming: UnsafeMutableRawPointer) throws(CollectiveError) {
-    let n = size, count = data.count, r = rank
+    let n = size, count = data.count
+    guard n > 1, count > 0 else { return }
     let base = data.baseAddress!
-    let prescale: Float = compression == .fp16 ? 1 / Float(n) : 1
-    if prescale != 1 { for i in 0..<count { base[i] *= prescale } }
-    for s in 0..<(n - 1) {
-      let send = chunk((r - s + n) % n, count: count), receive = chunk((r - s - 1 + 2 * n) % n, count: count)
-      compression.encode(base + send.lowerBound, count: send.count, into: outgoing)
-      var added = 0
-      try links.exchange(send: UnsafeRawBufferPointer(start: outgoing, count: send.count * 2),
-                         receive: UnsafeMutableRawBufferPointer(start: incoming, count: receive.count * 2)) { bytes in
-        let ready = bytes / 2
-        guard ready - added >= 16_384 || ready == receive.count else { return }  // decode in 64 KiB slices
-        compression.decode(incoming, range: added..<ready, into: base + receive.lowerBound, adding: true)
-        added = ready
-      }
-    }
-    // The owned chunk now holds the sum (bf16) or the mean (fp16, prescaled). Finish the mean, then
-    // round to the wire format so the owner keeps exactly what the others will receive.
-    let owned = chunk((r + 1) % n, count: count)
-    let ownedScale: Float = operation == .mean && prescale == 1 ? 1 / Float(n) : 1
-    for i in owned { base[i] = compression.rounded(base[i] * ownedScale) }
-    for s in 0..<(n - 1) {
-      let send = chunk((r + 1 - s + n) % n, count: count), receive = chunk((r - s + n) % n, count: count)
-      compression.encode(base + send.lowerBound, count: send.count, into: outgoing)
-      try links.exchange(send: UnsafeRawBufferPointer(start: outgoing, count: send.count * 2),
-                         receive: UnsafeMutableRawBufferPointer(start: incoming, count: receive.count * 2)) { _ in }
-      compression.decode(incoming, range: 0..<receive.count, into: base + receive.lowerBound, adding: false)
-    }
+    let prescale = 1 / Float(n)
+    if compression == .fp16 { for i in 0..<count { base[i] *= prescale } }
+    try run(schedule(count: count), on: data, operation, wire: compression)
     // A sum in fp16 was carried as a mean: scale back, the same way on every rank.
-    if prescale != 1 && operation == .sum { for i in 0..<count { base[i] *= Float(n) } }
+    if compression == .fp16 && operation == .sum { for i in 0..<count { base[i] *= Float(n) } }
   }
 }

@@ -10,11 +10,13 @@
 /// run on each segment as soon as it has arrived, while the transport keeps both sockets busy.
 /// Every rank ends with the same bits: each chunk is summed once, by its owner, then copied.
 ///
-/// A large buffer goes through the ring one slice at a time (NCCL's slices, Gloo's segments): a
-/// slice of n · `chunkBytes` is reduce-scattered and all-gathered before the next starts, so the
-/// chunk a rank has just summed is still in its cache when it sends it on, and the bytes the kernel
-/// copies come from cache, not memory. On this 2-core host that took 2-rank busbw at 64–256 MiB
-/// from ~2.3 GB/s to ~4 GB/s (docs/BENCHMARKS.md).
+/// The buffer goes round the ring in slices of n · `chunkBytes` (NCCL's slices, Gloo's segments),
+/// so the chunk a rank has just summed is still in its cache when it sends it on: the bytes the
+/// kernel copies come from cache, not memory (on this 2-core host that took 2-rank busbw at
+/// 64–256 MiB from ~2.3 GB/s to ~4 GB/s, docs/BENCHMARKS.md). Slices go in pairs whose frames
+/// alternate, and each frame leaves while the one before it arrives: within a slice every send
+/// waits for the previous receive, but the other slice's frame fills that gap, so a link is not
+/// idle for a network latency at every step.
 public enum ReduceOperation: Sendable { case sum, mean }
 
 public final class Ring {
@@ -53,15 +55,65 @@ public final class Ring {
   /// Bytes of the cyclic window the reduce-scatter receives through (kept in cache).
   public var windowBytes = 256 << 10
   /// Bytes of each rank's chunk of a slice: large enough that an exchange is bandwidth-bound,
-  /// small enough that a slice stays in a core's L2 (512 KiB measured best with 2 ranks on 1 MiB L2).
+  /// small enough that a pair of slices stays near a core's L2. The same on every rank (the
+  /// frames must line up), so a constant, not the local cache size.
   public var chunkBytes = 512 << 10
 
-  /// The element ranges of `count` cut into slices of at most n · `chunkBytes`, of nearly equal
-  /// length (the same on every rank, so the frames line up).
+  /// The element ranges of `count` cut into slices of at most n · `chunkBytes`, of nearly equal length.
   func slices(count: Int) -> [Range<Int>] {
     let perSlice = max(size, size * chunkBytes / 4)
-    let k = (count + perSlice - 1) / perSlice
+    let k = max(1, (count + perSlice - 1) / perSlice)
     return (0..<k).map { (($0 * count) / k)..<((($0 + 1) * count) / k) }
+  }
+
+  /// One frame of the reduce-scatter/all-gather schedule, as element ranges of the buffer.
+  struct Frame {
+    var send: Range<Int>
+    var receive: Range<Int>
+    /// Reduce-scatter frames add what arrives; all-gather frames overwrite.
+    var adds: Bool
+    /// On a slice's last reduce-scatter frame: the chunk this rank holds the full sum of once the
+    /// frame has arrived.
+    var owned: Range<Int>?
+    /// Whether this frame's chunk is the one the frame just before it in the schedule brings: it
+    /// cannot leave before that one has arrived.
+    var follows = false
+  }
+
+  /// The 2(n − 1) frames of one slice, in order.
+  func frames(of slice: Range<Int>) -> [Frame] {
+    let n = size, r = rank
+    func piece(_ i: Int) -> Range<Int> {
+      let part = chunk(((i % n) + n) % n, count: slice.count)
+      return (slice.lowerBound + part.lowerBound)..<(slice.lowerBound + part.upperBound)
+    }
+    var frames: [Frame] = []
+    for s in 0..<(n - 1) {
+      frames.append(Frame(send: piece(r - s), receive: piece(r - s - 1), adds: true, owned: s == n - 2 ? piece(r + 1) : nil))
+    }
+    for s in 0..<(n - 1) {
+      frames.append(Frame(send: piece(r + 1 - s), receive: piece(r - s), adds: false, owned: nil))
+    }
+    return frames
+  }
+
+  /// Every frame of a buffer of `count` elements: the slices in pairs, the two slices' frames
+  /// alternating, so that no frame depends on the one just before it; an odd last slice (or a
+  /// buffer of one slice) goes on its own, each frame following the one before.
+  func schedule(count: Int) -> [Frame] {
+    let slices = self.slices(count: count)
+    var schedule: [Frame] = []
+    for p in stride(from: 0, to: slices.count - 1, by: 2) {
+      let a = frames(of: slices[p]), b = frames(of: slices[p + 1])
+      for t in a.indices { schedule.append(a[t]); schedule.append(b[t]) }
+    }
+    if slices.count % 2 == 1 {
+      for (t, var frame) in frames(of: slices[slices.count - 1]).enumerated() {
+        frame.follows = t > 0
+        schedule.append(frame)
+      }
+    }
+    return schedule
   }
 
   /// Sums (or averages) `data` across the ring in place.
@@ -75,8 +127,78 @@ public final class Ring {
         for i in 0..<count { data[i] *= scale }
       }
     } else {
-      for slice in slices(count: count) {
-        try reduceScatterAllGather(UnsafeMutableBufferPointer(rebasing: data[slice]), operation)
+      try run(schedule(count: count), on: data, operation, wire: .none)
+    }
+  }
+
+  /// Runs `frames` over `data`. Frame i + 1 leaves while frame i arrives unless it `follows` frame
+  /// i: a link then stays busy while a rank waits for what it must add before sending on, instead
+  /// of idling for a network latency at every step. With a 16-bit `wire`, chunks are encoded
+  /// before they leave and decoded as they arrive.
+  func run(_ frames: [Frame], on data: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation,
+           wire: WireCompression) throws(CollectiveError) {
+    let n = size, base = data.baseAddress!
+    let windowFloats = max(1024, windowBytes / 4)
+    let largest = frames.reduce(0) { max($0, $1.send.count, $1.receive.count) }
+    // Float32 frames leave straight from `data` and arrive through a cyclic window (adds) or in
+    // place (copies); 16-bit frames go through one outgoing and one incoming buffer.
+    let scratchFloats = wire == .none ? windowFloats : (largest + 1) / 2 * 2
+    let buffers = reserve(scratchFloats)
+    let window = UnsafeMutableRawBufferPointer(start: buffers, count: scratchFloats * 4)
+    let outgoing = UnsafeMutableRawPointer(buffers), incoming = UnsafeMutableRawPointer(buffers) + largest * 2
+    // A mean is divided once, by the chunk's owner; fp16 was prescaled by 1/n already.
+    let ownedScale: Float = operation == .mean && wire != .fp16 ? 1 / Float(n) : 1
+    func leaving(_ frame: Frame) -> UnsafeRawBufferPointer {
+      if wire == .none { return UnsafeRawBufferPointer(start: base + frame.send.lowerBound, count: frame.send.count * 4) }
+      wire.encode(base + frame.send.lowerBound, count: frame.send.count, into: outgoing)
+      return UnsafeRawBufferPointer(start: outgoing, count: frame.send.count * 2)
+    }
+    // Every frame is sent at the latest with its own receive, and one frame ahead where allowed.
+    var sent = 0
+    if frames.count > 1 && !frames[1].follows {
+      try links.exchange(send: leaving(frames[0]), receiveCount: nil, window: UnsafeMutableRawBufferPointer(start: nil, count: 0)) { _ in }
+      sent = 1
+    }
+    for i in frames.indices {
+      let frame = frames[i], target = base + frame.receive.lowerBound
+      var next: UnsafeRawBufferPointer?
+      if sent == i || (sent == i + 1 && i + 1 < frames.count && !frames[i + 1].follows) {
+        next = leaving(frames[sent])
+        sent += 1
+      }
+      if wire != .none {
+        var decoded = 0
+        let bytes = frame.receive.count * 2
+        try links.exchange(send: next, receiveCount: bytes, window: UnsafeMutableRawBufferPointer(start: incoming, count: bytes)) { arrived in
+          // Decoded in 64 KiB runs as they arrive (adds) or at the end (copies).
+          let ready = arrived / 2
+          guard frame.adds && (ready - decoded >= 16_384 || ready == frame.receive.count) else { return }
+          wire.decode(incoming, range: decoded..<ready, into: target, adding: true)
+          decoded = ready
+        }
+        if !frame.adds { wire.decode(incoming, range: 0..<frame.receive.count, into: target, adding: false) }
+      } else if frame.adds {
+        var added = 0
+        // Each callback adds every whole float that has arrived: the window is reused, so nothing
+        // may wait for a later callback.
+        try links.exchange(send: next, receiveCount: frame.receive.count * 4, window: window) { bytes in
+          let ready = bytes / 4
+          while added < ready {
+            let position = added % windowFloats
+            let run = min(ready - added, windowFloats - position)
+            let source = buffers + position, destination = target + added
+            for j in 0..<run { destination[j] += source[j] }
+            added += run
+          }
+        }
+      } else {
+        try links.exchange(send: next, receiveCount: frame.receive.count * 4,
+                           window: UnsafeMutableRawBufferPointer(start: target, count: frame.receive.count * 4)) { _ in }
+      }
+      // The owner finishes its chunk (the mean's division; the wire's rounding, so it keeps exactly
+      // what the others will receive) before the chunk's first all-gather frame leaves, two frames on.
+      if let owned = frame.owned, wire != .none || ownedScale != 1 {
+        for j in owned { base[j] = wire.rounded(base[j] * ownedScale) }
       }
     }
   }
@@ -93,42 +215,6 @@ public final class Ring {
     for k in 1..<n {
       let other = all + k * count
       for i in 0..<count { base[i] += other[i] }
-    }
-  }
-
-  private func reduceScatterAllGather(_ data: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws(CollectiveError) {
-    let n = size, count = data.count, r = rank
-    let base = data.baseAddress!
-    let windowFloats = max(1024, windowBytes / 4)
-    let window = reserve(windowFloats)
-    for s in 0..<(n - 1) {
-      let send = chunk((r - s + n) % n, count: count), receive = chunk((r - s - 1 + 2 * n) % n, count: count)
-      let target = base + receive.lowerBound
-      var added = 0
-      // Each callback adds every whole float that has arrived: the window is reused, so nothing
-      // may wait for a later callback.
-      try links.exchange(send: UnsafeRawBufferPointer(start: base + send.lowerBound, count: send.count * 4),
-                         receiveCount: receive.count * 4,
-                         window: UnsafeMutableRawBufferPointer(start: window, count: windowFloats * 4)) { bytes in
-        let ready = bytes / 4
-        while added < ready {
-          let position = added % windowFloats
-          let run = min(ready - added, windowFloats - position)
-          let source = window + position, destination = target + added
-          for i in 0..<run { destination[i] += source[i] }
-          added += run
-        }
-      }
-    }
-    // The owner scales its chunk once; the all-gather copies the result everywhere.
-    if operation == .mean {
-      let scale = 1 / Float(n)
-      for i in chunk((r + 1) % n, count: count) { base[i] *= scale }
-    }
-    for s in 0..<(n - 1) {
-      let send = chunk((r + 1 - s + n) % n, count: count), receive = chunk((r - s + n) % n, count: count)
-      try links.exchange(send: UnsafeRawBufferPointer(start: base + send.lowerBound, count: send.count * 4),
-                         receive: UnsafeMutableRawBufferPointer(start: base + receive.lowerBound, count: receive.count * 4)) { _ in }
     }
   }
 

@@ -8,17 +8,25 @@ import Glibc
 public protocol RingLinks: AnyObject {
   var rank: Int { get }
   var size: Int { get }
-  /// Sends `outgoing` to the right while receiving exactly `incoming.count` bytes from the left.
-  /// `received(bytes)` is called as the incoming bytes arrive (with the count received so far), so a
-  /// caller can reduce the first segments while later ones are still on the wire.
-  func exchange(send outgoing: UnsafeRawBufferPointer, receive incoming: UnsafeMutableRawBufferPointer,
+  /// Sends the frame `outgoing` to the right (nil: no frame this step) while receiving a frame of
+  /// exactly `receiveCount` bytes from the left (nil: none). The incoming bytes pass through
+  /// `window`, reused cyclically: stream byte k lands at `window[k % window.count]`, and
+  /// `received(bytes)` is called as they arrive (with the count received so far), so a caller can
+  /// reduce the first segments while later ones are still on the wire. It must consume everything
+  /// that has arrived before it returns, since later bytes overwrite the window; a small window
+  /// stays in cache, so a reduction reads what the kernel just wrote from cache, not memory.
+  /// Frames are numbered per direction, so a step may send without receiving and the other way
+  /// round, as long as every rank runs the same sequence of steps.
+  func exchange(send outgoing: UnsafeRawBufferPointer?, receiveCount: Int?, window: UnsafeMutableRawBufferPointer,
                 received: (Int) -> Void) throws(CollectiveError)
-  /// The same step, but the `receiveCount` incoming bytes pass through `window`, reused
-  /// cyclically: stream byte k lands at `window[k % window.count]`. `received(bytes)` must consume
-  /// everything that has arrived before it returns, since later bytes overwrite the window. A small
-  /// window stays in cache, so a reduction reads what the kernel just wrote from cache, not memory.
-  func exchange(send outgoing: UnsafeRawBufferPointer, receiveCount: Int, window: UnsafeMutableRawBufferPointer,
-                received: (Int) -> Void) throws(CollectiveError)
+}
+
+extension RingLinks {
+  /// Sends `outgoing` to the right while receiving exactly `incoming.count` bytes into `incoming`.
+  public func exchange(send outgoing: UnsafeRawBufferPointer, receive incoming: UnsafeMutableRawBufferPointer,
+                       received: (Int) -> Void) throws(CollectiveError) {
+    try exchange(send: outgoing, receiveCount: incoming.count, window: incoming, received: received)
+  }
 }
 
 /// Proves and checks knowledge of a job's secret on a ring link (HMAC in `Cluster`): the ring stays
@@ -131,16 +139,11 @@ public final class TCPRing: RingLinks {
     incomingHeader.deallocate()
   }
 
-  public func exchange(send outgoing: UnsafeRawBufferPointer, receive incoming: UnsafeMutableRawBufferPointer,
-                       received: (Int) -> Void) throws(CollectiveError) {
-    try exchange(send: outgoing, receiveCount: incoming.count, window: incoming, received: received)
-  }
-
-  public func exchange(send outgoing: UnsafeRawBufferPointer, receiveCount: Int, window: UnsafeMutableRawBufferPointer,
+  public func exchange(send outgoing: UnsafeRawBufferPointer?, receiveCount: Int?, window: UnsafeMutableRawBufferPointer,
                        received: (Int) -> Void) throws(CollectiveError) {
     if let failure { throw failure }
     guard let right, let left else { return }
-    precondition(receiveCount == 0 || window.count > 0, "a receive needs a window")
+    precondition((receiveCount ?? 0) == 0 || window.count > 0, "a receive needs a window")
     do {
       try run(right: right, left: left, outgoing: outgoing, receiveCount: receiveCount, window: window, received: received)
     } catch {
@@ -149,16 +152,21 @@ public final class TCPRing: RingLinks {
     }
   }
 
-  private func run(right: TCPConnection, left: TCPConnection, outgoing: UnsafeRawBufferPointer, receiveCount: Int,
+  private func run(right: TCPConnection, left: TCPConnection, outgoing frame: UnsafeRawBufferPointer?, receiveCount frameCount: Int?,
                    window: UnsafeMutableRawBufferPointer, received: (Int) -> Void) throws(CollectiveError) {
     let deadline = monotonicNow() + timeout
     let header = outgoingHeader, incomingHeader = self.incomingHeader
-    header.storeBytes(of: TCPRing.magic.littleEndian, as: UInt32.self)
-    (header + 4).storeBytes(of: sendSequence.littleEndian, as: UInt32.self)
-    (header + 8).storeBytes(of: UInt64(outgoing.count).littleEndian, as: UInt64.self)
-    sendSequence &+= 1
+    let outgoing = frame ?? UnsafeRawBufferPointer(start: nil, count: 0), receiveCount = frameCount ?? 0
+    if frame != nil {
+      header.storeBytes(of: TCPRing.magic.littleEndian, as: UInt32.self)
+      (header + 4).storeBytes(of: sendSequence.littleEndian, as: UInt32.self)
+      (header + 8).storeBytes(of: UInt64(outgoing.count).littleEndian, as: UInt64.self)
+      sendSequence &+= 1
+    }
     var sent = 0, got = 0
-    let sendTotal = TCPRing.headerBytes + outgoing.count, receiveTotal = TCPRing.headerBytes + receiveCount
+    // No frame one way: nothing to send (or receive) that way, not even a header.
+    let sendTotal = frame == nil ? 0 : TCPRing.headerBytes + outgoing.count
+    let receiveTotal = frameCount == nil ? 0 : TCPRing.headerBytes + receiveCount
     // Try both directions first and poll only when neither could move: small frames then cost one
     // writev and two reads, with no poll at all when the peer is already waiting.
     var stalled = false, spinUntil = 0.0
@@ -230,7 +238,7 @@ public final class TCPRing: RingLinks {
         throw .peerTimedOut(rank: late.peerRank, address: late.peerAddress, waited: timeout)
       }
     }
-    receiveSequence &+= 1
+    if frameCount != nil { receiveSequence &+= 1 }
   }
 
   private func check(_ header: UnsafeMutableRawPointer, expected: Int, from left: TCPConnection) throws(CollectiveError) {

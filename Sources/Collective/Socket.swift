@@ -214,6 +214,7 @@ public final class TCPListener {
 
   /// Accepts one connection before `deadline`.
   public func accept(deadline: Double, expecting: String) throws(CollectiveError) -> TCPConnection {
+    let started = monotonicNow()
     while true {
       var storage = sockaddr_storage()
       var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -228,7 +229,7 @@ public final class TCPListener {
         throw .systemCall(call: "accept", error: String(cString: strerror(errno)), peer: address.description)
       }
       let remaining = deadline - monotonicNow()
-      if remaining <= 0 { throw .peerTimedOut(rank: -1, address: expecting, waited: 0) }
+      if remaining <= 0 { throw .acceptTimedOut(listening: address.description, expecting: expecting, waited: monotonicNow() - started) }
       var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
       _ = poll(&p, 1, Int32(min(remaining * 1000 + 1, 60_000)))
     }

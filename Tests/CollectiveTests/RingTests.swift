@@ -160,6 +160,20 @@ struct IPv6RingTests {
 }
 
 @Suite struct RingFailureTests {
+  @Test func aNeighbourThatNeverConnectsIsNamedWithTheAddressItWasGiven() throws {
+    // Rank 1's socket is bound (so rank 0's connect succeeds) but rank 1 never runs.
+    let (ls, addresses) = try listeners(2)
+    let started = monotonicNow()
+    #expect {
+      _ = try TCPRing(rank: 0, addresses: addresses, listener: ls[0], timeout: 0.5)
+    } throws: { error in
+      guard case let .acceptTimedOut(listening, expecting, waited) = error as? CollectiveError else { return false }
+      return listening == addresses[0].description && expecting == "rank 1 (\(addresses[1]))" && waited >= 0.3
+        && "\(error)".contains("rank 1 (\(addresses[1])) did not connect to \(addresses[0])")
+    }
+    #expect(monotonicNow() - started < 5)
+  }
+
   /// Rank `victim` forms the ring, then does `sabotage` instead of the all-reduce.
   func run(ranks n: Int, victim: Int, timeout: Double, sabotage: @escaping @Sendable (TCPRing) -> Void) throws -> [Result<Double, CollectiveError>] {
     let (ls, addresses) = try listeners(n)

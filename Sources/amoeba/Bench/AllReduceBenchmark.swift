@@ -11,7 +11,7 @@ import Foundation
 /// contributes rank + (i mod 8)/8, so the sum is exact).
 ///
 /// Across hosts: run `amoeba bench allreduce --addresses H0:P0,H1:P1,… --rank R` on each host
-/// (rank R binds the R-th address); rank 0 prints the table.
+/// (rank R binds the R-th address, or `--bind H:P`); rank 0 prints the table.
 struct AllReduceBenchmark {
   var ranks: Int
   var sizes: [Int]
@@ -25,6 +25,9 @@ struct AllReduceBenchmark {
   var rendezvous: String
   /// Every rank's listening address, when the ranks run on other hosts (`--addresses`).
   var addresses: [SocketAddress]
+  /// Where this rank binds when that differs from the address the others connect to
+  /// (`--bind`: behind NAT, a container's port mapping, or a relay).
+  var bind: SocketAddress?
 
   init(flags: Flags) throws {
     var flags = flags
@@ -44,8 +47,11 @@ struct AllReduceBenchmark {
     rank = flags.has("rank") ? try flags.int("rank", default: 0) : nil
     rendezvous = flags.string("rendezvous", default: "")
     let addressText = flags.string("addresses", default: "")
+    let bindText = flags.string("bind", default: "")
     try flags.finish()
+    bind = bindText.isEmpty ? nil : try SocketAddress(parsing: bindText)
     addresses = try addressText.split(separator: ",").map { try SocketAddress(parsing: String($0)) }
+    if bind != nil && addresses.isEmpty { throw UsageError("--bind is for --addresses: the address this rank binds instead of its listed one") }
     if !addresses.isEmpty {
       guard let rank, addresses.indices.contains(rank) else {
         throw UsageError("--addresses needs --rank R, this host's position in the list (0...\(addresses.count - 1))")
@@ -100,7 +106,8 @@ struct AllReduceBenchmark {
     if addresses.isEmpty {
       ring = try localRing(rank: rank)
     } else {
-      let listener = try TCPListener(host: addresses[rank].host, port: addresses[rank].port)
+      let local = bind ?? addresses[rank]
+      let listener = try TCPListener(host: local.host, port: local.port)
       ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, timeout: 120))
     }
     try measure(ring, rank: rank)
