@@ -196,7 +196,8 @@ public final class Ring {
                            window: UnsafeMutableRawBufferPointer(start: target, count: frame.receive.count * 4)) { _ in }
       }
       // The owner finishes its chunk (the mean's division; the wire's rounding, so it keeps exactly
-      // what the others will receive) before the chunk's first all-gather frame leaves, two frames on.
+      // what the others will receive) before the slice's first all-gather frame leaves: that is the
+      // slice's next frame, which is at most the next frame to leave.
       if let owned = frame.owned, wire != .none || ownedScale != 1 {
         for j in owned { base[j] = wire.rounded(base[j] * ownedScale) }
       }
