@@ -59,7 +59,9 @@ public final class ControlChannel {
 /// The job token's challenge–response (both sides prove they know it; the token never crosses
 /// the wire) and the random nonces it needs.
 public enum JobAuthentication {
-  public static let protocolVersion = 2
+  /// Raised whenever the control messages or the ring's frames change (3: the ring's slices and
+  /// frames sent ahead, the communication flags), so mixed builds are refused at the door.
+  public static let protocolVersion = 3
 
   public static func nonce() -> String {
     var bytes = [UInt8](repeating: 0, count: 32)

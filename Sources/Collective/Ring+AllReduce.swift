@@ -2,7 +2,8 @@
 /// `allreduce_ring` do; small buffers instead gather every rank's copy and sum in rank order
 /// (`gatherAndSum`), half the steps when latency, not bandwidth, is the cost.
 ///
-/// The buffer is cut into `size` chunks, chunk i = elements [i·c/n, (i+1)·c/n). In reduce-scatter
+/// Each slice of the buffer (below) is cut into `size` chunks, chunk i = elements [i·c/n, (i+1)·c/n) of
+/// the slice's c. In reduce-scatter
 /// step s, rank r sends chunk (r − s) to the right and adds the chunk (r − s − 1) arriving from the
 /// left into its own copy, so after n − 1 steps rank r holds the full sum of chunk (r + 1). In
 /// all-gather step s it sends chunk (r + 1 − s) and overwrites chunk (r − s) with what arrives. Each
@@ -141,29 +142,35 @@ public final class Ring {
     let windowFloats = max(1024, windowBytes / 4)
     let largest = frames.reduce(0) { max($0, $1.send.count, $1.receive.count) }
     // Float32 frames leave straight from `data` and arrive through a cyclic window (adds) or in
-    // place (copies); 16-bit frames go through one outgoing and one incoming buffer.
-    let scratchFloats = wire == .none ? windowFloats : (largest + 1) / 2 * 2
+    // place (copies); 16-bit frames are encoded into two outgoing buffers in turn (a frame may
+    // still be leaving while the next is encoded) and arrive in one incoming buffer.
+    let scratchFloats = wire == .none ? windowFloats : (6 * largest + 3) / 4
     let buffers = reserve(scratchFloats)
     let window = UnsafeMutableRawBufferPointer(start: buffers, count: scratchFloats * 4)
-    let outgoing = UnsafeMutableRawPointer(buffers), incoming = UnsafeMutableRawPointer(buffers) + largest * 2
+    let incoming = UnsafeMutableRawPointer(buffers) + 4 * largest
     // A mean is divided once, by the chunk's owner; fp16 was prescaled by 1/n already.
     let ownedScale: Float = operation == .mean && wire != .fp16 ? 1 / Float(n) : 1
-    func leaving(_ frame: Frame) -> UnsafeRawBufferPointer {
+    func leaving(_ index: Int) -> UnsafeRawBufferPointer {
+      let frame = frames[index]
       if wire == .none { return UnsafeRawBufferPointer(start: base + frame.send.lowerBound, count: frame.send.count * 4) }
+      let outgoing = UnsafeMutableRawPointer(buffers) + (index % 2) * 2 * largest
       wire.encode(base + frame.send.lowerBound, count: frame.send.count, into: outgoing)
       return UnsafeRawBufferPointer(start: outgoing, count: frame.send.count * 2)
     }
-    // Every frame is sent at the latest with its own receive, and one frame ahead where allowed.
+    // Every frame is queued at the latest with its own receive, and one frame ahead where allowed.
+    // A queued frame's bytes stay untouched until the next exchange returns: the chunks written
+    // meanwhile are other ones, or (n = 2) the same chunk's final sum, which the left neighbour can
+    // only send after it has read this rank's frame to the end.
     var sent = 0
     if frames.count > 1 && !frames[1].follows {
-      try links.exchange(send: leaving(frames[0]), receiveCount: nil, window: UnsafeMutableRawBufferPointer(start: nil, count: 0)) { _ in }
+      try links.exchange(send: leaving(0), receiveCount: nil, window: UnsafeMutableRawBufferPointer(start: nil, count: 0)) { _ in }
       sent = 1
     }
     for i in frames.indices {
       let frame = frames[i], target = base + frame.receive.lowerBound
       var next: UnsafeRawBufferPointer?
       if sent == i || (sent == i + 1 && i + 1 < frames.count && !frames[i + 1].follows) {
-        next = leaving(frames[sent])
+        next = leaving(sent)
         sent += 1
       }
       if wire != .none {
@@ -202,6 +209,7 @@ public final class Ring {
         for j in owned { base[j] = wire.rounded(base[j] * ownedScale) }
       }
     }
+    try links.flush()
   }
 
   /// Every rank receives every other rank's buffer around the ring and adds them all in rank order,

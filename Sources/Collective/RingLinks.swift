@@ -8,24 +8,32 @@ import Glibc
 public protocol RingLinks: AnyObject {
   var rank: Int { get }
   var size: Int { get }
-  /// Sends the frame `outgoing` to the right (nil: no frame this step) while receiving a frame of
-  /// exactly `receiveCount` bytes from the left (nil: none). The incoming bytes pass through
-  /// `window`, reused cyclically: stream byte k lands at `window[k % window.count]`, and
-  /// `received(bytes)` is called as they arrive (with the count received so far), so a caller can
-  /// reduce the first segments while later ones are still on the wire. It must consume everything
-  /// that has arrived before it returns, since later bytes overwrite the window; a small window
-  /// stays in cache, so a reduction reads what the kernel just wrote from cache, not memory.
-  /// Frames are numbered per direction, so a step may send without receiving and the other way
-  /// round, as long as every rank runs the same sequence of steps.
+  /// Queues the frame `outgoing` to the right (nil: none) and receives a frame of exactly
+  /// `receiveCount` bytes from the left (nil: none), sending while it receives. Returns once the
+  /// incoming frame has arrived and every frame queued by earlier calls has left; this call's frame
+  /// may still be partly unsent, so its bytes must stay untouched until a later call (or `flush`)
+  /// returns. A frame may thus go ahead of the receive it does not depend on without either side
+  /// having to buffer a whole frame. Frames are numbered per direction, so every rank must run the
+  /// same sequence of calls.
+  ///
+  /// The incoming bytes pass through `window`, reused cyclically: stream byte k lands at
+  /// `window[k % window.count]`, and `received(bytes)` is called as they arrive (with the count so
+  /// far), so a caller can reduce the first segments while later ones are on the wire. It must
+  /// consume everything that has arrived before it returns, since later bytes overwrite the window;
+  /// a small window stays in cache, so a reduction reads what the kernel just wrote from cache.
   func exchange(send outgoing: UnsafeRawBufferPointer?, receiveCount: Int?, window: UnsafeMutableRawBufferPointer,
                 received: (Int) -> Void) throws(CollectiveError)
+  /// Returns once every queued frame has left.
+  func flush() throws(CollectiveError)
 }
 
 extension RingLinks {
-  /// Sends `outgoing` to the right while receiving exactly `incoming.count` bytes into `incoming`.
+  /// Sends `outgoing` to the right while receiving exactly `incoming.count` bytes into `incoming`;
+  /// both are complete when it returns.
   public func exchange(send outgoing: UnsafeRawBufferPointer, receive incoming: UnsafeMutableRawBufferPointer,
                        received: (Int) -> Void) throws(CollectiveError) {
     try exchange(send: outgoing, receiveCount: incoming.count, window: incoming, received: received)
+    try flush()
   }
 }
 
@@ -58,8 +66,17 @@ public final class TCPRing: RingLinks {
   let right: TCPConnection?
   let left: TCPConnection?
   private var sendSequence: UInt32 = 0
-  /// Frame headers, allocated once: an exchange allocates nothing.
-  private let outgoingHeader = UnsafeMutableRawPointer.allocate(byteCount: TCPRing.headerBytes, alignment: 8)
+  /// Frames queued to the right, oldest first: at most the one left over from the previous call
+  /// and this call's. Headers in two preallocated slots: an exchange allocates nothing.
+  private struct Outgoing {
+    var header: UnsafeMutableRawPointer
+    var payload: UnsafeRawBufferPointer
+    var sent = 0
+    var total: Int { TCPRing.headerBytes + payload.count }
+  }
+  private var queue: (Outgoing?, Outgoing?) = (nil, nil)
+  private let headerSlots = UnsafeMutableRawPointer.allocate(byteCount: 2 * TCPRing.headerBytes, alignment: 8)
+  private var nextSlot = 0
   private let incomingHeader = UnsafeMutableRawPointer.allocate(byteCount: TCPRing.headerBytes, alignment: 8)
   private var receiveSequence: UInt32 = 0
   private var failure: CollectiveError?
@@ -71,8 +88,10 @@ public final class TCPRing: RingLinks {
   /// address. Peers may start in any order; everything must be connected before `timeout` passes.
   /// With an `authenticator`, each link runs a mutual challenge–response (both ends prove the job's
   /// secret over fresh nonces) before any data flows; `jobID` must match on both ends in any case.
+  /// `socketBufferBytes` fixes both links' socket buffers (nil: the kernel's autotuning, or
+  /// `AMOEBA_SOCKET_BUFFER`); frames larger than the buffers are fine, they just take more calls.
   public init(rank: Int, addresses: [SocketAddress], listener: TCPListener, jobID: UInt64 = 0,
-              authenticator: RingAuthenticator? = nil, timeout: Double = 30) throws(CollectiveError) {
+              authenticator: RingAuthenticator? = nil, timeout: Double = 30, socketBufferBytes: Int? = nil) throws(CollectiveError) {
     self.rank = rank
     self.size = addresses.count
     self.timeout = timeout
@@ -110,6 +129,10 @@ public final class TCPRing: RingLinks {
         throw .malformedFrame(rank: leftRank, address: addresses[leftRank].description, reason: "it could not prove the job token")
       }
     }
+    if let socketBufferBytes {
+      right.setBuffers(socketBufferBytes)
+      left.setBuffers(socketBufferBytes)
+    }
     self.right = right
     self.left = left
   }
@@ -135,7 +158,7 @@ public final class TCPRing: RingLinks {
   }
 
   deinit {
-    outgoingHeader.deallocate()
+    headerSlots.deallocate()
     incomingHeader.deallocate()
   }
 
@@ -144,41 +167,64 @@ public final class TCPRing: RingLinks {
     if let failure { throw failure }
     guard let right, let left else { return }
     precondition((receiveCount ?? 0) == 0 || window.count > 0, "a receive needs a window")
+    precondition(queue.1 == nil, "at most one frame may stay queued between calls")
+    // Frames queued before this call must have left when it returns; this call's may stay queued.
+    let required = queue.0 == nil ? 0 : 1
+    if let outgoing {
+      let header = headerSlots + nextSlot * TCPRing.headerBytes
+      nextSlot ^= 1
+      header.storeBytes(of: TCPRing.magic.littleEndian, as: UInt32.self)
+      (header + 4).storeBytes(of: sendSequence.littleEndian, as: UInt32.self)
+      (header + 8).storeBytes(of: UInt64(outgoing.count).littleEndian, as: UInt64.self)
+      sendSequence &+= 1
+      let frame = Outgoing(header: header, payload: outgoing)
+      if queue.0 == nil { queue.0 = frame } else { queue.1 = frame }
+    }
     do {
-      try run(right: right, left: left, outgoing: outgoing, receiveCount: receiveCount, window: window, received: received)
+      try run(right: right, left: left, required: required, receiveCount: receiveCount, window: window, received: received)
     } catch {
       failure = error
       throw error
     }
   }
 
-  private func run(right: TCPConnection, left: TCPConnection, outgoing frame: UnsafeRawBufferPointer?, receiveCount frameCount: Int?,
+  public func flush() throws(CollectiveError) {
+    if let failure { throw failure }
+    guard let right, let left else { return }
+    let required = queue.0 == nil ? 0 : queue.1 == nil ? 1 : 2
+    do {
+      try run(right: right, left: left, required: required, receiveCount: nil, window: UnsafeMutableRawBufferPointer(start: nil, count: 0)) { _ in }
+    } catch {
+      failure = error
+      throw error
+    }
+  }
+
+  /// Sends queued frames and receives the incoming one until that has arrived and the first
+  /// `required` queued frames have left (a frame beyond those is sent while there is time).
+  private func run(right: TCPConnection, left: TCPConnection, required: Int, receiveCount frameCount: Int?,
                    window: UnsafeMutableRawBufferPointer, received: (Int) -> Void) throws(CollectiveError) {
     let deadline = monotonicNow() + timeout
-    let header = outgoingHeader, incomingHeader = self.incomingHeader
-    let outgoing = frame ?? UnsafeRawBufferPointer(start: nil, count: 0), receiveCount = frameCount ?? 0
-    if frame != nil {
-      header.storeBytes(of: TCPRing.magic.littleEndian, as: UInt32.self)
-      (header + 4).storeBytes(of: sendSequence.littleEndian, as: UInt32.self)
-      (header + 8).storeBytes(of: UInt64(outgoing.count).littleEndian, as: UInt64.self)
-      sendSequence &+= 1
-    }
-    var sent = 0, got = 0
-    // No frame one way: nothing to send (or receive) that way, not even a header.
-    let sendTotal = frame == nil ? 0 : TCPRing.headerBytes + outgoing.count
+    let incomingHeader = self.incomingHeader
+    var toSend = required, got = 0
+    let receiveCount = frameCount ?? 0
+    // No frame from the left: nothing to receive, not even a header.
     let receiveTotal = frameCount == nil ? 0 : TCPRing.headerBytes + receiveCount
     // Try both directions first and poll only when neither could move: small frames then cost one
     // writev and two reads, with no poll at all when the peer is already waiting.
     var stalled = false, spinUntil = 0.0
-    let spin = max(sendTotal, receiveTotal) <= spinBytes + TCPRing.headerBytes ? spinSeconds : 0
-    while sent < sendTotal || got < receiveTotal {
+    let largestSend = max(queue.0?.total ?? 0, queue.1?.total ?? 0)
+    let spin = max(largestSend, receiveTotal) <= spinBytes + TCPRing.headerBytes ? spinSeconds : 0
+    // One attempt at the queue even when nothing is required, so a frame sent ahead starts moving.
+    var first = true
+    while first || toSend > 0 || got < receiveTotal {
       if stalled {
         // Retry without sleeping for a few tens of microseconds first: a small frame's reply
         // usually arrives within that, and poll's sleep and wake-up would cost more than the wait.
         let time = monotonicNow()
         if spinUntil == 0 { spinUntil = time + spin }
         if time >= spinUntil {
-          var fds = (pollfd(fd: right.fd, events: sent < sendTotal ? Int16(POLLOUT) : 0, revents: 0),
+          var fds = (pollfd(fd: right.fd, events: queue.0 != nil ? Int16(POLLOUT) : 0, revents: 0),
                      pollfd(fd: left.fd, events: got < receiveTotal ? Int16(POLLIN) : 0, revents: 0))
           let remaining = deadline - time
           if remaining <= 0 {
@@ -198,23 +244,35 @@ public final class TCPRing: RingLinks {
         spinUntil = 0
       }
       stalled = true
-      if sent < sendTotal {
+      first = false
+      if var frame = queue.0 {
         let n: Int
-        if sent < TCPRing.headerBytes {
+        if frame.sent < TCPRing.headerBytes {
           // Header and payload in one system call.
-          var parts = (iovec(iov_base: header + sent, iov_len: TCPRing.headerBytes - sent),
-                       iovec(iov_base: UnsafeMutableRawPointer(mutating: outgoing.baseAddress), iov_len: outgoing.count))
+          var parts = (iovec(iov_base: frame.header + frame.sent, iov_len: TCPRing.headerBytes - frame.sent),
+                       iovec(iov_base: UnsafeMutableRawPointer(mutating: frame.payload.baseAddress), iov_len: frame.payload.count))
           n = withUnsafeMutablePointer(to: &parts) { pair in
             var message = msghdr()
             message.msg_iov = UnsafeMutableRawPointer(pair).assumingMemoryBound(to: iovec.self)
-            message.msg_iovlen = outgoing.count > 0 ? 2 : 1
+            message.msg_iovlen = frame.payload.count > 0 ? 2 : 1
             return sendmsg(right.fd, &message, Int32(MSG_NOSIGNAL))
           }
         } else {
-          let offset = sent - TCPRing.headerBytes
-          n = Glibc.send(right.fd, outgoing.baseAddress! + offset, outgoing.count - offset, Int32(MSG_NOSIGNAL))
+          let offset = frame.sent - TCPRing.headerBytes
+          n = Glibc.send(right.fd, frame.payload.baseAddress! + offset, frame.payload.count - offset, Int32(MSG_NOSIGNAL))
         }
-        if n > 0 { sent += n; stalled = false } else if n < 0 && errno != EAGAIN && errno != EINTR { throw right.failure("send") }
+        if n > 0 {
+          stalled = false
+          frame.sent += n
+          if frame.sent == frame.total {
+            queue = (queue.1, nil)
+            toSend = max(0, toSend - 1)
+          } else {
+            queue.0 = frame
+          }
+        } else if n < 0 && errno != EAGAIN && errno != EINTR {
+          throw right.failure("send")
+        }
       }
       if got < receiveTotal {
         let n: Int

@@ -108,13 +108,19 @@ public final class TCPConnection {
   static func configure(_ fd: Int32) {
     var one: Int32 = 1
     setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-    if let text = getenv("AMOEBA_SOCKET_BUFFER"), let size = Int32(String(cString: text)), size > 0 {
-      var buffer = size
-      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer, socklen_t(MemoryLayout<Int32>.size))
-      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, socklen_t(MemoryLayout<Int32>.size))
-    }
+    if let text = getenv("AMOEBA_SOCKET_BUFFER"), let size = Int(String(cString: text)), size > 0 { setBuffers(fd, size) }
     let flags = fcntl(fd, F_GETFL, 0)
     _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+  }
+
+  /// Fixes the send and receive buffers at `bytes` (the kernel doubles it for bookkeeping and caps
+  /// it at `net.core.wmem_max`/`rmem_max`); this turns off the kernel's autotuning.
+  public func setBuffers(_ bytes: Int) { TCPConnection.setBuffers(fd, bytes) }
+
+  static func setBuffers(_ fd: Int32, _ bytes: Int) {
+    var size = Int32(clamping: bytes)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
   }
 
   var peer: String { "rank \(peerRank) at \(peerAddress)" }

@@ -116,7 +116,9 @@ struct IPv6RingTests {
     let outcomes: [Result<[[Float]], CollectiveError>] = onRanks(n) { rank in
       do {
         let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
-        ring.chunkBytes = 8 << 10
+        // Most lengths through the sliced schedule (one slice, pairs, an odd last slice), the
+        // shortest through gather-and-sum.
+        ring.chunkBytes = 8 << 10; ring.smallBytes = 1024
         var results: [[Float]] = []
         for count in lengths {
           var data = values(rank: rank, count: count)
@@ -134,6 +136,33 @@ struct IPv6RingTests {
         #expect(abs(results[0][k][i] - plain) <= 1e-6 * Float(n), "element \(i) of \(count): \(results[0][k][i]) vs \(plain)")
       }
       for rank in 1..<n { #expect(results[rank][k] == results[0][k], "rank \(rank), \(count) elements") }
+    }
+  }
+
+  /// Frames far larger than the socket buffers: a frame sent ahead of a receive must not need the
+  /// peer to hold all of it (it would deadlock until the timeout), for float32 and 16-bit wires.
+  @Test(arguments: [2, 3])
+  func framesLargerThanTheSocketBuffersGoThrough(ranks n: Int) throws {
+    let (ls, addresses) = try listeners(n)
+    let boxes = ls.map { Box($0) }
+    let count = 1 << 20  // 4 MiB: several slices of n × 512 KiB, frames of 512 KiB
+    let outcomes: [Result<([Float], [Float]), CollectiveError>] = onRanks(n) { rank in
+      do {
+        let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 10,
+                                           socketBufferBytes: 16 << 10))
+        var plain = (0..<count).map { Float(rank) + Float($0 % 8) / 8 }
+        try plain.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b) }
+        var halves = (0..<count).map { Float(rank) + Float($0 % 8) / 8 }
+        try halves.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b, .sum, compression: .bf16) }
+        return .success((plain, halves))
+      } catch { return .failure(error as! CollectiveError) }
+    }
+    let triangle = Float(n * (n - 1) / 2)
+    for outcome in outcomes {
+      let (plain, halves) = try outcome.get()
+      #expect(plain.indices.allSatisfy { plain[$0] == triangle + Float(n) * Float($0 % 8) / 8 })
+      // Small integers plus eighths are exact in bf16 as well.
+      #expect(halves == plain)
     }
   }
 
@@ -278,29 +307,39 @@ func portOf(_ error: CollectiveError) -> String {
     let n = 3
     let (ls, addresses) = try listeners(n)
     let boxes = ls.map { Box($0) }
-    let count = 20_011
-    let outcomes: [Result<([Float], [Float]), CollectiveError>] = onRanks(n) { rank in
+    // With slices of 3 × 2,048 elements: fewer elements than ranks, one slice, an odd number of
+    // slices (one goes alone), an even number.
+    let counts = [1, 2, 7, 6_000, 15_000, 20_011]
+    let outcomes: [Result<[([Float], [Float])], CollectiveError>] = onRanks(n) { rank in
       do {
         let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
-        ring.chunkBytes = 8 << 10  // four slices
-        var sum = (0..<count).map { Float(rank + 1) * (1 + Float($0 % 97) / 97) * 10_000 }
-        try sum.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b, .sum, compression: compression) }
-        var mean = (0..<count).map { Float(rank + 1) * Float($0 % 13) / 13 }
-        try mean.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b, .mean, compression: compression) }
-        return .success((sum, mean))
+        ring.chunkBytes = 8 << 10
+        var results: [([Float], [Float])] = []
+        for count in counts {
+          var sum = (0..<count).map { Float(rank + 1) * (1 + Float($0 % 97) / 97) * 10_000 }
+          try sum.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b, .sum, compression: compression) }
+          var mean = (0..<count).map { Float(rank + 1) * Float($0 % 13) / 13 }
+          try mean.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b, .mean, compression: compression) }
+          results.append((sum, mean))
+        }
+        return .success(results)
       } catch { return .failure(error as! CollectiveError) }
     }
     let results = try outcomes.map { try $0.get() }
     // Each value fits float16 (≤ 60,000 < 65,504), but their sum (up to 120,000) would overflow it
     // without the prescale.
     let tolerance: Float = compression == .bf16 ? 1.0 / 64 : 1.0 / 512
-    for i in stride(from: 0, to: count, by: 7) {
-      let exactSum = 6 * (1 + Float(i % 97) / 97) * 10_000, exactMean = 2 * Float(i % 13) / 13
-      #expect(abs(results[0].0[i] - exactSum) <= tolerance * exactSum, "sum[\(i)] \(results[0].0[i]) vs \(exactSum)")
-      #expect(abs(results[0].1[i] - exactMean) <= tolerance * max(exactMean, 1e-3) + 1e-3, "mean[\(i)]")
+    for (k, count) in counts.enumerated() {
+      let (sum, mean) = results[0][k]
+      for i in 0..<count {
+        let exactSum = 6 * (1 + Float(i % 97) / 97) * 10_000, exactMean = 2 * Float(i % 13) / 13
+        #expect(abs(sum[i] - exactSum) <= tolerance * exactSum, "\(count) elements: sum[\(i)] \(sum[i]) vs \(exactSum)")
+        #expect(abs(mean[i] - exactMean) <= tolerance * max(exactMean, 1e-3) + 1e-3, "\(count) elements: mean[\(i)]")
+      }
+      for rank in 1..<n {
+        #expect(results[rank][k].0 == sum && results[rank][k].1 == mean, "rank \(rank), \(count) elements")
+      }
     }
-    #expect(results[0].0 == results[1].0 && results[1].0 == results[2].0)
-    #expect(results[0].1 == results[1].1 && results[1].1 == results[2].1)
   }
 }
 
