@@ -114,7 +114,8 @@ public final class Worker {
     ring.chunkBytes = communication.chunkBytes
     trainer.attach(ring: ring, bucketBytes: communication.bucketBytes, compression: communication.compression)
     let wire = communication.compression == .none ? "float32" : communication.compression.rawValue
-    log("worker \(rank): gradients all-reduced in \(trainer.gradientBucketCount) buckets (cap \(communication.bucketCapMB) MiB), \(wire) on the wire, ring slices of \(size) × \(ring.chunkBytes >> 10) KiB")
+    let buckets = trainer.gradientBucketCount
+    log("worker \(rank): gradients all-reduced in \(buckets) bucket\(buckets == 1 ? "" : "s") (cap \(communication.bucketCapMB) MiB), \(wire) on the wire, ring slices of \(size) × \(ring.chunkBytes >> 10) KiB")
     defer { trainer.detach() }
 
     let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch, shard: rank, shardCount: size, seed: seed,
