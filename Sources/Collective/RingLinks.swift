@@ -88,8 +88,8 @@ public final class TCPRing: RingLinks {
   /// address. Peers may start in any order; everything must be connected before `timeout` passes.
   /// With an `authenticator`, each link runs a mutual challenge–response (both ends prove the job's
   /// secret over fresh nonces) before any data flows; `jobID` must match on both ends in any case.
-  /// `socketBufferBytes` fixes both links' socket buffers (nil: the kernel's autotuning, or
-  /// `AMOEBA_SOCKET_BUFFER`); frames larger than the buffers are fine, they just take more calls.
+  /// `socketBufferBytes` sets both links' socket buffers once connected (nil: the kernel's
+  /// autotuning, or `AMOEBA_SOCKET_BUFFER` from the start); frames larger than the buffers are fine.
   public init(rank: Int, addresses: [SocketAddress], listener: TCPListener, jobID: UInt64 = 0,
               authenticator: RingAuthenticator? = nil, timeout: Double = 30, socketBufferBytes: Int? = nil) throws(CollectiveError) {
     self.rank = rank
@@ -191,7 +191,8 @@ public final class TCPRing: RingLinks {
   public func flush() throws(CollectiveError) {
     if let failure { throw failure }
     guard let right, let left else { return }
-    let required = queue.0 == nil ? 0 : queue.1 == nil ? 1 : 2
+    // After an exchange at most its own frame is still queued.
+    let required = queue.0 == nil ? 0 : 1
     do {
       try run(right: right, left: left, required: required, receiveCount: nil, window: UnsafeMutableRawBufferPointer(start: nil, count: 0)) { _ in }
     } catch {
