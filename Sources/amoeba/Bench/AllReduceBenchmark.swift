@@ -136,7 +136,7 @@ struct AllReduceBenchmark {
     if let chunkBytes { ring.chunkBytes = chunkBytes }
     if rank == 0 && !json {
       let where_ = addresses.isEmpty ? "on loopback" : "at " + addresses.map(\.description).joined(separator: " ")
-      print("ring all-reduce, float32 sum, \(ranks) ranks \(where_), wire \(compression == .none ? "float32" : compression.rawValue); \(machineDescription())")
+      print("ring all-reduce, float32 sum, \(ranks) ranks \(where_), wire \(compression == .none ? "float32" : compression.rawValue), slices of \(ranks) × \(ring.chunkBytes >> 10) KiB; \(machineDescription())")
       print(pad("size", 12) + pad("time ms", 12) + pad("algbw GB/s", 12) + pad("busbw GB/s", 12) + "#wrong")
     }
     var rows: [String] = []
