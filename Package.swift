@@ -37,7 +37,7 @@ let package = Package(
     .target(name: "JPEG", swiftSettings: numericFlags),
     .target(name: "Data", dependencies: ["Tensor", "Checksums", "JPEG"], swiftSettings: numericFlags),
     .target(name: "Checksums", swiftSettings: numericFlags),
-    .target(name: "Collective", swiftSettings: numericFlags),
+    .target(name: "Collective", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .target(name: "Telemetry", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .target(name: "CLI", dependencies: ["Model", "Train", "Data", "JPEG", "Tensor", "Collective"], swiftSettings: numericFlags),
     .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor", "CLI", "Telemetry", "Checksums"], swiftSettings: numericFlags),

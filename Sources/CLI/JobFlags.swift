@@ -56,3 +56,16 @@ extension Flags {
     return (network, training, config)
   }
 }
+
+/// A job token file: one line, readable by its owner only.
+public enum TokenFile {
+  public static func write(_ token: String, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw UsageError("--job_token_file \(path): cannot create it: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let line = Array((token + "\n").utf8)
+    guard line.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == line.count else {
+      throw UsageError("--job_token_file \(path): could not write the token: \(String(cString: strerror(errno)))")
+    }
+  }
+}

@@ -10,8 +10,9 @@ import Train
 /// The control plane: registers workers (authenticated with the job token), assigns ranks and ring
 /// order, sends the configuration, then aggregates every worker's per-step metrics and evaluation
 /// into one progress line, and ends the run — exit status 0 only when every worker finished.
-/// A worker that sends nothing for `heartbeatTimeout` is named (rank and address), the others are
-/// stopped, and the run fails.
+/// Admission (`Admission`) runs every handshake concurrently and drops whatever is not a worker of
+/// this job. A worker that sends nothing for `heartbeatTimeout` is named (rank and address), the
+/// others are stopped (their ring waits end at once), and the run fails.
 public final class Coordinator {
   public struct Options: Sendable {
     public var host = "0.0.0.0"
@@ -25,7 +26,13 @@ public final class Coordinator {
     public var globalBatch: Int
     public var logEvery = 10
     public var joinTimeout = 120.0
-    public var heartbeatTimeout = 120.0
+    /// A worker silent this long (no heartbeat, no metric) is declared dead. Heartbeats come from
+    /// their own thread every second, whatever the worker is doing.
+    public var heartbeatTimeout = 10.0
+    /// How long one connection may take over the handshake before it is dropped.
+    public var handshakeTimeout = 10.0
+    /// The Prometheus server's address (loopback unless the operator exposes it).
+    public var metricsHost = "127.0.0.1"
     /// TensorBoard event files and metrics.jsonl go here (the job's --model_dir); nil: none.
     public var logDirectory: String?
     /// Serve Prometheus text at /metrics on this port; nil: no server.
@@ -38,6 +45,7 @@ public final class Coordinator {
 
   public let options: Options
   let listener: TCPListener
+  let secret: JobSecret
   public var log: (String) -> Void = { print($0); fflush(nil) }
 
   let events: EventFileWriter?
@@ -46,6 +54,7 @@ public final class Coordinator {
 
   public init(options: Options) throws {
     self.options = options
+    secret = JobSecret(token: options.token)
     listener = try TCPListener(host: options.host, port: options.port)
     if let directory = options.logDirectory {
       try? FileIO.makeDirectory(directory)
@@ -54,88 +63,73 @@ public final class Coordinator {
     } else {
       events = nil; jsonLog = nil
     }
-    exporter = try options.metricsPort.map { try MetricsExporter(port: $0) }
+    exporter = try options.metricsPort.map { try MetricsExporter(host: options.metricsHost, port: $0) }
   }
 
   public var port: Int { listener.address.port }
 
-  struct Member {
-    let channel: ControlChannel
-    let ringAddress: String
-    var lastHeard: Double
-    var done = false
-  }
-
   /// Runs the job; returns the process exit status.
   public func run() -> Int32 {
-    var members: [Member] = []
-    let joinDeadline = monotonicNow() + options.joinTimeout
+    let admission = Admission(listener: listener, secret: secret, handshakeTimeout: options.handshakeTimeout,
+                              heartbeatTimeout: options.heartbeatTimeout, log: log)
     log("coordinator: waiting for \(options.workers) workers on port \(port)")
-    while members.count < options.workers {
+    var members: [Member]
+    do {
+      members = try admission.admit(workers: options.workers, deadline: monotonicNow() + options.joinTimeout)
+    } catch {
+      log("coordinator: error: \(error)")
+      return 1
+    }
+    let configHash = JobSecret.configHash(options.config)
+    let addresses = members.map(\.ringAddress)
+    let jobID = String(secret.ringJobID(configHash: configHash))
+    for rank in members.indices {
+      members[rank].rank = rank
+      members[rank].channel.peerName = members[rank].name
+      members[rank].lastHeard = monotonicNow()
       do {
-        let connection = try listener.accept(deadline: joinDeadline, expecting: "worker \(members.count) of \(options.workers)")
-        connection.peerAddress = "worker connection \(members.count + 1)"
-        if let member = try admit(ControlChannel(connection), rank: members.count) { members.append(member) }
+        try members[rank].channel.send(.assignment(rank: rank, size: members.count, ringAddresses: addresses, config: options.config,
+                                                   jobID: jobID, heartbeatTimeout: options.heartbeatTimeout))
       } catch {
-        log("coordinator: error: only \(members.count) of \(options.workers) workers joined: \(error)")
-        for member in members { try? member.channel.send(.stop(reason: "the job could not start: \(error)")) }
-        return 1
+        return fail(members, "could not send \(members[rank].name) its assignment: \(error)")
       }
     }
-    let configHash = JobAuthentication.configHash(options.config)
-    let addresses = members.map(\.ringAddress)
-    for (rank, member) in members.enumerated() {
-      member.channel.connection.peerRank = rank
-      try? member.channel.send(.assignment(rank: rank, size: members.count, ringAddresses: addresses, config: options.config,
-                                           jobID: String(JobAuthentication.ringJobID(token: options.token, configHash: configHash))))
-    }
     log("coordinator: \(members.count) workers joined; ring order \(addresses.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " "))")
-    return supervise(&members)
+    return supervise(&members, admission: admission)
   }
 
-  /// Challenge–response on a new connection; a refused worker is told why and logged here.
-  func admit(_ channel: ControlChannel, rank: Int) throws -> Member? {
-    guard case let .hello(version, ringAddress, host) = try channel.receive(timeout: 30) else {
-      log("coordinator: refused a connection that did not start with hello"); return nil
-    }
-    channel.connection.peerAddress = host
-    guard version == JobAuthentication.protocolVersion else {
-      log("coordinator: refused worker at \(host): protocol version \(version), this coordinator speaks \(JobAuthentication.protocolVersion)")
-      try? channel.send(.stop(reason: "protocol version \(version) does not match the coordinator's \(JobAuthentication.protocolVersion); run the same amoeba build everywhere"))
-      return nil
-    }
-    let nonce = JobAuthentication.nonce()
-    try channel.send(.challenge(nonce: nonce))
-    guard case let .response(mac, clientNonce) = try channel.receive(timeout: 30),
-          JobAuthentication.matches(mac, JobAuthentication.workerProof(token: options.token, nonce: nonce, clientNonce: clientNonce)) else {
-      log("coordinator: refused worker at \(host): wrong job token")
-      try? channel.send(.stop(reason: "authentication failed: the job token differs from the coordinator's"))
-      return nil
-    }
-    try channel.send(.proof(mac: JobAuthentication.coordinatorProof(token: options.token, nonce: nonce, clientNonce: clientNonce)))
-    log("coordinator: worker \(rank) joined from \(host), ring address \(ringAddress)")
-    return Member(channel: channel, ringAddress: ringAddress, lastHeard: monotonicNow())
-  }
-
-  func supervise(_ members: inout [Member]) -> Int32 {
+  func supervise(_ members: inout [Member], admission: Admission) -> Int32 {
     var stepReports: [Int: [Report]] = [:]
     var evaluation = (top1: 0, top5: 0, count: 0, reports: 0, step: 0)
     let started = monotonicNow()
+    // Workers hear from us as often as we expect to hear from them, so a hung coordinator is found too.
+    let beat = max(0.05, min(1, options.heartbeatTimeout / 4))
+    var lastBeat = 0.0
     while members.contains(where: { !$0.done }) {
       var fds = members.map { pollfd(fd: $0.channel.connection.fd, events: $0.done ? 0 : Int16(POLLIN), revents: 0) }
-      _ = poll(&fds, nfds_t(fds.count), 1000)
+      fds.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0))
+      _ = poll(&fds, nfds_t(fds.count), Int32(beat * 1000))
+      if fds[members.count].revents != 0 { admission.turnAway() }
       let now = monotonicNow()
+      if now - lastBeat >= beat {
+        lastBeat = now
+        for member in members where !member.done {
+          do { try member.channel.send(.heartbeat(rank: -1), timeout: 5) } catch {
+            return fail(members, "\(member.name) is gone: \(error)")
+          }
+        }
+      }
       for rank in members.indices where !members[rank].done {
         if fds[rank].revents == 0 {
           if now - members[rank].lastHeard > options.heartbeatTimeout {
-            return fail(members, "worker \(rank) at \(members[rank].channel.connection.peerAddress) sent nothing for \(Int(options.heartbeatTimeout)) s (stalled or dead)")
+            return fail(members, "\(members[rank].name) sent nothing for \(format(options.heartbeatTimeout, 1)) s (--heartbeat_timeout): stalled or dead")
           }
           continue
         }
         members[rank].lastHeard = now
         let message: ControlMessage
         do { message = try members[rank].channel.receive(timeout: 30) } catch {
-          return fail(members, "worker \(rank) at \(members[rank].channel.connection.peerAddress) is gone: \(error)")
+          return fail(members, "\(members[rank].name) is gone: \(error)")
         }
         switch message {
         case let .metrics(r, step, loss, lr, rate, seconds, communication, hidden, bandwidth, inputWait, badRecords):
@@ -159,14 +153,14 @@ public final class Coordinator {
             exporter?.set("amoeba_top_5_accuracy", help: "Validation top-5 accuracy of the moving-average weights.", samples: [.init(labels: [:], value: top5)])
             evaluation = (0, 0, 0, 0, 0)
           }
-        case .heartbeat, .checksum:
+        case .heartbeat:
           break
         case .done:
           members[rank].done = true
-        case let .failure(r, text):
-          return fail(members, "worker \(r) at \(members[rank].channel.connection.peerAddress) failed: \(text)")
+        case let .failure(_, text):
+          return fail(members, "\(members[rank].name) failed: \(text)")
         default:
-          return fail(members, "worker \(rank) sent an unexpected \(message)")
+          return fail(members, "\(members[rank].name) sent an unexpected \(message)")
         }
       }
     }

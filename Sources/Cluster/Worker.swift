@@ -13,7 +13,8 @@ import Train
 /// neighbours, receives rank 0's initial parameters, and trains its own shard in lockstep —
 /// gradients averaged over the ring in buckets overlapped with backward, identical optimizer steps
 /// on every rank, batch norm per worker as the reference's per-core batch norm. Reports metrics
-/// every step (they double as heartbeats) and its share of the evaluation.
+/// every step and its share of the evaluation; heartbeats and the coordinator's stop go through
+/// `CoordinatorLink` on their own threads.
 public final class Worker {
   public struct Options: Sendable {
     public var coordinator: SocketAddress
@@ -21,8 +22,13 @@ public final class Worker {
     /// Address this worker's ring socket binds and advertises (an interface address on a cluster).
     public var listenHost = "127.0.0.1"
     public var threads = ThreadPool.onlineCores
+    /// Reaching the coordinator, and waiting for the rank assignment and the end of the job.
     public var connectTimeout = 120.0
+    /// Forming the ring, and each ring exchange (a stop from the coordinator ends either at once).
     public var ringTimeout = 120.0
+    /// After a stop from the coordinator, exit the process this many seconds later if training has
+    /// not returned by then (nil: never; in-process tests).
+    public var exitAfterStop: Double?
     public var checksumEvery = 50
     public init(coordinator: SocketAddress, token: String) { self.coordinator = coordinator; self.token = token }
   }
@@ -33,47 +39,36 @@ public final class Worker {
 
   public init(options: Options) { self.options = options }
 
+  var name: String { rank >= 0 ? "worker \(rank)" : "worker" }
+
   public func run() -> Int32 {
-    var channel: ControlChannel?
+    var link: CoordinatorLink?
     do {
       let listener = try TCPListener(host: options.listenHost)
-      let connection = try connect(to: options.coordinator, rank: -1, deadline: monotonicNow() + options.connectTimeout)
-      connection.peerAddress = options.coordinator.description
-      let control = ControlChannel(connection)
-      channel = control
-      try train(control, listener: listener)
+      var hostName = [CChar](repeating: 0, count: 256)
+      gethostname(&hostName, 255)
+      let host = String(decoding: hostName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      let joined = try CoordinatorLink.join(options.coordinator, secret: JobSecret(token: options.token),
+                                            ringAddress: listener.address.description, host: host,
+                                            deadline: monotonicNow() + options.connectTimeout)
+      link = joined
+      defer { joined.close() }
+      try train(joined, listener: listener)
       return 0
     } catch {
-      log("worker\(rank >= 0 ? " \(rank)" : ""): error: \(error)")
-      try? channel?.send(.failure(rank: rank, message: "\(error)"))
+      // A worker the coordinator stopped says why; the coordinator already knows.
+      let text = link?.stopReason ?? "\(error)"
+      log("\(name): error: \(text)")
+      if link?.stopReason == nil { try? link?.send(.failure(rank: rank, message: "\(error)")) }
       return 1
     }
   }
 
-  func train(_ control: ControlChannel, listener: TCPListener) throws {
-    var hostName = [CChar](repeating: 0, count: 256)
-    gethostname(&hostName, 255)
-    let host = String(decoding: hostName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    try control.send(.hello(version: JobAuthentication.protocolVersion, ringAddress: listener.address.description, host: host))
-    let clientNonce = JobAuthentication.nonce()
-    switch try control.receive() {
-    case let .challenge(nonce):
-      try control.send(.response(mac: JobAuthentication.workerProof(token: options.token, nonce: nonce, clientNonce: clientNonce), clientNonce: clientNonce))
-      guard case let .proof(mac) = try control.receive(),
-            JobAuthentication.matches(mac, JobAuthentication.coordinatorProof(token: options.token, nonce: nonce, clientNonce: clientNonce)) else {
-        throw UsageError("the coordinator at \(options.coordinator) refused us or could not prove the job token; check --job_token on both sides")
-      }
-    case let .stop(reason):
-      throw UsageError("the coordinator refused this worker: \(reason)")
-    default:
-      throw UsageError("the coordinator at \(options.coordinator) did not follow the protocol")
-    }
-    let assignment = try control.receive(timeout: options.connectTimeout)
-    guard case let .assignment(rank, size, ringAddresses, config, jobID) = assignment else {
-      if case let .stop(reason) = assignment { throw UsageError("stopped by the coordinator: \(reason)") }
-      throw UsageError("expected a rank assignment, got \(assignment)")
-    }
+  func train(_ link: CoordinatorLink, listener: TCPListener) throws {
+    let assignment = try link.awaitAssignment(timeout: options.connectTimeout)
+    guard case let .assignment(rank, size, ringAddresses, config, jobID, heartbeatTimeout) = assignment else { return }
     self.rank = rank
+    link.listen(silence: heartbeatTimeout, exitAfter: options.exitAfterStop, log: log)
     var flags = try Flags(config.map { "--\($0.key)=\($0.value)" })
     let network = try flags.networkConfig()
     let training = try flags.trainingConfig()
@@ -104,9 +99,15 @@ public final class Worker {
     }
     let saveEvery = max(1, training.iterationsPerLoop)
     let evalEvery = max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining)))
-    let authenticator = TokenRingAuthenticator(token: options.token, configHash: JobAuthentication.configHash(config))
-    let ring = Ring(links: try TCPRing(rank: rank, addresses: ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
-                                       jobID: UInt64(jobID) ?? 0, authenticator: authenticator, timeout: options.ringTimeout))
+    let secret = JobSecret(token: options.token)
+    let configHash = JobSecret.configHash(config)
+    let links = try TCPRing(rank: rank, addresses: ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
+                            jobID: UInt64(jobID) ?? 0, authenticator: secret.ringAuthenticator(configHash: configHash),
+                            timeout: options.ringTimeout, cancellation: link.cancellation)
+    if links.refusedConnections > 0 {
+      log("worker \(rank): refused \(links.refusedConnections) stray connection\(links.refusedConnections == 1 ? "" : "s") at ring port \(listener.address) (last: \(links.lastRefusal ?? ""))")
+    }
+    let ring = Ring(links: links)
     // Rank 0's initial parameters everywhere.
     for i in trainer.trainable.indices {
       try ring.broadcast(UnsafeMutableBufferPointer(start: trainer.parameterPointer(i), count: trainer.trainable[i].shape.elementCount))
@@ -127,6 +128,7 @@ public final class Worker {
     // Bytes each rank moves per all-reduce of all gradients, nccl-tests' bus-bandwidth convention.
     let busBytes = Double(trainer.trainable.reduce(0) { $0 + $1.shape.elementCount } * 4) * 2 * Double(size - 1) / Double(size)
     while trainer.globalStep < total {
+      try link.cancellation.check()
       let started = monotonicNow()
       let input = try prefetcher.next()
       let inputWait = monotonicNow() - started
@@ -136,18 +138,18 @@ public final class Worker {
       let rate = trainer.applyGradients()
       let seconds = monotonicNow() - started
       let communication = trainer.lastCommunication
-      try control.send(.metrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: rate,
-                                imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
-                                communicationSeconds: communication?.communicationSeconds ?? 0,
-                                hiddenFraction: communication?.hiddenFraction ?? 1,
-                                busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0,
-                                inputWaitSeconds: inputWait, badRecords: skipped))
+      try link.send(.metrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: rate,
+                             imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
+                             communicationSeconds: communication?.communicationSeconds ?? 0,
+                             hiddenFraction: communication?.hiddenFraction ?? 1,
+                             busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0,
+                             inputWaitSeconds: inputWait, badRecords: skipped))
       if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
         try compareChecksums(trainer, ring: ring)
       }
       if training.mode == "train_and_eval", trainer.globalStep % evalEvery == 0, trainer.globalStep < total {
         try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
-                     onBadRecord: data.onBadRecord, context: context, control: control)
+                     onBadRecord: data.onBadRecord, context: context, link: link)
       }
       // Rank 0 writes the checkpoints (atomically); the others hold identical parameters.
       if let store, rank == 0, trainer.globalStep % saveEvery == 0 || trainer.globalStep == total {
@@ -157,21 +159,19 @@ public final class Worker {
     trainer.detach()
     if training.mode != "train" {
       try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
-                   onBadRecord: data.onBadRecord, context: context, control: control)
+                   onBadRecord: data.onBadRecord, context: context, link: link)
     }
-    try control.send(.done(rank: rank))
-    if case let .stop(reason) = try control.receive(timeout: options.connectTimeout), reason != "finished" {
-      throw UsageError("stopped by the coordinator: \(reason)")
-    }
+    try link.send(.done(rank: rank))
+    try link.awaitFinish(timeout: options.connectTimeout)
   }
 
   /// This worker's share of the validation set (batches b ≡ rank mod size), on the moving averages;
   /// the coordinator sums the shares.
   func evaluate(_ trainer: Trainer, dataset: any Dataset, network: NetworkConfig, training: TrainingConfig, rank: Int, size: Int,
-                onBadRecord: BadRecordPolicy, context: KernelContext, control: ControlChannel) throws {
+                onBadRecord: BadRecordPolicy, context: KernelContext, link: CoordinatorLink) throws {
     let hits = try Validation.hits(trainer, network: network, training: training, dataset: dataset, shard: rank,
                                    shardCount: size, onBadRecord: onBadRecord, context: context)
-    try control.send(.evaluation(rank: rank, step: trainer.globalStep, top1: hits.top1, top5: hits.top5, count: hits.count))
+    try link.send(.evaluation(rank: rank, step: trainer.globalStep, top1: hits.top1, top5: hits.top5, count: hits.count))
   }
 
   /// Every rank's parameter checksum must agree; a divergence names the ranks that differ.

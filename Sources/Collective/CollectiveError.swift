@@ -13,8 +13,15 @@ public enum CollectiveError: Error, CustomStringConvertible, Equatable, Sendable
   case acceptTimedOut(listening: String, expecting: String, waited: Double)
   /// The peer sent bytes that are not a valid frame (wrong magic, wrong size, wrong sequence).
   case malformedFrame(rank: Int, address: String, reason: String)
+  /// The neighbour never joined the ring, while other connections to this rank's port were refused
+  /// (strays, probes, a process with another token or configuration).
+  case neighbourMissing(expecting: String, listening: String, waited: Double, refused: Int, lastRefusal: String)
+  /// Random bytes for a nonce could not be read from the kernel.
+  case noRandomness(String)
   /// An address that cannot be parsed or resolved.
   case badAddress(String)
+  /// Another thread raised the operation's `Cancellation` (the coordinator stopped the job).
+  case cancelled(reason: String)
 
   public var description: String {
     switch self {
@@ -32,6 +39,12 @@ public enum CollectiveError: Error, CustomStringConvertible, Equatable, Sendable
       "rank \(rank) at \(address) sent a malformed frame: \(reason); is it running the same version of amoeba?"
     case let .badAddress(text):
       "bad address '\(text)': expected host:port (IPv6 as [addr]:port)"
+    case let .neighbourMissing(expecting, listening, waited, refused, lastRefusal):
+      "\(expecting) did not join the ring at \(listening) within \(seconds(waited)); \(refused) other connection\(refused == 1 ? " was" : "s were") refused there (last: \(lastRefusal)); check that it runs with this job's token and configuration"
+    case let .noRandomness(reason):
+      reason
+    case let .cancelled(reason):
+      reason
     }
   }
 }

@@ -84,72 +84,38 @@ public final class TCPRing: RingLinks {
   static let magic: UInt32 = 0x4752_4D41  // "AMRG"
   static let headerBytes = 16
 
-  /// Forms the ring: `listener` is this rank's bound socket, `addresses[r]` every rank's listening
-  /// address. Peers may start in any order; everything must be connected before `timeout` passes.
-  /// With an `authenticator`, each link runs a mutual challenge–response (both ends prove the job's
-  /// secret over fresh nonces) before any data flows; `jobID` must match on both ends in any case.
-  /// `socketBufferBytes` sets both links' socket buffers once connected (nil: the kernel's
-  /// autotuning, or `AMOEBA_SOCKET_BUFFER` from the start); frames larger than the buffers are fine.
+  /// Connections to this rank's port that were refused while the ring formed (strays, probes,
+  /// other jobs), and the last one's reason.
+  public let refusedConnections: Int
+  public let lastRefusal: String?
+  private let cancellation: Cancellation?
+
+  /// Forms the ring (`RingFormation`): `listener` is this rank's bound socket, `addresses[r]` every
+  /// rank's listening address. Peers may start in any order; everything must be connected before
+  /// `timeout` passes. With an `authenticator`, each link runs a mutual challenge–response (both
+  /// ends prove the job's secret over fresh nonces) before any data flows; `jobID` must match on
+  /// both ends in any case. `socketBufferBytes` sets both links' socket buffers once connected
+  /// (nil: the kernel's autotuning, or `AMOEBA_SOCKET_BUFFER` from the start); frames larger than
+  /// the buffers are fine. A raised `cancellation` ends any wait, forming or exchanging, within
+  /// `Cancellation.pollSeconds`.
   public init(rank: Int, addresses: [SocketAddress], listener: TCPListener, jobID: UInt64 = 0,
-              authenticator: RingAuthenticator? = nil, timeout: Double = 30, socketBufferBytes: Int? = nil) throws(CollectiveError) {
+              authenticator: RingAuthenticator? = nil, timeout: Double = 30, socketBufferBytes: Int? = nil,
+              cancellation: Cancellation? = nil) throws(CollectiveError) {
     self.rank = rank
     self.size = addresses.count
     self.timeout = timeout
-    guard size > 1 else { right = nil; left = nil; return }
-    let deadline = monotonicNow() + timeout
-    let rightRank = (rank + 1) % size, leftRank = (rank + size - 1) % size
-    // 1. Greet the right neighbour with our rank, the ring size, the job id and a nonce.
-    let right = try connect(to: addresses[rightRank], rank: rightRank, deadline: deadline)
-    right.timeout = timeout
-    let myNonce = TCPRing.nonce()
-    try right.sendAll(TCPRing.hello(rank: rank, size: size, jobID: jobID) + myNonce, deadline: deadline)
-    // 2. Accept the left neighbour, check its greeting, answer its nonce with ours and a proof.
-    let left = try listener.accept(deadline: deadline, expecting: "rank \(leftRank) (\(addresses[leftRank]))")
-    left.peerRank = leftRank
-    left.peerAddress = addresses[leftRank].description
-    left.timeout = timeout
-    let greeting = try left.receive(count: 24 + 32, deadline: deadline)
-    if Array(greeting.prefix(24)) != TCPRing.hello(rank: leftRank, size: size, jobID: jobID) {
-      throw .malformedFrame(rank: leftRank, address: addresses[leftRank].description,
-                            reason: "its ring greeting does not say rank \(leftRank) of \(size) in this job (another job, configuration or token?)")
-    }
-    let leftNonce = Array(greeting.suffix(32))
-    if let authenticator {
-      let leftChallenge = TCPRing.nonce()
-      try left.sendAll(leftChallenge + authenticator.proof(role: "accept", nonce: leftNonce, rank: rank), deadline: deadline)
-      // 3. Check the right neighbour's proof of our nonce, prove its nonce.
-      let answer = try right.receive(count: 64, deadline: deadline)
-      guard authenticator.verify(Array(answer.suffix(32)), role: "accept", nonce: myNonce, rank: rightRank) else {
-        throw .malformedFrame(rank: rightRank, address: addresses[rightRank].description, reason: "it could not prove the job token")
-      }
-      try right.sendAll(authenticator.proof(role: "connect", nonce: Array(answer.prefix(32)), rank: rank), deadline: deadline)
-      // 4. Check the left neighbour's proof of our challenge.
-      let proof = try left.receive(count: 32, deadline: deadline)
-      guard authenticator.verify(proof, role: "connect", nonce: leftChallenge, rank: leftRank) else {
-        throw .malformedFrame(rank: leftRank, address: addresses[leftRank].description, reason: "it could not prove the job token")
-      }
-    }
+    self.cancellation = cancellation
+    guard size > 1 else { right = nil; left = nil; refusedConnections = 0; lastRefusal = nil; return }
+    let links = try RingFormation(rank: rank, addresses: addresses, listener: listener, jobID: jobID, authenticator: authenticator,
+                                  timeout: timeout, cancellation: cancellation).form()
     if let socketBufferBytes {
-      right.setBuffers(socketBufferBytes)
-      left.setBuffers(socketBufferBytes)
+      links.right.setBuffers(socketBufferBytes)
+      links.left.setBuffers(socketBufferBytes)
     }
-    self.right = right
-    self.left = left
-  }
-
-  static func nonce() -> [UInt8] {
-    var bytes = [UInt8](repeating: 0, count: 32)
-    let fd = open("/dev/urandom", O_RDONLY)
-    if fd >= 0 { _ = read(fd, &bytes, 32); Glibc.close(fd) }
-    return bytes
-  }
-
-  static func hello(rank: Int, size: Int, jobID: UInt64) -> [UInt8] {
-    var bytes = [UInt8]()
-    for value in [UInt64(magic) << 32 | UInt64(rank), UInt64(size), jobID] {
-      withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
-    }
-    return bytes
+    right = links.right
+    left = links.left
+    refusedConnections = links.refused
+    lastRefusal = links.lastRefusal
   }
 
   public func close() {
@@ -232,10 +198,12 @@ public final class TCPRing: RingLinks {
             let late = got < receiveTotal ? left : right
             throw .peerTimedOut(rank: late.peerRank, address: late.peerAddress, waited: timeout)
           }
+          let slice = cancellation == nil ? min(remaining, 60) : min(remaining, Cancellation.pollSeconds)
           let rc = withUnsafeMutablePointer(to: &fds) {
-            poll(UnsafeMutableRawPointer($0).assumingMemoryBound(to: pollfd.self), 2, Int32(min(remaining * 1000 + 1, 60_000)))
+            poll(UnsafeMutableRawPointer($0).assumingMemoryBound(to: pollfd.self), 2, Int32(slice * 1000 + 1))
           }
           if rc < 0 && errno != EINTR { throw right.failure("poll") }
+          try cancellation?.check()
         } else {
           // Let the kernel's network softirq thread run if it shares our core: on loopback it may
           // be the one delivering the bytes we wait for.

@@ -64,7 +64,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
   }
 
   /// A NUL-terminated C string in a buffer.
-  private static func decode(_ text: [CChar]) -> String {
+  fileprivate static func decode(_ text: [CChar]) -> String {
     String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 
@@ -104,6 +104,10 @@ public final class TCPConnection {
   public func close() {
     if !closed { closed = true; Glibc.close(fd) }
   }
+
+  /// Ends both directions without releasing the descriptor: a thread blocked on it wakes up and
+  /// sees the connection closed (closing it under that thread would not wake it).
+  public func shutdown() { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
 
   static func configure(_ fd: Int32) {
     var one: Int32 = 1
@@ -222,39 +226,90 @@ public final class TCPListener {
   public func accept(deadline: Double, expecting: String) throws(CollectiveError) -> TCPConnection {
     let started = monotonicNow()
     while true {
-      var storage = sockaddr_storage()
-      var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-      let client = withUnsafeMutablePointer(to: &storage) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.accept(fd, $0, &length) }
-      }
-      if client >= 0 {
-        _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-        return TCPConnection(fd: client, peerRank: -1, peerAddress: "incoming")
-      }
-      if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
-        throw .systemCall(call: "accept", error: String(cString: strerror(errno)), peer: address.description)
-      }
+      if let connection = try acceptIfReady() { return connection }
       let remaining = deadline - monotonicNow()
       if remaining <= 0 { throw .acceptTimedOut(listening: address.description, expecting: expecting, waited: monotonicNow() - started) }
       var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
       _ = poll(&p, 1, Int32(min(remaining * 1000 + 1, 60_000)))
     }
   }
+
+  /// A connection waiting in the backlog, or nil; its `peerAddress` is the source `host:port`.
+  /// Running out of descriptors (EMFILE/ENFILE) or a connection reset before it was accepted is
+  /// not an error here: the caller polls again (a flood of connections must not end a job).
+  public func acceptIfReady() throws(CollectiveError) -> TCPConnection? {
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let client = withUnsafeMutablePointer(to: &storage) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.accept(fd, $0, &length) }
+    }
+    if client >= 0 {
+      _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+      return TCPConnection(fd: client, peerRank: -1, peerAddress: SocketAddress.text(of: storage))
+    }
+    switch errno {
+    case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED, EPROTO, EMFILE, ENFILE, ENOBUFS, ENOMEM: return nil
+    default: throw .systemCall(call: "accept", error: String(cString: strerror(errno)), peer: address.description)
+    }
+  }
+}
+
+extension SocketAddress {
+  /// `host:port` of a socket address as accept or getpeername return it.
+  static func text(of storage: sockaddr_storage) -> String {
+    var storage = storage
+    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+    switch Int32(storage.ss_family) {
+    case AF_INET:
+      let (ip, port) = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { ($0.pointee.sin_addr, $0.pointee.sin_port) } }
+      var address = ip
+      guard inet_ntop(AF_INET, &address, &text, socklen_t(text.count)) != nil else { return "unknown" }
+      return SocketAddress(host: decode(text), port: Int(UInt16(bigEndian: port))).description
+    case AF_INET6:
+      let (ip, port) = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { ($0.pointee.sin6_addr, $0.pointee.sin6_port) } }
+      var address = ip
+      guard inet_ntop(AF_INET6, &address, &text, socklen_t(text.count)) != nil else { return "unknown" }
+      return SocketAddress(host: decode(text), port: Int(UInt16(bigEndian: port))).description
+    default:
+      return "unknown"
+    }
+  }
 }
 
 /// Connects to `address`, retrying refused or unreachable attempts until `deadline` (peers start in
-/// any order).
-public func connect(to address: SocketAddress, rank: Int, deadline: Double) throws(CollectiveError) -> TCPConnection {
+/// any order). The connect itself is non-blocking and waits against the deadline, so an address
+/// that drops SYNs fails at the deadline, not after the kernel's retries (minutes).
+public func connect(to address: SocketAddress, rank: Int, deadline: Double,
+                    cancellation: Cancellation? = nil) throws(CollectiveError) -> TCPConnection {
   let started = monotonicNow()
   var lastError = "none"
   while true {
+    try cancellation?.check()
     let resolved = try address.resolve()
-    let fd = socket(resolved.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    let fd = socket(resolved.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
     guard fd >= 0 else { throw .systemCall(call: "socket", error: String(cString: strerror(errno)), peer: address.description) }
     var storage = resolved.storage
     let rc = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, resolved.length) } }
-    if rc == 0 { return TCPConnection(fd: fd, peerRank: rank, peerAddress: address.description) }
-    lastError = String(cString: strerror(errno))
+    var connected = rc == 0
+    if rc != 0 && errno == EINPROGRESS {
+      lastError = "no answer (connection attempt timed out)"
+      while !connected {
+        let remaining = deadline - monotonicNow()
+        if remaining <= 0 { break }
+        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        let slice = cancellation == nil ? remaining : min(remaining, Cancellation.pollSeconds)
+        let ready = poll(&p, 1, Int32(slice * 1000 + 1))
+        if let cancellation, cancellation.isCancelled { Glibc.close(fd); try cancellation.check() }
+        guard ready > 0 else { continue }
+        var code: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length)
+        if code == 0 { connected = true } else { lastError = String(cString: strerror(code)); break }
+      }
+    } else if rc != 0 {
+      lastError = String(cString: strerror(errno))
+    }
+    if connected { return TCPConnection(fd: fd, peerRank: rank, peerAddress: address.description) }
     Glibc.close(fd)
     if monotonicNow() >= deadline {
       throw .connectFailed(rank: rank, address: address.description, waited: monotonicNow() - started, lastError: lastError)

@@ -4,13 +4,17 @@ import Glibc
 import CLI
 import Cluster
 
-/// `amoeba-coordinator --workers N [--port P] [--job_token T | --job_token_file F] [training flags]`
+/// `amoeba-coordinator --workers N [--port P] [--job_token_file F] [training flags]`
 let usage = """
-  usage: amoeba-coordinator --workers N [--port 0] [--host 0.0.0.0] [--job_token T | --job_token_file F]
-                            [--port_file F] [--metrics_port P] [--log_every 10] [--heartbeat_timeout 120] [--join_timeout 120]
+  usage: amoeba-coordinator --workers N [--port 0] [--host 0.0.0.0] [--job_token_file F | --job_token T]
+                            [--port_file F] [--metrics_port P] [--metrics_host 127.0.0.1] [--log_every 10]
+                            [--heartbeat_timeout 10] [--join_timeout 120] [--handshake_timeout 10]
                             [model, training and data flags with the reference's names]
                             [--bucket_cap_mb 25] [--gradient_compression none|bf16|fp16] [--allreduce_chunk_kb 512]
-  The job token may also come from AMOEBA_JOB_TOKEN; without one a fresh token is generated and printed.
+  The job token may also come from AMOEBA_JOB_TOKEN. A --job_token_file that does not exist yet is
+  created with a fresh token (mode 0600); give the workers the same file. Without any token a fresh
+  one is generated and shown on the terminal only (or written to a 0600 file whose path is printed).
+  Exit status: 0 when every worker finished, 1 when the job failed, 2 for a wrong command line.
   """
 do {
   var flags = try Flags(Array(CommandLine.arguments.dropFirst()))
@@ -19,27 +23,53 @@ do {
   let host = flags.string("host", default: "0.0.0.0")
   let portFile = flags.string("port_file", default: "")
   let logEvery = try flags.int("log_every", default: 10)
-  let heartbeat = try flags.double("heartbeat_timeout", default: 120)
+  let heartbeat = try flags.double("heartbeat_timeout", default: 10)
   let join = try flags.double("join_timeout", default: 120)
+  let handshake = try flags.double("handshake_timeout", default: 10)
   let metricsPort = flags.has("metrics_port") ? try flags.int("metrics_port", default: 0) : nil
-  var token = try flags.jobToken()
+  let metricsHost = flags.string("metrics_host", default: "127.0.0.1")
+  let tokenFile = flags.has("job_token_file") ? flags.string("job_token_file", default: "") : nil
+  var token: String?
+  if let tokenFile, access(tokenFile, F_OK) != 0 {
+    token = try JobSecret.generateToken()
+    try TokenFile.write(token!, to: tokenFile)
+    print("coordinator: wrote a fresh job token to \(tokenFile) (mode 0600); give the workers --job_token_file \(tokenFile)")
+  } else {
+    token = try flags.jobToken()
+  }
   let ignored = flags.ignoredReferenceFlags()
   let job = try flags.trainingJob()
   try flags.finish()
   guard workers >= 1 else { throw UsageError("--workers must be at least 1") }
+  for (name, value) in [("heartbeat_timeout", heartbeat), ("join_timeout", join), ("handshake_timeout", handshake)] where value <= 0 {
+    throw UsageError("--\(name) must be a positive number of seconds, got \(value)")
+  }
+  // Checked before anyone joins: a job that cannot split its batch should not wait for workers.
+  guard job.training.trainBatchSize % workers == 0 else {
+    throw UsageError("--train_batch_size=\(job.training.trainBatchSize) is not divisible by --workers=\(workers); each worker takes an equal share of the global batch")
+  }
+  if let given = token, !given.isEmpty, given.count < JobSecret.recommendedTokenLength {
+    printError("coordinator: warning: the job token has \(given.count) characters; a recorded handshake lets a short token be guessed offline — use a generated one (a --job_token_file that does not exist yet gets one)")
+  }
   if token == nil || token!.isEmpty {
-    token = JobAuthentication.nonce()
-    print("coordinator: generated job token \(token!) (pass it to the workers with --job_token or AMOEBA_JOB_TOKEN)")
+    token = try JobSecret.generateToken()
+    if isatty(2) != 0 {
+      printError("coordinator: generated job token \(token!) — shown here only; next time pass --job_token_file F (created if missing) to the coordinator and the workers")
+    } else {
+      let path = (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/amoeba-job-token-\(getpid())"
+      try TokenFile.write(token!, to: path)
+      print("coordinator: generated a job token into \(path) (mode 0600); give the workers --job_token_file \(path)")
+    }
   }
   if !ignored.isEmpty { print("coordinator: ignoring TPU/Cloud flags \(ignored.map { "--" + $0 }.joined(separator: ", ")) (CPU workers)") }
   var options = Coordinator.Options(token: token!, config: job.config, totalSteps: job.training.totalSteps,
                                     stepsPerEpoch: job.training.stepsPerEpochForTraining, globalBatch: job.training.trainBatchSize)
   options.host = host; options.port = port; options.workers = workers; options.logEvery = logEvery
-  options.heartbeatTimeout = heartbeat; options.joinTimeout = join
-  options.metricsPort = metricsPort
+  options.heartbeatTimeout = heartbeat; options.joinTimeout = join; options.handshakeTimeout = handshake
+  options.metricsPort = metricsPort; options.metricsHost = metricsHost
   options.logDirectory = job.config["model_dir"]
   let coordinator = try Coordinator(options: options)
-  if let exporter = coordinator.exporter { print("coordinator: Prometheus metrics at http://0.0.0.0:\(exporter.port)/metrics") }
+  if let exporter = coordinator.exporter { print("coordinator: Prometheus metrics at http://\(metricsHost):\(exporter.port)/metrics") }
   print("coordinator listening on port \(coordinator.port) for \(workers) workers: \(job.network.cellName) num_cells=\(job.network.numCells) reduction_size=\(job.network.reductionSize) image_size=\(job.network.imageSize), global batch \(job.training.trainBatchSize), \(job.training.totalSteps) steps")
   fflush(nil)
   if !portFile.isEmpty {

@@ -8,11 +8,14 @@ import Tensor
 
 /// `amoeba-worker --coordinator host:port [--job_token T] [--listen ADDRESS] [--threads N] [--device cpu]`
 let usage = """
-  usage: amoeba-worker --coordinator HOST:PORT [--job_token T | --job_token_file F] [--listen 127.0.0.1]
-                       [--threads N] [--device cpu]
+  usage: amoeba-worker --coordinator HOST:PORT [--job_token_file F | --job_token T] [--listen 127.0.0.1]
+                       [--threads N] [--device cpu] [--connect_timeout 120] [--ring_timeout 120]
   The job token may also come from AMOEBA_JOB_TOKEN. --listen is the address this worker's ring socket
   binds and advertises to its neighbours: an address of this host that the other workers can reach,
-  or a network interface's name (eth0, ib0, …), whose address is then used.
+  or a network interface's name (eth0, ib0, …), whose address is then used. --connect_timeout bounds
+  reaching the coordinator and waiting for the job to start; --ring_timeout forming the ring and
+  each ring exchange. A stop from the coordinator ends the worker at once.
+  Exit status: 0 when the job finished, 1 when it failed, 2 for a wrong command line.
   """
 do {
   var flags = try Flags(Array(CommandLine.arguments.dropFirst()))
@@ -21,7 +24,12 @@ do {
   let threads = try flags.int("threads", default: ThreadPool.onlineCores)
   let device = flags.string("device", default: "cpu")
   let token = try flags.jobToken()
+  let connectTimeout = try flags.double("connect_timeout", default: 120)
+  let ringTimeout = try flags.double("ring_timeout", default: 120)
   try flags.finish()
+  for (name, value) in [("connect_timeout", connectTimeout), ("ring_timeout", ringTimeout)] where value <= 0 {
+    throw UsageError("--\(name) must be a positive number of seconds, got \(value)")
+  }
   guard !coordinatorText.isEmpty else { throw UsageError("--coordinator HOST:PORT is required") }
   guard device == "cpu" else { throw UsageError("--device \(device): only cpu exists so far (PJRT devices arrive with the XLA issue)") }
   guard let token, !token.isEmpty else { throw UsageError("no job token: pass --job_token, --job_token_file or AMOEBA_JOB_TOKEN (the coordinator prints its token)") }
@@ -33,6 +41,9 @@ do {
   }
   options.listenHost = interface.address ?? listen
   options.threads = max(1, threads)
+  options.connectTimeout = connectTimeout
+  options.ringTimeout = ringTimeout
+  options.exitAfterStop = 2
   exit(Worker(options: options).run())
 } catch let error as UsageError {
   printError("amoeba-worker: \(error.message)\n\(usage)")

@@ -42,7 +42,7 @@ struct LaunchCommand {
 
   func run() throws -> Int32 {
     let directory = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map { ($0 as NSString).deletingLastPathComponent } ?? "."
-    let token = JobAuthentication.nonce()
+    let token = try JobSecret.generateToken()
     setenv("AMOEBA_JOB_TOKEN", token, 1)
     let portFile = NSTemporaryDirectory() + "amoeba-launch-\(getpid()).port"
     defer { unlink(portFile) }

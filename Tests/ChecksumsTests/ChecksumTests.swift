@@ -35,3 +35,27 @@ import Testing
     #expect(CRC32C.checksum([UInt8](repeating: 0xFF, count: 32)) == 0x62A8_AB43)
   }
 }
+
+@Suite struct KeyDerivationTests {
+  @Test func hkdfRFC5869CaseOne() {
+    let prk = HKDF.extract(salt: Array(0x00...0x0c), inputKey: [UInt8](repeating: 0x0b, count: 22))
+    #expect(prk.hexString == "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5")
+    #expect(HKDF.expand(key: prk, info: Array(0xf0...0xf9), count: 42).hexString
+            == "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
+  }
+
+  @Test func pbkdf2AgreesWithPythonsHashlib() {
+    // hashlib.pbkdf2_hmac('sha256', b'passwd', b'salt', 1, 64) (also RFC 7914's vector) and a second case.
+    #expect(PBKDF2.derive(password: Array("passwd".utf8), salt: Array("salt".utf8), iterations: 1, count: 64).hexString
+            == "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783")
+    #expect(PBKDF2.derive(password: Array("job-token".utf8), salt: Array("amoeba".utf8), iterations: 100, count: 32).hexString
+            == "3720776d3deae35ae75ecc2a5171194850973b8ca2ef3012b64fd8330c59d2f7")
+  }
+
+  @Test func secureRandomFillsEveryByte() throws {
+    let a = try SecureRandom.bytes(64), b = try SecureRandom.bytes(64)
+    #expect(a.count == 64 && a != b)
+    // 64 random bytes all zero has probability 2⁻⁵¹²: a failed read that left the buffer untouched.
+    #expect(a.contains { $0 != 0 })
+  }
+}

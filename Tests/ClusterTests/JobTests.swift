@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Synchronization
+import Checksums
 import Collective
 import CLI
 @testable import Cluster
@@ -98,7 +99,7 @@ import CLI
     intruder.value.log = { line in messages.append(line) }
     #expect(start { intruder.value.run() }() == 1)
     #expect(messages.all.contains { $0.contains("job token") })
-    #expect(lines.all.contains { $0.contains("refused worker") && $0.contains("wrong job token") })
+    #expect(lines.all.contains { $0.contains("refused a connection from 127.0.0.1:") && $0.contains("wrong job token") })
     // The coordinator still waits for a real worker, which then completes the job.
     let real = Box(worker(port: coordinator.port, token: "right"))
     #expect(start { real.value.run() }() == 0)
@@ -109,17 +110,33 @@ import CLI
     let (coordinator, lines) = try coordinator(token: "tk", workers: 1, heartbeat: 1.5)
     let coordinatorBox = Box(coordinator)
     let waitCoordinator = start { coordinatorBox.value.run() }
-    // A client that authenticates, then never sends a metric.
-    let connection = try connect(to: SocketAddress(host: "127.0.0.1", port: coordinator.port), rank: -1, deadline: monotonicNow() + 10)
-    let channel = ControlChannel(connection)
-    try channel.send(.hello(version: JobAuthentication.protocolVersion, ringAddress: "127.0.0.1:1", host: "silent-host"))
-    guard case let .challenge(nonce) = try channel.receive() else { Issue.record("no challenge"); return }
-    try channel.send(.response(mac: JobAuthentication.workerProof(token: "tk", nonce: nonce, clientNonce: "c"), clientNonce: "c"))
+    // A client that authenticates and joins, then never sends a heartbeat or a metric.
+    let channel = try rawJoin(port: coordinator.port, token: "tk", ringAddress: "127.0.0.1:1", host: "silent-host")
     let started = monotonicNow()
     #expect(waitCoordinator() == 1)
     #expect(monotonicNow() - started < 10)
-    #expect(lines.all.contains { $0.contains("worker 0 at silent-host sent nothing") })
+    #expect(lines.all.contains { $0.contains("the worker at 127.0.0.1:1 (host silent-host") && $0.contains("sent nothing for 1.5 s before the job started") }
+            || lines.all.contains { $0.contains("rank 0 at 127.0.0.1:1 (host silent-host) sent nothing for 1.5 s") }, "\(lines.all)")
+    _ = channel
   }
+}
+
+/// The worker's side of the handshake by hand, without the heartbeat thread a real worker runs.
+func rawJoin(port: Int, token: String, ringAddress: String, host: String) throws -> ControlChannel {
+  let deadline = monotonicNow() + 10
+  let connection = try connect(to: SocketAddress(host: "127.0.0.1", port: port), rank: -1, deadline: deadline)
+  let clientNonce = try SecureRandom.bytes(32)
+  try connection.sendAll(Handshake.hello(magic: Handshake.workerMagic, nonce: clientNonce), deadline: deadline)
+  guard let hello = Handshake.parseHello(try connection.receive(count: Handshake.helloBytes, deadline: deadline), magic: Handshake.coordinatorMagic) else {
+    throw ControlError("no coordinator hello")
+  }
+  let secret = JobSecret(token: token)
+  try connection.sendAll(secret.workerProof(serverNonce: hello.nonce, clientNonce: clientNonce), deadline: deadline)
+  _ = try connection.receive(count: Handshake.proofBytes, deadline: deadline)
+  let keys = secret.sessionKeys(serverNonce: hello.nonce, clientNonce: clientNonce)
+  let channel = ControlChannel(connection, peerName: "the coordinator", sendKey: keys.workerToCoordinator, receiveKey: keys.coordinatorToWorker)
+  try channel.send(.join(ringAddress: ringAddress, host: host))
+  return channel
 }
 
 final class Box<T>: @unchecked Sendable { var value: T; init(_ value: T) { self.value = value } }

@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Checksums
+import Collective
+import Foundation
+import Synchronization
+
+/// Messages between the coordinator and the workers once a connection is authenticated (the
+/// control plane; gradients never pass here).
+public enum ControlMessage: Codable, Sendable, Equatable {
+  /// The worker's first message: where its ring socket listens and the host it runs on.
+  case join(ringAddress: String, host: String)
+  /// `heartbeatTimeout`: how long either side may stay silent before the other gives up on it.
+  case assignment(rank: Int, size: Int, ringAddresses: [String], config: [String: String], jobID: String, heartbeatTimeout: Double)
+  case metrics(rank: Int, step: Int, loss: Double, learningRate: Double, imagesPerSecond: Double,
+               stepSeconds: Double, communicationSeconds: Double, hiddenFraction: Double, busBandwidth: Double,
+               inputWaitSeconds: Double, badRecords: Int)
+  case heartbeat(rank: Int)
+  case evaluation(rank: Int, step: Int, top1: Int, top5: Int, count: Int)
+  case done(rank: Int)
+  case failure(rank: Int, message: String)
+  case stop(reason: String)
+}
+
+/// A control-plane failure, naming the other end ("the coordinator at ADDR", "rank 1 at ADDR").
+public struct ControlError: Error, CustomStringConvertible, Sendable {
+  public let description: String
+  init(_ description: String) { self.description = description }
+}
+
+/// One authenticated control connection. A frame is
+///
+///     length (u32 LE) · sequence (u64 LE) · body (`length` bytes of JSON) · MAC (32 bytes)
+///
+/// with the MAC an HMAC-SHA256 under this direction's session key over sequence, length and body.
+/// The length is checked against `maximumBytes` before anything is allocated, and the MAC and
+/// sequence before the body is parsed, so an injected, replayed or reordered message is refused
+/// by name and never acted on. Sends are serialised (a heartbeat thread and the training thread
+/// share the channel); receives belong to one thread.
+public final class ControlChannel: @unchecked Sendable {
+  // @unchecked: the send sequence is guarded by `sendSequence`'s mutex; `receiveSequence` and the
+  // receive side of `connection` are used by one thread only; `peerName` is set before sharing.
+  public let connection: TCPConnection
+  /// How errors name the other end.
+  public var peerName: String
+  private let sendKey: [UInt8]
+  private let receiveKey: [UInt8]
+  private let sendSequence = Mutex<UInt64>(0)
+  private var receiveSequence: UInt64 = 0
+  public static let maximumBytes = 1 << 20
+  static let headerBytes = 12
+  static let macBytes = 32
+
+  init(_ connection: TCPConnection, peerName: String, sendKey: [UInt8], receiveKey: [UInt8]) {
+    self.connection = connection; self.peerName = peerName; self.sendKey = sendKey; self.receiveKey = receiveKey
+  }
+
+  public func send(_ message: ControlMessage, timeout: Double = 30) throws(ControlError) {
+    let body: [UInt8]
+    do { body = Array(try JSONEncoder().encode(message)) } catch { throw ControlError("could not encode a control message: \(error)") }
+    try sendSequence.withLock { (sequence: inout UInt64) throws(ControlError) in
+      var frame = ControlChannel.header(length: body.count, sequence: sequence)
+      frame += body
+      frame += HMACSHA256.authenticationCode(key: sendKey, message: frame)
+      sequence += 1
+      do throws(CollectiveError) { try connection.sendAll(frame, deadline: monotonicNow() + timeout) } catch { throw describe(error, waited: timeout) }
+    }
+  }
+
+  public func receive(timeout: Double = 30) throws(ControlError) -> ControlMessage {
+    let deadline = monotonicNow() + timeout
+    do {
+      let header = try connection.receive(count: ControlChannel.headerBytes, deadline: deadline)
+      let length = try bodyLength(header)
+      let rest = try connection.receive(count: length + ControlChannel.macBytes, deadline: deadline)
+      return try open(header: header, rest: rest)
+    } catch let error as CollectiveError {
+      throw describe(error, waited: timeout)
+    } catch let error as ControlError {
+      throw error
+    } catch {
+      throw ControlError("\(peerName): \(error)")
+    }
+  }
+
+  /// The body length a frame header announces, refused above `maximumBytes`.
+  func bodyLength(_ header: [UInt8]) throws(ControlError) -> Int {
+    let length = header.prefix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
+    guard length <= ControlChannel.maximumBytes else {
+      throw ControlError("\(peerName) announced a control message of \(length) bytes (limit \(ControlChannel.maximumBytes)); refused unread")
+    }
+    return length
+  }
+
+  /// Checks a whole frame (header, then body and MAC) and decodes its message.
+  func open(header: [UInt8], rest: [UInt8]) throws(ControlError) -> ControlMessage {
+    let body = Array(rest.dropLast(ControlChannel.macBytes))
+    let mac = HMACSHA256.authenticationCode(key: receiveKey, message: header + body)
+    guard HMACSHA256.constantTimeEqual(mac, Array(rest.suffix(ControlChannel.macBytes))) else {
+      throw ControlError("a control message from \(peerName) failed authentication (injected or corrupted on the way); dropped the connection")
+    }
+    let sequence = header[4..<12].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    guard sequence == receiveSequence else {
+      throw ControlError("a control message from \(peerName) has sequence \(sequence), expected \(receiveSequence) (replayed or reordered); dropped the connection")
+    }
+    receiveSequence += 1
+    do {
+      return try JSONDecoder().decode(ControlMessage.self, from: Data(body))
+    } catch {
+      throw ControlError("\(peerName) sent an authenticated message this build does not know; run the same amoeba build everywhere")
+    }
+  }
+
+  static func header(length: Int, sequence: UInt64) -> [UInt8] {
+    withUnsafeBytes(of: UInt32(length).littleEndian) { Array($0) } + withUnsafeBytes(of: sequence.littleEndian) { Array($0) }
+  }
+
+  func describe(_ error: CollectiveError, waited: Double) -> ControlError {
+    switch error {
+    case .peerClosed: ControlError("\(peerName) closed the connection; it has probably exited — see its log")
+    case .peerTimedOut: ControlError("\(peerName) sent nothing for \(Int(waited)) s")
+    case let .systemCall(call, text, _): ControlError("\(call) failed on the connection to \(peerName): \(text)")
+    default: ControlError("\(peerName): \(error)")
+    }
+  }
+}
