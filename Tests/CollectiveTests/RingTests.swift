@@ -362,3 +362,77 @@ struct SplitMix {
     return z ^ (z >> 31)
   }
 }
+
+@Suite struct RingStrayConnectionTests {
+  struct SharedSecret: RingAuthenticator {
+    // Not cryptography: enough that a stray without "the secret" cannot answer.
+    func proof(role: String, nonce: [UInt8], rank: Int) -> [UInt8] {
+      nonce.enumerated().map { $0.element ^ UInt8(truncatingIfNeeded: rank &* 31 &+ role.count &+ $0.offset &+ 0x5A) }
+    }
+    func verify(_ proof: [UInt8], role: String, nonce: [UInt8], rank: Int) -> Bool { proof == self.proof(role: role, nonce: nonce, rank: rank) }
+  }
+
+  @Test(arguments: [false, true])
+  func strayConnectionsAtARingPortAreDroppedAndTheRingForms(authenticated: Bool) throws {
+    let (ls, addresses) = try listeners(2)
+    // Before either rank runs, rank 0's port gets a scanner, garbage, an idle connection and a
+    // greeting from "rank 5" — the probes that used to end the job and blame rank 1.
+    var strays: [TCPConnection] = []
+    for i in 0..<8 {
+      let c = try connect(to: addresses[0], rank: -1, deadline: monotonicNow() + 5)
+      switch i % 4 {
+      case 0: c.close()
+      case 1: try c.sendAll([UInt8](repeating: 0xAB, count: 100), deadline: monotonicNow() + 1)
+      case 2: strays.append(c)
+      default: try c.sendAll(RingFormation.hello(rank: 5, size: 2, jobID: 9) + [UInt8](repeating: 1, count: 32), deadline: monotonicNow() + 1)
+      }
+      if i % 4 != 2 { strays.append(c) }
+    }
+    let boxes = ls.map { Box($0) }
+    let started = monotonicNow()
+    let results = onRanks(2) { rank -> (sum: [Float], refused: Int)? in
+      guard let links = try? TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, jobID: 9,
+                                     authenticator: authenticated ? SharedSecret() : nil, timeout: 10) else { return nil }
+      var data: [Float] = [Float(rank + 1), 10]
+      guard (try? data.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try Ring(links: links).allReduce(b) }) != nil else { return nil }
+      links.close()
+      return (data, links.refusedConnections)
+    }
+    #expect(results[0]?.sum == [3, 20] && results[1]?.sum == [3, 20])
+    // The idle strays do not hold the ring up: it forms long before their 5 s candidate deadline.
+    #expect(monotonicNow() - started < 4)
+    #expect((results[0]?.refused ?? 0) >= 4, "\(String(describing: results[0]))")
+    strays.forEach { $0.close() }
+  }
+
+  @Test func aRingStopsWaitingWhenCancelled() throws {
+    let (ls, addresses) = try listeners(2)
+    let cancellation = Cancellation()
+    Thread { Thread.sleep(forTimeInterval: 0.5); cancellation.cancel("stopped by the test") }.start()
+    let started = monotonicNow()
+    // Rank 1 never runs: forming waits for it with a 30 s timeout, until the cancellation.
+    #expect { _ = try TCPRing(rank: 0, addresses: addresses, listener: ls[0], timeout: 30, cancellation: cancellation) }
+      throws: { ($0 as? CollectiveError) == .cancelled(reason: "stopped by the test") }
+    #expect(monotonicNow() - started < 3)
+  }
+
+  @Test func aConnectToAnAddressThatDropsPacketsEndsAtTheDeadline() throws {
+    // A listener that never accepts, with its backlog full: the kernel drops further SYNs, as an
+    // unreachable host or a firewall would. A blocking connect would wait out the SYN retries (minutes).
+    let listener = try TCPListener(host: "127.0.0.1")
+    listen(listener.fd, 0)
+    var held: [TCPConnection] = []
+    var refusedQuickly = false
+    let started = monotonicNow()
+    for _ in 0..<8 {
+      do { held.append(try connect(to: listener.address, rank: 1, deadline: monotonicNow() + 1)) } catch {
+        refusedQuickly = true
+        #expect("\(error)".contains("rank 1 at \(listener.address)"))
+        break
+      }
+    }
+    #expect(refusedQuickly, "the backlog never filled")
+    #expect(monotonicNow() - started < 8)
+    held.forEach { $0.close() }
+  }
+}

@@ -124,9 +124,9 @@ final class Admission {
   private func acceptNew(into pending: inout [Pending], now: Double) {
     while let connection = try? listener.acceptIfReady() {
       let host = SourceGuard.host(of: connection.peerAddress)
-      if sources.isBlocked(host, now: now) {
+      if !sources.allows(host, now: now) {
         refused += 1
-        if let line = limiter.line("blocked", "coordinator: closed a connection from \(connection.peerAddress) unread: \(sources.limit) failed handshakes from \(host) in the last \(Int(sources.window)) s", now: now) { log(line) }
+        if let line = limiter.line("throttled", "coordinator: closed a connection from \(connection.peerAddress) unread: \(sources.limit) or more failed handshakes from \(host) in the last \(Int(sources.window)) s, so it gets one try per second", now: now) { log(line) }
         connection.close(); continue
       }
       if pending.count >= Admission.pendingLimit {

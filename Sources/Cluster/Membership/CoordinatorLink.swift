@@ -34,6 +34,22 @@ final class CoordinatorLink: @unchecked Sendable {
   /// Connects, proves the token, checks the coordinator's proof and joins; heartbeats start here.
   static func join(_ address: SocketAddress, secret: JobSecret, ringAddress: String, host: String,
                    deadline: Double) throws -> CoordinatorLink {
+    // A coordinator shedding load (a flood of strays from this host) closes connections before its
+    // hello; try again until the deadline.
+    while true {
+      do {
+        return try attempt(address, secret: secret, ringAddress: ringAddress, host: host, deadline: deadline)
+      } catch let error as Retry {
+        guard monotonicNow() + 0.25 < deadline else { throw error.error }
+        usleep(250_000)
+      }
+    }
+  }
+
+  private struct Retry: Error { let error: ControlError }
+
+  private static func attempt(_ address: SocketAddress, secret: JobSecret, ringAddress: String, host: String,
+                              deadline: Double) throws -> CoordinatorLink {
     let name = "the coordinator at \(address)"
     let connection: TCPConnection
     do { connection = try connect(to: address, rank: -1, deadline: deadline) } catch {
@@ -45,6 +61,9 @@ final class CoordinatorLink: @unchecked Sendable {
         if case .peerClosed = error, stage == "proof" {
           throw ControlError("\(name) refused this worker after its proof: the job token differs from the coordinator's; check --job_token_file or AMOEBA_JOB_TOKEN on both sides")
         }
+        let closed: Bool
+        switch error { case .peerClosed, .systemCall: closed = true; default: closed = false }
+        if closed && stage == "hello" { throw Retry(error: ControlError("\(name) kept closing the connection before its hello (is it shedding load, or not an amoeba coordinator?)")) }
         throw ControlError("\(name) \(lastWords(error)) during the handshake (\(stage)); is it an amoeba coordinator?")
       }
     }

@@ -20,29 +20,36 @@ struct LogLimiter {
   }
 }
 
-/// Failed handshakes per source host: a host that failed `limit` times within `window` seconds has
-/// its next connections closed on accept, unread, until its failures age out — a scanner or a
-/// misconfigured worker in a loop cannot keep the coordinator busy.
+/// Failed handshakes per source host: a host that failed `limit` times within `window` seconds gets
+/// one connection through per second while its failures age out; the rest are closed on accept,
+/// unread. A scanner or a misconfigured client in a loop then cannot keep the coordinator busy,
+/// while a real worker on the same host still gets in (workers retry a connection closed before
+/// the coordinator's hello).
 struct SourceGuard {
   var limit = 10
   var window = 60.0
   private var failures: [String: [Double]] = [:]
+  private var lastAllowed: [String: Double] = [:]
 
   mutating func recordFailure(_ host: String, now: Double) {
     failures[host, default: []].append(now)
     prune(host, now: now)
   }
 
-  mutating func isBlocked(_ host: String, now: Double) -> Bool {
+  /// Whether a new connection from `host` may start a handshake now.
+  mutating func allows(_ host: String, now: Double) -> Bool {
     prune(host, now: now)
-    return (failures[host]?.count ?? 0) >= limit
+    guard (failures[host]?.count ?? 0) >= limit else { return true }
+    if let last = lastAllowed[host], now - last < 1 { return false }
+    lastAllowed[host] = now
+    return true
   }
 
   private mutating func prune(_ host: String, now: Double) {
     guard var times = failures[host] else { return }
     times.removeAll { now - $0 > window }
     failures[host] = times.isEmpty ? nil : times
-    if failures.count > 10_000 { failures.removeAll() }  // bounded memory under a spoofed-source flood
+    if failures.count > 10_000 { failures.removeAll(); lastAllowed.removeAll() }  // bounded memory under a spoofed-source flood
   }
 
   /// The host part of `host:port` / `[v6]:port`.

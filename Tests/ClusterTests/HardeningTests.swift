@@ -1,0 +1,137 @@
+import Testing
+import Foundation
+import Checksums
+import Collective
+@testable import Cluster
+
+/// The probes an operator tried against the coordinator and the workers: strays, probes, garbage,
+/// slow starts, hung peers and forged messages. Each must leave the job running or end it with a
+/// message that names the culprit, within its deadline.
+@Suite struct HardeningTests {
+  let job = JobTests()
+
+  @Test func strayConnectionsDuringAdmissionNeverStopTheJob() throws {
+    let (coordinator, lines) = try job.coordinator(token: "a-long-enough-token", workers: 2)
+    let box = Box(coordinator)
+    let waitCoordinator = job.start { box.value.run() }
+    let address = SocketAddress(host: "127.0.0.1", port: coordinator.port)
+    var idle: [TCPConnection] = []
+    for i in 0..<60 {
+      let c = try connect(to: address, rank: -1, deadline: monotonicNow() + 5)
+      switch i % 4 {
+      case 0: try? c.sendAll([0xE2, 0x0D, 0xD9, 0xCD] + (try SecureRandom.bytes(60)), deadline: monotonicNow() + 1)  // "3453554146 bytes"
+      case 1: break  // connect, then close: a port scanner, a TCP health probe
+      case 2: try? c.sendAll(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8), deadline: monotonicNow() + 1)
+      default: try? c.sendAll(Handshake.hello(magic: Handshake.workerMagic, nonce: [UInt8](repeating: 7, count: 32), version: 3), deadline: monotonicNow() + 1)
+      }
+      if i < 5 { idle.append(c) } else { c.close() }
+    }
+    let intruder = Box(job.worker(port: coordinator.port, token: "not-the-token"))
+    #expect(job.start { intruder.value.run() }() == 1)
+    let workers = (0..<2).map { _ in Box(job.worker(port: coordinator.port, token: "a-long-enough-token")) }
+    let waits = workers.map { w in job.start { w.value.run() } }
+    #expect(waits.map { $0() } == [0, 0])
+    #expect(waitCoordinator() == 0)
+    let log = lines.all
+    #expect(log.contains { $0.hasPrefix("step 5/5") })
+    #expect(log.contains { $0.contains("refused a connection from 127.0.0.1:") && $0.contains("wrong job token") })
+    #expect(log.contains { $0.contains("not an amoeba worker") })
+    #expect(log.contains { $0.contains("protocol version 3") })
+    // 60 strays and an intruder cost a handful of lines, not one each.
+    #expect(log.filter { $0.contains("refused a connection") || $0.contains("closed a connection") }.count < 20, "\(log)")
+    idle.forEach { $0.close() }
+  }
+
+  @Test func aWorkerOfAnotherVersionIsToldTheCoordinatorsVersion() throws {
+    let (coordinator, lines) = try job.coordinator(token: "tk", workers: 1)
+    let box = Box(coordinator)
+    let waitCoordinator = job.start { box.value.run() }
+    let c = try connect(to: SocketAddress(host: "127.0.0.1", port: coordinator.port), rank: -1, deadline: monotonicNow() + 5)
+    try c.sendAll(Handshake.hello(magic: Handshake.workerMagic, nonce: try SecureRandom.bytes(32), version: 3), deadline: monotonicNow() + 5)
+    let hello = Handshake.parseHello(try c.receive(count: Handshake.helloBytes, deadline: monotonicNow() + 5), magic: Handshake.coordinatorMagic)
+    #expect(hello?.version == Handshake.protocolVersion)
+    let real = Box(job.worker(port: coordinator.port, token: "tk"))
+    #expect(job.start { real.value.run() }() == 0)
+    #expect(waitCoordinator() == 0)
+    #expect(lines.all.contains { $0.contains("protocol version 3, this coordinator \(Handshake.protocolVersion)") })
+  }
+
+  @Test func aSlowStartBeyondTheHeartbeatTimeoutIsNotADeadWorker() throws {
+    // Heartbeats come from their own thread, so 3 s of "setup" against a 1 s timeout is fine.
+    let (coordinator, _) = try job.coordinator(token: "tk", workers: 1, heartbeat: 1)
+    let box = Box(coordinator)
+    let waitCoordinator = job.start { box.value.run() }
+    let link = try CoordinatorLink.join(SocketAddress(host: "127.0.0.1", port: coordinator.port), secret: JobSecret(token: "tk"),
+                                        ringAddress: "127.0.0.1:1", host: "slow", deadline: monotonicNow() + 10)
+    _ = try link.awaitAssignment(timeout: 10)
+    link.listen(silence: 1, exitAfter: nil, log: { _ in })
+    Thread.sleep(forTimeInterval: 3)
+    #expect(link.stopReason == nil)
+    try link.send(.done(rank: 0))
+    try link.awaitFinish(timeout: 10)
+    link.close()
+    #expect(waitCoordinator() == 0)
+  }
+
+  @Test func aHungPeerIsFoundAndTheStopReachesAWorkerWaitingOnTheRing() throws {
+    let (coordinator, lines) = try job.coordinator(token: "tk", workers: 2, heartbeat: 1.5)
+    let box = Box(coordinator)
+    let waitCoordinator = job.start { box.value.run() }
+    let messages = LineLog()
+    let real = Box(job.worker(port: coordinator.port, token: "tk"))
+    real.value.log = { messages.append($0) }
+    let started = monotonicNow()
+    let waitReal = job.start { real.value.run() }
+    // The other worker joins without a heartbeat thread, forms the ring, then hangs (as if SIGSTOPped):
+    // the real worker is left waiting in rank 0's broadcast with a 20 s ring timeout.
+    let listener = try TCPListener(host: "127.0.0.1")
+    let channel = try rawJoin(port: coordinator.port, token: "tk", ringAddress: listener.address.description, host: "hung")
+    guard case let .assignment(rank, _, addresses, config, jobID, _) = try channel.receive(timeout: 10) else {
+      Issue.record("no assignment"); return
+    }
+    let links = try TCPRing(rank: rank, addresses: addresses.map { try SocketAddress(parsing: $0) }, listener: listener,
+                            jobID: UInt64(jobID) ?? 0,
+                            authenticator: JobSecret(token: "tk").ringAuthenticator(configHash: JobSecret.configHash(config)), timeout: 20)
+    #expect(waitReal() == 1)
+    #expect(monotonicNow() - started < 8, "the stop took \(monotonicNow() - started) s")
+    #expect(waitCoordinator() == 1)
+    #expect(lines.all.contains { $0.contains("rank \(rank) at \(listener.address) (host hung) sent nothing for 1.5 s") }, "\(lines.all)")
+    #expect(messages.all.contains { $0.contains("error: stopped by the coordinator at 127.0.0.1:\(coordinator.port)") }, "\(messages.all)")
+    links.close()
+  }
+
+  /// Two ends of one authenticated connection on loopback.
+  func channelPair() throws -> (ControlChannel, ControlChannel, TCPConnection, [UInt8]) {
+    let listener = try TCPListener(host: "127.0.0.1")
+    let a = try connect(to: listener.address, rank: -1, deadline: monotonicNow() + 5)
+    let b = try listener.accept(deadline: monotonicNow() + 5, expecting: "the test client")
+    let k1 = try SecureRandom.bytes(32), k2 = try SecureRandom.bytes(32)
+    return (ControlChannel(a, peerName: "the coordinator", sendKey: k1, receiveKey: k2),
+            ControlChannel(b, peerName: "the worker", sendKey: k2, receiveKey: k1), a, k1)
+  }
+
+  @Test func forgedReplayedAndOversizedControlFramesAreRefusedUnparsed() throws {
+    var (sender, receiver, raw, key) = try channelPair()
+    try sender.send(.heartbeat(rank: 3))
+    #expect(try receiver.receive(timeout: 5) == .heartbeat(rank: 3))
+    // A relay injects a stop with a made-up MAC.
+    let body = Array(try JSONEncoder().encode(ControlMessage.stop(reason: "injected")))
+    try raw.sendAll(ControlChannel.header(length: body.count, sequence: 1) + body + [UInt8](repeating: 0, count: 32), deadline: monotonicNow() + 5)
+    #expect { _ = try receiver.receive(timeout: 5) } throws: { "\($0)".contains("failed authentication") }
+
+    // A replay: a valid frame with a sequence number already used.
+    (sender, receiver, raw, key) = try channelPair()
+    try sender.send(.heartbeat(rank: 0))
+    _ = try receiver.receive(timeout: 5)
+    // A second sender with the same key starts again at sequence 0.
+    let replayer = ControlChannel(raw, peerName: "x", sendKey: key, receiveKey: key)
+    try replayer.send(.stop(reason: "replayed"))
+    #expect { _ = try receiver.receive(timeout: 5) } throws: { "\($0)".contains("sequence 0, expected 1") }
+
+    // A length beyond the limit is refused before anything is read or allocated.
+    (sender, receiver, raw, key) = try channelPair()
+    try raw.sendAll([0xE2, 0x0D, 0xD9, 0xCD, 0, 0, 0, 0, 0, 0, 0, 0], deadline: monotonicNow() + 5)
+    #expect { _ = try receiver.receive(timeout: 5) } throws: { "\($0)".contains("3453554146 bytes") }
+    _ = (sender, key)
+  }
+}
