@@ -26,9 +26,9 @@ victim=$(pgrep -f "amoeba-worker --coordinator" | tail -n 1)
 echo "killing worker pid $victim: $(ps -o pid,ppid,cmd -p "$victim" | tail -1)"
 kill -9 "$victim"
 if wait "$launch"; then fail "launch exited 0 after a worker was killed"; fi
-grep -q "coordinator: error: worker [01] at .* is gone" "$work/first.log" || { cat "$work/first.log"; fail "the coordinator did not name the lost worker"; }
+grep -q "coordinator: error: rank [01] at .* is gone" "$work/first.log" || { cat "$work/first.log"; fail "the coordinator did not name the lost worker"; }
 grep -q "launch: failed: .* first" "$work/first.log" || fail "launch did not report the first failure"
-echo "killed worker: $(grep -o 'coordinator: error: worker [01] at [^:]*' "$work/first.log" | head -1); launch: $(grep -o 'failed: .* first' "$work/first.log")"
+echo "killed worker: $(grep -o 'coordinator: error: rank [01] at [^ ]*' "$work/first.log" | head -1); launch: $(grep -o 'failed: .* first' "$work/first.log")"
 
 # 2. Relaunch: every worker resumes from the newest complete checkpoint and the job finishes.
 step=$(ls "$work/run"/model.ckpt-*.json | sed -E 's/.*ckpt-([0-9]+)\.json/\1/' | sort -n | tail -1)
@@ -46,9 +46,9 @@ if AMOEBA_JOB_TOKEN=wrong "$bin/amoeba-worker" --coordinator "127.0.0.1:$(cat "$
   fail "a worker with the wrong token was accepted"
 fi
 wait "$coordinator" || true
-grep -q "refused worker .*wrong job token" "$work/coordinator.log" || fail "the coordinator did not log the refusal"
+grep -q "refused a connection from .*wrong job token" "$work/coordinator.log" || { cat "$work/coordinator.log"; fail "the coordinator did not log the refusal"; }
 grep -q "job token" "$work/intruder.log" || fail "the worker did not say why it was refused"
-echo "wrong token: refused ($(grep -o 'refused worker.*' "$work/coordinator.log"))"
+echo "wrong token: refused ($(grep -o 'refused a connection.*' "$work/coordinator.log"))"
 # 4. Multi-process rings: N processes on loopback, awkward lengths (0, 1, 3, 7, 1001 floats, 1 MiB),
 #    every element of every rank checked against the exact sum.
 for n in 1 3 8; do
@@ -72,4 +72,44 @@ grep -q "bad records skipped 1" "$work/real.log" || { cat "$work/real.log"; fail
 grep -q "skipped a bad record: .*train-00002-of-00004: record 0 at offset 0: data CRC mismatch" "$work/real.log" \
   || { cat "$work/real.log"; fail "the damaged record was not named"; }
 echo "real data: $(grep -o 'eval step .*' "$work/real.log" | tail -1); $(grep -o 'bad records skipped [0-9]*' "$work/real.log" | tail -1)"
+# 6. The probes that used to end a job: while the coordinator waits for its workers, 500 garbage
+#    connections, 100 connect-then-close, 20 idle ones held open; then the real workers join and the
+#    job runs to the end.
+AMOEBA_JOB_TOKEN=probe-token-0123456789 "$bin/amoeba-coordinator" --workers 2 --port 0 --host 127.0.0.1 \
+  --port_file "$work/probe-port" --join_timeout 60 "${flags[@]/--model_dir=*/--model_dir=$work/probe}" --num_train_images=3200 \
+  > "$work/probe.log" 2>&1 &
+coordinator=$!
+for _ in $(seq 100); do [ -s "$work/probe-port" ] && break; sleep 0.1; done
+port=$(cat "$work/probe-port")
+python3 - "$port" <<'PY' || fail "the probe could not run"
+import os, socket, sys, time
+port = int(sys.argv[1]); idle = []
+start = time.time()
+for i in range(620):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if i < 500: s.sendall(os.urandom(64))
+    if i >= 600: idle.append(s)
+    else: s.close()
+print(f"probe: 500 garbage, 100 connect-close, 20 idle connections in {time.time() - start:.1f} s")
+PY
+for _ in 1 2; do AMOEBA_JOB_TOKEN=probe-token-0123456789 "$bin/amoeba-worker" --coordinator "127.0.0.1:$port" --threads 1 >> "$work/probe-workers.log" 2>&1 & done
+wait "$coordinator" || { cat "$work/probe.log" "$work/probe-workers.log"; fail "the job did not survive the probe"; }
+grep -q "all 2 workers finished" "$work/probe.log" || fail "the probed job did not finish"
+echo "probe: the job finished; coordinator log lines about strays: $(grep -c 'refused a connection\|closed a connection' "$work/probe.log")"
+
+# 7. A hung (SIGSTOPped) worker mid-training: the coordinator names it within --heartbeat_timeout
+#    (10 s by default) and the other worker stops at once on the coordinator's word.
+"$bin/amoeba" launch --workers 2 --threads_per_worker 1 "${flags[@]/--model_dir=*/--model_dir=$work/hung}" --num_train_images=320000 \
+  > "$work/hung.log" 2>&1 &
+launch=$!
+for _ in $(seq 600); do grep -q "^\[coordinator\] step 50/" "$work/hung.log" 2>/dev/null && break; sleep 0.1; done
+victim=$(pgrep -f "amoeba-worker --coordinator" | tail -n 1)
+stopped_at=$(date +%s.%N)
+kill -STOP "$victim"
+if wait "$launch"; then kill -CONT "$victim"; fail "launch exited 0 with a hung worker"; fi
+ended_at=$(date +%s.%N)
+kill -CONT "$victim" 2>/dev/null || true
+grep -q "sent nothing for 10.0 s (--heartbeat_timeout)" "$work/hung.log" || { cat "$work/hung.log"; fail "the coordinator did not name the hung worker"; }
+grep -q "error: stopped by the coordinator at" "$work/hung.log" || { cat "$work/hung.log"; fail "the other worker did not stop on the coordinator's word"; }
+echo "hung worker: found and the job ended $(python3 -c "print(f'{$ended_at - $stopped_at:.1f}')") s after SIGSTOP ($(grep -o 'rank [01] at [^ ]* (host [^)]*) sent nothing for [0-9.]* s' "$work/hung.log" | head -1))"
 echo "multiprocess-checks: ok"

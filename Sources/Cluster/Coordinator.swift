@@ -197,7 +197,7 @@ public final class Coordinator {
     }
     guard let exporter else { return }
     let perRank = { (value: (Report) -> Double) in reports.map { MetricsExporter.Sample(labels: ["rank": String($0.rank)], value: value($0)) } }
-    exporter.set("amoeba_step", help: "Last completed global step.", type: "counter", samples: [.init(labels: [:], value: Double(step))])
+    exporter.set("amoeba_global_step", help: "Last completed global step.", samples: [.init(labels: [:], value: Double(step))])
     exporter.set("amoeba_loss", help: "Mean training loss over the workers.", samples: [.init(labels: [:], value: loss)])
     exporter.set("amoeba_learning_rate", help: "Learning rate of the last step.", samples: [.init(labels: [:], value: reports[0].lr)])
     exporter.set("amoeba_images_per_second", help: "Training images per second, summed over the workers.", samples: [.init(labels: [:], value: rate)])

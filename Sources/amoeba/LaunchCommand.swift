@@ -98,7 +98,7 @@ struct LaunchCommand {
           // A killed worker's exit can be reaped after the coordinator's, which it caused: a signal
           // death within two seconds of a coordinator failure is reported as the first failure.
           // We stop processes with SIGTERM; any other signal, or one we did not send, came from outside.
-          let killedByUs = stopped.contains(i) && signal == SIGTERM
+          let killedByUs = stopped.contains(i) && (signal == SIGTERM || signal == SIGKILL)
           if status != 0 && (firstFailure == nil
                              || (failureFromCoordinator && signal != 0 && !killedByUs && i != 0 && monotonicNow() - (failedAt ?? 0) < 2)) {
             firstFailure = description
@@ -111,7 +111,9 @@ struct LaunchCommand {
         // lost worker itself before it is stopped too.
         if failedAt == nil { failedAt = monotonicNow() }
         for i in running where i != 0 || interrupted.pointee != 0 || monotonicNow() - failedAt! > 3 {
-          kill(processes[i].pid, SIGTERM)
+          // SIGTERM first; a process that is still there 5 s later (hung, or stopped with SIGSTOP,
+          // where SIGTERM waits for a SIGCONT) gets SIGKILL, so launch always ends.
+          kill(processes[i].pid, monotonicNow() - failedAt! > 8 ? SIGKILL : SIGTERM)
           stopped.insert(i)
         }
       }

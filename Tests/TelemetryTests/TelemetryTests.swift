@@ -55,6 +55,39 @@ import Glibc
   }
 }
 
+extension MetricsExporterTests {
+  @Test func idleClientsDoNotHoldUpAScrape() throws {
+    let exporter = try MetricsExporter(host: "127.0.0.1", port: 0)
+    exporter.set("amoeba_loss", help: "Mean training loss.", samples: [.init(labels: [:], value: 2)])
+    // 200 connections that never send a request: the old server served one client at a time with a
+    // 5 s read timeout, so a scrape behind them waited 200 × 5 s.
+    var idle: [Int32] = []
+    for _ in 0..<200 { idle.append(rawConnect(port: exporter.port)) }
+    defer { idle.forEach { close($0) } }
+    let started = monotonicSeconds()
+    let text = httpGet(port: exporter.port, path: "/metrics")
+    #expect(text.contains("amoeba_loss 2.0\n"))
+    // Answered before even one idle client's deadline (MetricsExporter.clientSeconds) ran out.
+    #expect(monotonicSeconds() - started < MetricsExporter.clientSeconds - 1)
+  }
+}
+
+func monotonicSeconds() -> Double {
+  var t = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &t)
+  return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+func rawConnect(port: Int) -> Int32 {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_port = in_port_t(UInt16(port).bigEndian)
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+  _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+  return fd
+}
+
 /// A bare HTTP/1.0 GET over a loopback socket (FoundationNetworking is not a dependency).
 func httpGet(port: Int, path: String) -> String {
   let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
