@@ -41,7 +41,8 @@ let package = Package(
     .target(name: "Telemetry", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .target(name: "CLI", dependencies: ["Model", "Train", "Data", "JPEG", "Tensor", "Collective"], swiftSettings: numericFlags),
     .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor", "CLI", "Telemetry", "Checksums"], swiftSettings: numericFlags),
-    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "JPEG", "Checksums", "Collective", "CLI", "Cluster"], swiftSettings: numericFlags),
+    .target(name: "Fuzzing", dependencies: ["Cluster", "Collective", "Data", "JPEG", "Train", "Tensor"], swiftSettings: numericFlags),
+    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "JPEG", "Checksums", "Collective", "CLI", "Cluster", "Fuzzing"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba-coordinator", dependencies: ["Cluster", "CLI"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba-worker", dependencies: ["Cluster", "CLI", "Collective", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: numericFlags),
@@ -49,9 +50,10 @@ let package = Package(
     .testTarget(name: "ModelTests", dependencies: ["Model", "Graph", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Data", "Graph", "Tensor", "Collective", "Checksums"], swiftSettings: numericFlags),
     .testTarget(name: "CollectiveTests", dependencies: ["Collective"], swiftSettings: numericFlags),
-    .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checksums", "CLI"], swiftSettings: numericFlags),
+    .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checksums", "CLI", "Collective", "Train", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "ChecksumsTests", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"], swiftSettings: numericFlags),
+    .testTarget(name: "FuzzingTests", dependencies: ["Fuzzing"], swiftSettings: numericFlags),
     .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checksums", "JPEG"], swiftSettings: numericFlags),
   ]
 )

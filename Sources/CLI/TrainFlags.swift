@@ -19,6 +19,7 @@ extension Flags {
     c.iterationsPerLoop = try int("iterations_per_loop", default: c.iterationsPerLoop)
     c.numEpochsPerEval = try double("num_epochs_per_eval", default: c.numEpochsPerEval)
     c.mode = string("mode", default: c.mode)
+    c.keepCheckpointMax = try int("keep_checkpoint_max", default: c.keepCheckpointMax)
     return c
   }
 }

@@ -101,6 +101,7 @@ public final class Coordinator {
   func supervise(_ members: inout [Member], admission: Admission) -> Int32 {
     var stepReports: [Int: [Report]] = [:]
     var evaluation = (top1: 0, top5: 0, count: 0, reports: 0, step: 0)
+    var starts: [Int: Int] = [:]
     let started = monotonicNow()
     // Workers hear from us as often as we expect to hear from them, so a hung coordinator is found too.
     let beat = max(0.05, min(1, options.heartbeatTimeout / 4))
@@ -155,6 +156,15 @@ public final class Coordinator {
           }
         case .heartbeat:
           break
+        case let .started(_, step, source):
+          starts[rank] = step
+          if starts.count == members.count {
+            let steps = Set(starts.values)
+            guard steps.count == 1 else {
+              return fail(members, "the workers start at different steps (\(starts.keys.sorted().map { "\(members[$0].name): \(starts[$0]!)" }.joined(separator: ", "))); they would train different models")
+            }
+            log("coordinator: every worker starts at step \(step)" + (source >= 0 ? " (restored from rank \(source)'s checkpoint, broadcast to all)" : ""))
+          }
         case .done:
           members[rank].done = true
         case let .failure(_, text):

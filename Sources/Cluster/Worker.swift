@@ -26,6 +26,9 @@ public final class Worker {
     public var connectTimeout = 120.0
     /// Forming the ring, and each ring exchange (a stop from the coordinator ends either at once).
     public var ringTimeout = 120.0
+    /// Where this worker keeps and looks for checkpoints, when not the job's --model_dir (a local
+    /// disk of its own host, say).
+    public var modelDir: String?
     /// After a stop from the coordinator, exit the process this many seconds later if training has
     /// not returned by then (nil: never; in-process tests).
     public var exitAfterStop: Double?
@@ -91,12 +94,15 @@ public final class Worker {
       log("worker \(rank): warning: --data_dir \(data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
     }
     let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed)
-    // Every worker restores the same newest valid checkpoint from --model_dir (a shared directory on
-    // a cluster), so a relaunched job resumes where the last complete checkpoint left it.
-    let store = modelDir.isEmpty ? nil : CheckpointStore(directory: modelDir)
-    if let store, let sidecar = try store.restore(into: trainer, config: config, report: { self.log("worker \(rank): warning: \($0)") }) {
-      log("worker \(rank): resumed from \(modelDir)/\(sidecar.tensorsFile) at step \(sidecar.globalStep)")
+    // Each worker looks in its own --model_dir (a shared directory, or a local disk per host):
+    // leftovers of a crash mid-save go first, then it finds its newest checkpoint that reads back
+    // whole. The ring then agrees which rank's to resume from (`Resume`).
+    let directory = options.modelDir ?? modelDir
+    let store = directory.isEmpty ? nil : CheckpointStore(directory: directory, keep: training.keepCheckpointMax)
+    if let removed = store?.removeLeftovers(), !removed.isEmpty {
+      log("worker \(rank): removed what an interrupted save left in \(directory): \(removed.joined(separator: ", "))")
     }
+    let localStep = store?.newestValidStep(config: config, report: { self.log("worker \(rank): warning: \($0)") })
     let saveEvery = max(1, training.iterationsPerLoop)
     let evalEvery = max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining)))
     let secret = JobSecret(token: options.token)
@@ -108,10 +114,21 @@ public final class Worker {
       log("worker \(rank): refused \(links.refusedConnections) stray connection\(links.refusedConnections == 1 ? "" : "s") at ring port \(listener.address) (last: \(links.lastRefusal ?? ""))")
     }
     let ring = Ring(links: links)
-    // Rank 0's initial parameters everywhere.
-    for i in trainer.trainable.indices {
-      try ring.broadcast(UnsafeMutableBufferPointer(start: trainer.parameterPointer(i), count: trainer.trainable[i].shape.elementCount))
+    let plan = try Resume.agree(localStep: localStep, ring: ring)
+    if let plan, plan.source == rank, let store {
+      let sidecar = try store.load(step: plan.step, config: config, into: trainer)
+      log("worker \(rank): resumed from \(directory)/\(sidecar.tensorsFile) at step \(sidecar.globalStep)")
     }
+    // The source's whole training state everywhere (rank 0's initial one on a fresh start):
+    // parameters, optimizer slots, moving averages and batch-norm moving statistics.
+    for tensor in CheckpointStore.tensors(of: trainer) {
+      try ring.broadcast(UnsafeMutableBufferPointer(start: tensor.pointer, count: tensor.shape.elementCount), root: plan?.source ?? 0)
+    }
+    if let plan {
+      trainer.setGlobalStep(plan.step)
+      if plan.source != rank { log("worker \(rank): resumed at step \(plan.step) from rank \(plan.source)'s checkpoint") }
+    }
+    try link.send(.started(rank: rank, step: trainer.globalStep, source: plan?.source ?? -1))
     ring.chunkBytes = communication.chunkBytes
     trainer.attach(ring: ring, bucketBytes: communication.bucketBytes, compression: communication.compression)
     let wire = communication.compression == .none ? "float32" : communication.compression.rawValue
@@ -151,7 +168,8 @@ public final class Worker {
         try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
                      onBadRecord: data.onBadRecord, context: context, link: link)
       }
-      // Rank 0 writes the checkpoints (atomically); the others hold identical parameters.
+      // Rank 0 writes the checkpoints (atomically); the others hold identical parameters, and a
+      // restart resumes from whichever rank holds the newest checkpoint.
       if let store, rank == 0, trainer.globalStep % saveEvery == 0 || trainer.globalStep == total {
         log("worker 0: saved \(try store.save(trainer, config: config))")
       }
@@ -211,5 +229,23 @@ public enum Validation {
       top1 += hits.top1; top5 += hits.top5; count += training.evalBatchSize
     }
     return (top1, top5, count)
+  }
+}
+
+/// Which checkpoint a (re)started job resumes from: every rank offers the newest step it can read
+/// from its own --model_dir, and all take the newest offered, from the lowest rank that has it.
+/// On a shared directory every rank offers the same step; on per-host disks only the host that
+/// was rank 0 last time has one, and it need not be rank 0 now.
+enum Resume {
+  static func agree(localStep: Int?, ring: Ring) throws -> (source: Int, step: Int)? {
+    // Two floats per rank, each exact below 2²⁴: steps up to 2³⁶.
+    let step = localStep ?? -1
+    let offers = try ring.allGather(step < 0 ? [-1, -1] : [Float(step >> 12), Float(step & 4095)])
+    var best: (source: Int, step: Int)?
+    for r in 0..<ring.size where offers[2 * r] >= 0 {
+      let s = Int(offers[2 * r]) << 12 | Int(offers[2 * r + 1])
+      if best == nil || s > best!.step { best = (r, s) }
+    }
+    return best
   }
 }

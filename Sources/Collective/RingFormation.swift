@@ -117,7 +117,7 @@ struct RingFormation {
         if n > 0 { candidate.buffer += chunk.prefix(n) }
         if candidate.buffer.count < candidate.need { candidates[index] = candidate; index += 1; continue }
         if candidate.challenge == nil {
-          guard Array(candidate.buffer.prefix(24)) == RingFormation.hello(rank: leftRank, size: size, jobID: jobID) else {
+          guard TCPRing.greetingMatches(candidate.buffer, rank: leftRank, size: size, jobID: jobID) else {
             refuse(candidate, "sent a greeting that is not rank \(leftRank) of \(size) in this job")
             candidates.remove(at: index); continue
           }
@@ -160,5 +160,18 @@ struct RingFormation {
       withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
     return bytes
+  }
+}
+
+extension TCPRing {
+  /// Whether a ring greeting's fixed fields (magic and rank, size, job id) are the ones expected;
+  /// the nonce after them is not looked at.
+  public static func greetingMatches(_ bytes: [UInt8], rank: Int, size: Int, jobID: UInt64) -> Bool {
+    bytes.count == RingFormation.greetingBytes && Array(bytes.prefix(24)) == RingFormation.hello(rank: rank, size: size, jobID: jobID)
+  }
+
+  /// A greeting as rank `rank` sends it.
+  public static func greeting(rank: Int, size: Int, jobID: UInt64, nonce: [UInt8]) -> [UInt8] {
+    RingFormation.hello(rank: rank, size: size, jobID: jobID) + nonce
   }
 }

@@ -269,16 +269,21 @@ public final class TCPRing: RingLinks {
   }
 
   private func check(_ header: UnsafeMutableRawPointer, expected: Int, from left: TCPConnection) throws(CollectiveError) {
+    if let reason = TCPRing.problem(header: UnsafeRawBufferPointer(start: header, count: TCPRing.headerBytes),
+                                    sequence: receiveSequence, length: expected) {
+      throw .malformedFrame(rank: left.peerRank, address: left.peerAddress, reason: reason)
+    }
+  }
+
+  /// What is wrong with a frame header (magic, sequence, payload length), or nil: the payload's
+  /// length is the receiver's, never the sender's, so a lying header is refused before any read.
+  public static func problem(header: UnsafeRawBufferPointer, sequence: UInt32, length expected: Int) -> String? {
+    guard header.count == headerBytes else { return "a header of \(header.count) bytes" }
     func word(_ i: Int) -> UInt32 { UInt32(littleEndian: header.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) }
-    guard word(0) == TCPRing.magic else {
-      throw .malformedFrame(rank: left.peerRank, address: left.peerAddress, reason: "bad magic 0x\(String(word(0), radix: 16))")
-    }
-    guard word(1) == receiveSequence else {
-      throw .malformedFrame(rank: left.peerRank, address: left.peerAddress, reason: "sequence \(word(1)), expected \(receiveSequence)")
-    }
+    guard word(0) == TCPRing.magic else { return "bad magic 0x\(String(word(0), radix: 16))" }
+    guard word(1) == sequence else { return "sequence \(word(1)), expected \(sequence)" }
     let length = Int(word(2)) | Int(word(3)) << 32
-    guard length == expected else {
-      throw .malformedFrame(rank: left.peerRank, address: left.peerAddress, reason: "payload of \(length) bytes, expected \(expected)")
-    }
+    guard length == expected else { return "payload of \(length) bytes, expected \(expected)" }
+    return nil
   }
 }

@@ -32,6 +32,12 @@ public struct CheckpointStore {
     /// Examples consumed per worker so far (the batcher's position).
     public var dataPosition: Int
     public var config: [String: String]
+
+    public init(globalStep: Int, tensorsFile: String, tensorsBytes: Int, tensorsCRC32C: UInt32, seed: UInt64,
+                dataPosition: Int, config: [String: String]) {
+      self.globalStep = globalStep; self.tensorsFile = tensorsFile; self.tensorsBytes = tensorsBytes
+      self.tensorsCRC32C = tensorsCRC32C; self.seed = seed; self.dataPosition = dataPosition; self.config = config
+    }
   }
 
   /// Writes a checkpoint of the trainer's full state and prunes old ones. Returns the sidecar path.
@@ -107,7 +113,33 @@ public struct CheckpointStore {
     return (sidecar, try SafeTensors.decode(bytes, file: tensorsPath).tensors, tensorsPath)
   }
 
-  func load(step: Int, config: [String: String], into trainer: Trainer) throws(TrainError) -> Sidecar {
+  /// The newest checkpoint that reads back whole (size, CRC, model flags), without loading it;
+  /// each damaged one is reported and skipped. Nil when there is none.
+  public func newestValidStep(config: [String: String], report: (String) -> Void) -> Int? {
+    for step in checkpointSteps() {
+      do { _ = try readVerified(step: step, config: config); return step } catch { report("skipping checkpoint \(step): \(error.description)") }
+    }
+    return nil
+  }
+
+  /// Removes what a crash mid-save leaves behind: temporaries of `FileIO.writeAtomically` and tensor
+  /// files whose sidecar was never written. Returns the names removed. Call before anyone saves.
+  public func removeLeftovers() -> [String] {
+    let names = FileIO.list(directory)
+    let sidecars = Set(names.filter { $0.hasPrefix("model.ckpt-") && $0.hasSuffix(".json") })
+    var removed: [String] = []
+    for name in names where name.hasPrefix("model.ckpt-") {
+      let temporary = name.contains(".tmp-")
+      let orphan = name.hasSuffix(".safetensors") && !sidecars.contains(String(name.dropLast(".safetensors".count)) + ".json")
+      if temporary || orphan {
+        FileIO.remove(path(name))
+        removed.append(name)
+      }
+    }
+    return removed
+  }
+
+  public func load(step: Int, config: [String: String], into trainer: Trainer) throws(TrainError) -> Sidecar {
     let (sidecar, tensors, tensorsPath) = try readVerified(step: step, config: config)
     let targets = CheckpointStore.tensors(of: trainer)
     for target in targets {
@@ -125,7 +157,7 @@ public struct CheckpointStore {
                           "num_label_classes", "use_aux_head", "aux_scaling", "optimizer"]
 
   /// Every tensor of the trainer's state, in a fixed order: parameters, then the tensor store.
-  static func tensors(of trainer: Trainer) -> [(name: String, shape: Shape, pointer: UnsafeMutablePointer<Float>)] {
+  public static func tensors(of trainer: Trainer) -> [(name: String, shape: Shape, pointer: UnsafeMutablePointer<Float>)] {
     var list = trainer.trainable.indices.map { (trainer.trainable[$0].name, trainer.trainable[$0].shape, trainer.parameterPointer($0)) }
     list += trainer.state.entries.map { ($0.name, $0.shape, $0.pointer) }
     return list

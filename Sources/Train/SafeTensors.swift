@@ -74,9 +74,18 @@ public enum SafeTensors {
       guard let entry = value as? [String: Any], entry["dtype"] as? String == "F32",
             let dims = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2,
             dims.allSatisfy({ $0 >= 0 }) else { throw corrupt("tensor '\(name)' has a malformed or non-F32 entry") }
+      // A crafted header can name dimensions whose product overflows: checked, never trapped.
+      var byteCount = 4
+      for d in dims {
+        let (product, overflow) = byteCount.multipliedReportingOverflow(by: d)
+        guard !overflow, product <= bytes.count else {
+          throw corrupt("tensor '\(name)' has shape \(dims), larger than the whole file")
+        }
+        byteCount = product
+      }
       let shape = Shape(dims)
       let begin = offsets[0], end = offsets[1]
-      guard begin >= 0, end >= begin, end - begin == shape.elementCount * 4, dataStart + end <= bytes.count else {
+      guard begin >= 0, end >= begin, begin <= bytes.count, end <= bytes.count, end - begin == byteCount, dataStart + end <= bytes.count else {
         throw corrupt("tensor '\(name)' has offsets \(begin)..<\(end) outside the \(bytes.count - dataStart) data bytes (truncated?)")
       }
       var values = [Float](repeating: 0, count: shape.elementCount)

@@ -20,6 +20,8 @@ public struct TrainingConfig: Hashable, Sendable {
   public var iterationsPerLoop = 500
   public var numEpochsPerEval = 1.0
   public var mode = "train_and_eval"
+  /// Newest checkpoints kept in --model_dir.
+  public var keepCheckpointMax = 5
 
   public init() {}
 
@@ -48,6 +50,7 @@ public struct TrainingConfig: Hashable, Sendable {
     }
     guard lrNumEpochsPerDecay >= 1 else { throw .invalidConfig("--lr_num_epochs_per_decay must be at least 1") }
     guard movingAverageDecay >= 0, movingAverageDecay <= 1 else { throw .invalidConfig("--moving_average_decay must be in [0, 1]") }
+    guard keepCheckpointMax >= 1 else { throw .invalidConfig("--keep_checkpoint_max must be at least 1, got \(keepCheckpointMax)") }
   }
 }
 
@@ -71,7 +74,8 @@ extension TrainingConfig {
                   "lr_decay_value": String(lrDecayValue), "lr_num_epochs_per_decay": String(lrNumEpochsPerDecay),
                   "lr_decay_method": lrDecayMethod, "num_epochs": String(numEpochs), "num_train_images": String(numTrainImages),
                   "num_eval_images": String(numEvalImages), "optimizer": optimizer, "moving_average_decay": String(movingAverageDecay),
-                  "iterations_per_loop": String(iterationsPerLoop), "mode": mode, "num_epochs_per_eval": String(numEpochsPerEval)]
+                  "iterations_per_loop": String(iterationsPerLoop), "mode": mode, "num_epochs_per_eval": String(numEpochsPerEval),
+                  "keep_checkpoint_max": String(keepCheckpointMax)]
     if let warmup = lrWarmupEpochs { values["lr_warmup_epochs"] = String(warmup) }
     return values
   }

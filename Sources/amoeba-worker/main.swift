@@ -10,11 +10,14 @@ import Tensor
 let usage = """
   usage: amoeba-worker --coordinator HOST:PORT [--job_token_file F | --job_token T] [--listen 127.0.0.1]
                        [--threads N] [--device cpu] [--connect_timeout 120] [--ring_timeout 120]
+                       [--model_dir DIR]
   The job token may also come from AMOEBA_JOB_TOKEN. --listen is the address this worker's ring socket
   binds and advertises to its neighbours: an address of this host that the other workers can reach,
   or a network interface's name (eth0, ib0, …), whose address is then used. --connect_timeout bounds
   reaching the coordinator and waiting for the job to start; --ring_timeout forming the ring and
-  each ring exchange. A stop from the coordinator ends the worker at once.
+  each ring exchange. A stop from the coordinator ends the worker at once. --model_dir overrides the
+  job's checkpoint directory for this worker (a local disk); a restarted job resumes from the newest
+  checkpoint any worker holds, broadcast to all.
   Exit status: 0 when the job finished, 1 when it failed, 2 for a wrong command line.
   """
 do {
@@ -26,6 +29,7 @@ do {
   let token = try flags.jobToken()
   let connectTimeout = try flags.double("connect_timeout", default: 120)
   let ringTimeout = try flags.double("ring_timeout", default: 120)
+  let modelDir = flags.has("model_dir") ? flags.string("model_dir", default: "") : nil
   try flags.finish()
   for (name, value) in [("connect_timeout", connectTimeout), ("ring_timeout", ringTimeout)] where value <= 0 {
     throw UsageError("--\(name) must be a positive number of seconds, got \(value)")
@@ -44,6 +48,7 @@ do {
   options.connectTimeout = connectTimeout
   options.ringTimeout = ringTimeout
   options.exitAfterStop = 2
+  options.modelDir = modelDir
   exit(Worker(options: options).run())
 } catch let error as UsageError {
   printError("amoeba-worker: \(error.message)\n\(usage)")

@@ -107,13 +107,15 @@ struct LaunchCommand {
         }
       }
       if (firstFailure != nil || interrupted.pointee != 0) && !running.isEmpty {
-        // Workers stop at once; the coordinator (index 0) gets a few seconds to notice and name the
-        // lost worker itself before it is stopped too.
+        // After a worker's failure the other workers stop at once, and the coordinator (index 0)
+        // gets a few seconds to notice and name the lost worker itself. After the coordinator's,
+        // the workers get two seconds to act on its stop and say why they end.
         if failedAt == nil { failedAt = monotonicNow() }
-        for i in running where i != 0 || interrupted.pointee != 0 || monotonicNow() - failedAt! > 3 {
-          // SIGTERM first; a process that is still there 5 s later (hung, or stopped with SIGSTOP,
-          // where SIGTERM waits for a SIGCONT) gets SIGKILL, so launch always ends.
-          kill(processes[i].pid, monotonicNow() - failedAt! > 8 ? SIGKILL : SIGTERM)
+        let elapsed = monotonicNow() - failedAt!
+        for i in running where interrupted.pointee != 0 || (i == 0 ? elapsed > 3 : !failureFromCoordinator || elapsed > 2) {
+          // SIGTERM first; a process still there 4 s later (hung, or stopped with SIGSTOP, where
+          // SIGTERM waits for a SIGCONT) gets SIGKILL, so launch always ends.
+          kill(processes[i].pid, elapsed > 6 ? SIGKILL : SIGTERM)
           stopped.insert(i)
         }
       }

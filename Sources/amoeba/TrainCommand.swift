@@ -21,7 +21,6 @@ struct TrainCommand {
   var evalOnAverages: Bool
   var modelDir: String
   var saveEvery: Int
-  var keepCheckpoints: Int
 
   init(flags: Flags) throws {
     var flags = flags
@@ -33,7 +32,6 @@ struct TrainCommand {
     logEvery = try flags.int("log_every", default: 20)
     evalOnAverages = try flags.bool("eval_on_moving_averages", default: true)
     modelDir = flags.string("model_dir", default: "")
-    keepCheckpoints = try flags.int("keep_checkpoint_max", default: 5)
     let saveSteps = try flags.int("save_checkpoints_steps", default: 0)
     let trainImagesGiven = flags.has("num_train_images"), evalImagesGiven = flags.has("num_eval_images")
     try flags.finish()
@@ -50,7 +48,7 @@ struct TrainCommand {
     let trainer = try Trainer(network: network, training: training, batchSize: training.trainBatchSize, context: context, seed: seed)
     let batcher = Batcher(dataset: dataset, split: .train, batchSize: training.trainBatchSize, seed: seed, onBadRecord: data.onBadRecord)
 
-    let store = modelDir.isEmpty ? nil : CheckpointStore(directory: modelDir, keep: keepCheckpoints)
+    let store = modelDir.isEmpty ? nil : CheckpointStore(directory: modelDir, keep: training.keepCheckpointMax)
     if let store, let sidecar = try store.restore(into: trainer, config: checkpointConfig, report: { print("warning: \($0)") }) {
       print("restored \(modelDir)/\(sidecar.tensorsFile) at step \(sidecar.globalStep)")
     }

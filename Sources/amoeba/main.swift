@@ -18,6 +18,8 @@ let usage = """
     data make-fake --out DIR [--train_shards 2 --validation_shards 1 --images 1000 --image_size 64]
                                                           ImageNet-format shards with real JPEGs, for tests
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
+    fuzz [--target all|NAME] [--iterations 100000] [--seed 1]
+                                                          mutated inputs for every parser of outside bytes
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
     bench allreduce --ranks N --sizes 64K,1M,256M [--chunk 512K] [--compression none|bf16|fp16] [--json]
                                                           ring all-reduce over loopback: time, algbw, busbw, #wrong
@@ -39,6 +41,8 @@ do {
   switch (arguments.first, arguments.dropFirst().first) {
   case ("lr-schedule", _):
     try LearningRateCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
+  case ("fuzz", _):
+    exit(try FuzzCommand(arguments: Array(arguments.dropFirst())).run())
   case ("launch", _):
     exit(try LaunchCommand(arguments: Array(arguments.dropFirst())).run())
   case ("data", "make-fake"):

@@ -1,7 +1,11 @@
 import Testing
 import Foundation
+import Synchronization
 import Checksums
+import CLI
 import Collective
+import Tensor
+import Train
 @testable import Cluster
 
 /// The probes an operator tried against the coordinator and the workers: strays, probes, garbage,
@@ -133,5 +137,89 @@ import Collective
     try raw.sendAll([0xE2, 0x0D, 0xD9, 0xCD, 0, 0, 0, 0, 0, 0, 0, 0], deadline: monotonicNow() + 5)
     #expect { _ = try receiver.receive(timeout: 5) } throws: { "\($0)".contains("3453554146 bytes") }
     _ = (sender, key)
+  }
+}
+
+/// Restarts without a shared disk, crashes mid-save, and ranks that drift apart.
+@Suite struct ResumeTests {
+  let job = JobTests()
+
+  /// One job of `steps` global steps (batch 8 of 80 images: 10 steps an epoch) whose two workers
+  /// keep checkpoints in `directories`; returns the coordinator's and the workers' lines.
+  func runJob(epochs: String, directories: [String]) throws -> (status: [Int32], coordinator: [String], workers: [String]) {
+    let extra = ["num_epochs": epochs, "iterations_per_loop": "2", "keep_checkpoint_max": "2", "mode": "train"]
+    let (coordinator, lines) = try job.coordinator(token: "resume-token", workers: 2, extra: extra, totalSteps: Int(Double(epochs)! * 10))
+    let box = Box(coordinator)
+    let waitCoordinator = job.start { box.value.run() }
+    let messages = LineLog()
+    let workers = directories.map { directory in
+      var options = job.worker(port: coordinator.port, token: "resume-token").options
+      options.modelDir = directory
+      let w = Box(Worker(options: options))
+      w.value.log = { messages.append($0) }
+      return w
+    }
+    let waits = workers.map { w in job.start { w.value.run() } }
+    let status = waits.map { $0() } + [waitCoordinator()]
+    return (status, lines.all, messages.all)
+  }
+
+  func checkpoints(_ directory: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix("model.ckpt-") }.sorted()
+  }
+
+  @Test func aJobResumesFromWhicheverWorkerHoldsTheCheckpoint() throws {
+    let root = NSTemporaryDirectory() + "amoeba-resume-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let directories = [root + "/host-a", root + "/host-b"]
+    let first = try runJob(epochs: "0.5", directories: directories)
+    #expect(first.status == [0, 0, 0], "\(first.coordinator) \(first.workers)")
+    // Rank 0 saved at steps 2, 4 and 5 and kept the newest two (--keep_checkpoint_max=2); the
+    // other worker's directory stays empty.
+    let holder = directories.first { !checkpoints($0).isEmpty }!
+    #expect(checkpoints(holder) == ["model.ckpt-4.json", "model.ckpt-4.safetensors", "model.ckpt-5.json", "model.ckpt-5.safetensors"])
+    #expect(directories.filter { checkpoints($0).isEmpty }.count == 1)
+    // A crash mid-save: a tensor file without its sidecar and a temporary.
+    FileManager.default.createFile(atPath: holder + "/model.ckpt-7.safetensors", contents: Data([1, 2, 3]))
+    FileManager.default.createFile(atPath: holder + "/model.ckpt-7.json.tmp-4242", contents: Data([4]))
+
+    let second = try runJob(epochs: "1", directories: directories)
+    #expect(second.status == [0, 0, 0], "\(second.coordinator) \(second.workers)")
+    #expect(second.workers.contains { $0.contains("removed what an interrupted save left") && $0.contains("model.ckpt-7.safetensors") })
+    #expect(second.coordinator.contains { $0.contains("every worker starts at step 5 (restored from rank") }, "\(second.coordinator)")
+    #expect(second.workers.contains { $0.contains("resumed from \(holder)/model.ckpt-5.safetensors at step 5") })
+    #expect(second.workers.contains { $0.contains("resumed at step 5 from rank") })
+    #expect(second.coordinator.contains { $0.hasPrefix("step 10/10") }, "\(second.coordinator)")
+    #expect(!checkpoints(holder).contains("model.ckpt-7.safetensors"))
+  }
+
+  @Test func parametersThatDriftApartAreDetectedAndTheRankNamed() throws {
+    var flags = try Flags(["--num_cells=3", "--reduction_size=8", "--image_size=24", "--use_aux_head=false"])
+    let network = try flags.networkConfig()
+    let (ls, addresses) = try (0..<2).reduce(into: ([TCPListener](), [SocketAddress]())) { acc, _ in
+      let l = try TCPListener(host: "127.0.0.1"); acc.0.append(l); acc.1.append(l.address)
+    }
+    let boxes = ls.map { Box($0) }
+    let errors = Mutex<[Int: String]>([:])
+    let done = DispatchSemaphore(value: 0)
+    for rank in 0..<2 {
+      Thread {
+        do {
+          let trainer = try Trainer(network: network, training: TrainingConfig(), batchSize: 2, context: KernelContext(threads: 1), seed: 0)
+          if rank == 1 { trainer.parameterPointer(3)[0] += 0.5 }
+          let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 10))
+          try Worker(options: .init(coordinator: addresses[0], token: "t")).compareChecksums(trainer, ring: ring)
+          errors.withLock { $0[rank] = "no error" }
+        } catch {
+          errors.withLock { $0[rank] = "\(error)" }
+        }
+        done.signal()
+      }.start()
+    }
+    done.wait(); done.wait()
+    for rank in 0..<2 {
+      let text = errors.withLock { $0[rank] } ?? ""
+      #expect(text.contains("parameters diverged at step 0: ranks 1 differ from rank 0"), "\(text)")
+    }
   }
 }

@@ -15,8 +15,9 @@ import CLI
     "use_data": "builtin", "num_label_classes": "1001",
   ]
 
-  func coordinator(token: String, workers: Int, heartbeat: Double = 60, extra: [String: String] = [:]) throws -> (Coordinator, LineLog) {
-    var options = Coordinator.Options(token: token, config: JobTests.config.merging(extra) { _, b in b }, totalSteps: 5,
+  func coordinator(token: String, workers: Int, heartbeat: Double = 60, extra: [String: String] = [:],
+                   totalSteps: Int = 5) throws -> (Coordinator, LineLog) {
+    var options = Coordinator.Options(token: token, config: JobTests.config.merging(extra) { _, b in b }, totalSteps: totalSteps,
                                       stepsPerEpoch: 10, globalBatch: 8)
     options.host = "127.0.0.1"; options.workers = workers; options.logEvery = 1
     options.joinTimeout = 20; options.heartbeatTimeout = heartbeat

@@ -151,3 +151,21 @@ import Checksums
     #expect(tensors.keys.allSatisfy { !$0.contains("RMSProp") && !$0.contains("ExponentialMovingAverage") })
   }
 }
+
+@Suite struct CraftedSafeTensorsTests {
+  /// A file whose header claims `shape` for one tensor over 8 data bytes.
+  func file(shape: String, offsets: String = "[0,8]") -> [UInt8] {
+    var header = Array("{\"t\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":\(offsets)}}".utf8)
+    while header.count % 8 != 0 { header.append(0x20) }
+    return withUnsafeBytes(of: UInt64(header.count).littleEndian) { Array($0) } + header + [UInt8](repeating: 0, count: 8)
+  }
+
+  @Test func overflowingShapesAndOffsetsAreErrorsNotTraps() {
+    for (shape, offsets) in [("[4611686018427387904,4]", "[0,8]"), ("[9223372036854775807]", "[0,8]"),
+                             ("[3037000500,3037000500]", "[0,8]"), ("[2]", "[9223372036854775800,9223372036854775807]"),
+                             ("[2]", "[-8,0]"), ("[1000000]", "[0,4000000]")] {
+      #expect(throws: TrainError.self) { _ = try SafeTensors.decode(file(shape: shape, offsets: offsets), file: "crafted.safetensors") }
+    }
+    #expect(throws: Never.self) { _ = try SafeTensors.decode(file(shape: "[2]"), file: "ok.safetensors") }
+  }
+}

@@ -6,13 +6,18 @@
 set -euo pipefail
 name=${1:?usage: launch.sh TPU_NAME ZONE [flags...]}; zone=${2:?zone}; shift 2
 bin=${AMOEBA_BIN:-/home/$USER/amoeba/bin}
-token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# The job token goes to every host as a 0600 file (never on a command line).
+token_file=$(mktemp)
+trap 'rm -f "$token_file"' EXIT
+(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token_file"; echo >> "$token_file")
 flags="$*"
 read -r -a hosts <<< "$(gcloud compute tpus tpu-vm describe "$name" --zone "$zone" \
   --format='value(networkEndpoints[].ipAddress)' | tr ';' ' ')"
 coordinator=${hosts[0]}
+gcloud compute tpus tpu-vm scp "$token_file" "$name":.amoeba-job-token --zone "$zone" --worker=all
+gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command 'chmod 600 ~/.amoeba-job-token'
 gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=0 --command \
-  "AMOEBA_JOB_TOKEN=$token nohup $bin/amoeba-coordinator --workers ${#hosts[@]} --port 29400 $flags > coordinator.log 2>&1 &"
+  "nohup $bin/amoeba-coordinator --job_token_file ~/.amoeba-job-token --workers ${#hosts[@]} --port 29400 $flags > coordinator.log 2>&1 &"
 sleep 3
 gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command \
-  "AMOEBA_JOB_TOKEN=$token $bin/amoeba-worker --coordinator $coordinator:29400 --listen \$(hostname -I | awk '{print \$1}')"
+  "$bin/amoeba-worker --job_token_file ~/.amoeba-job-token --coordinator $coordinator:29400 --listen \$(hostname -I | awk '{print \$1}')"

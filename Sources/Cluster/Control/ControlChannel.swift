@@ -16,6 +16,8 @@ public enum ControlMessage: Codable, Sendable, Equatable {
   case metrics(rank: Int, step: Int, loss: Double, learningRate: Double, imagesPerSecond: Double,
                stepSeconds: Double, communicationSeconds: Double, hiddenFraction: Double, busBandwidth: Double,
                inputWaitSeconds: Double, badRecords: Int)
+  /// The step a worker starts training at, and the rank whose checkpoint it was restored from (−1: none).
+  case started(rank: Int, step: Int, source: Int)
   case heartbeat(rank: Int)
   case evaluation(rank: Int, step: Int, top1: Int, top5: Int, count: Int)
   case done(rank: Int)
@@ -49,8 +51,8 @@ public final class ControlChannel: @unchecked Sendable {
   private let sendSequence = Mutex<UInt64>(0)
   private var receiveSequence: UInt64 = 0
   public static let maximumBytes = 1 << 20
-  static let headerBytes = 12
-  static let macBytes = 32
+  public static let headerBytes = 12
+  public static let macBytes = 32
 
   init(_ connection: TCPConnection, peerName: String, sendKey: [UInt8], receiveKey: [UInt8]) {
     self.connection = connection; self.peerName = peerName; self.sendKey = sendKey; self.receiveKey = receiveKey
@@ -60,9 +62,7 @@ public final class ControlChannel: @unchecked Sendable {
     let body: [UInt8]
     do { body = Array(try JSONEncoder().encode(message)) } catch { throw ControlError("could not encode a control message: \(error)") }
     try sendSequence.withLock { (sequence: inout UInt64) throws(ControlError) in
-      var frame = ControlChannel.header(length: body.count, sequence: sequence)
-      frame += body
-      frame += HMACSHA256.authenticationCode(key: sendKey, message: frame)
+      let frame = ControlChannel.seal(body, key: sendKey, sequence: sequence)
       sequence += 1
       do throws(CollectiveError) { try connection.sendAll(frame, deadline: monotonicNow() + timeout) } catch { throw describe(error, waited: timeout) }
     }
@@ -86,6 +86,18 @@ public final class ControlChannel: @unchecked Sendable {
 
   /// The body length a frame header announces, refused above `maximumBytes`.
   func bodyLength(_ header: [UInt8]) throws(ControlError) -> Int {
+    try ControlChannel.bodyLength(header, from: peerName)
+  }
+
+  /// Checks a whole frame (header, then body and MAC) and decodes its message.
+  func open(header: [UInt8], rest: [UInt8]) throws(ControlError) -> ControlMessage {
+    let message = try ControlChannel.open(header: header, rest: rest, key: receiveKey, sequence: receiveSequence, from: peerName)
+    receiveSequence += 1
+    return message
+  }
+
+  public static func bodyLength(_ header: [UInt8], from peerName: String) throws(ControlError) -> Int {
+    guard header.count == headerBytes else { throw ControlError("\(peerName) sent a control frame header of \(header.count) bytes") }
     let length = header.prefix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
     guard length <= ControlChannel.maximumBytes else {
       throw ControlError("\(peerName) announced a control message of \(length) bytes (limit \(ControlChannel.maximumBytes)); refused unread")
@@ -93,23 +105,30 @@ public final class ControlChannel: @unchecked Sendable {
     return length
   }
 
-  /// Checks a whole frame (header, then body and MAC) and decodes its message.
-  func open(header: [UInt8], rest: [UInt8]) throws(ControlError) -> ControlMessage {
+  /// The frame checks, apart from any connection (the fuzzer drives them directly).
+  public static func open(header: [UInt8], rest: [UInt8], key: [UInt8], sequence expected: UInt64, from peerName: String) throws(ControlError) -> ControlMessage {
+    guard header.count == headerBytes, rest.count >= macBytes else { throw ControlError("\(peerName) sent a truncated control frame") }
     let body = Array(rest.dropLast(ControlChannel.macBytes))
-    let mac = HMACSHA256.authenticationCode(key: receiveKey, message: header + body)
+    let mac = HMACSHA256.authenticationCode(key: key, message: header + body)
     guard HMACSHA256.constantTimeEqual(mac, Array(rest.suffix(ControlChannel.macBytes))) else {
       throw ControlError("a control message from \(peerName) failed authentication (injected or corrupted on the way); dropped the connection")
     }
     let sequence = header[4..<12].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-    guard sequence == receiveSequence else {
-      throw ControlError("a control message from \(peerName) has sequence \(sequence), expected \(receiveSequence) (replayed or reordered); dropped the connection")
+    guard sequence == expected else {
+      throw ControlError("a control message from \(peerName) has sequence \(sequence), expected \(expected) (replayed or reordered); dropped the connection")
     }
-    receiveSequence += 1
     do {
       return try JSONDecoder().decode(ControlMessage.self, from: Data(body))
     } catch {
       throw ControlError("\(peerName) sent an authenticated message this build does not know; run the same amoeba build everywhere")
     }
+  }
+
+  /// A whole frame: header, body, MAC.
+  public static func seal(_ body: [UInt8], key: [UInt8], sequence: UInt64) -> [UInt8] {
+    var frame = header(length: body.count, sequence: sequence) + body
+    frame += HMACSHA256.authenticationCode(key: key, message: frame)
+    return frame
   }
 
   static func header(length: Int, sequence: UInt64) -> [UInt8] {
