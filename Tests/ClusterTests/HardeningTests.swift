@@ -93,7 +93,9 @@ import Train
     guard case let .assignment(rank, _, addresses, config, jobID, _) = try channel.receive(timeout: 10) else {
       Issue.record("no assignment"); return
     }
-    let links = try TCPRing(rank: rank, addresses: addresses.map { try SocketAddress(parsing: $0) }, listener: listener,
+    // Under load the coordinator may already have declared it dead while the ring forms; the real
+    // worker is then stopped in the formation's wait instead of the broadcast's — either is the point.
+    let links = try? TCPRing(rank: rank, addresses: addresses.map { try SocketAddress(parsing: $0) }, listener: listener,
                             jobID: UInt64(jobID) ?? 0,
                             authenticator: JobSecret(token: "tk").ringAuthenticator(configHash: JobSecret.configHash(config)), timeout: 20)
     #expect(waitReal() == 1)
@@ -101,7 +103,7 @@ import Train
     #expect(waitCoordinator() == 1)
     #expect(lines.all.contains { $0.contains("rank \(rank) at \(listener.address) (host hung) sent nothing for 1.5 s") }, "\(lines.all)")
     #expect(messages.all.contains { $0.contains("error: stopped by the coordinator at 127.0.0.1:\(coordinator.port)") }, "\(messages.all)")
-    links.close()
+    links?.close()
   }
 
   /// Two ends of one authenticated connection on loopback.
@@ -180,8 +182,8 @@ import Train
     #expect(checkpoints(holder) == ["model.ckpt-4.json", "model.ckpt-4.safetensors", "model.ckpt-5.json", "model.ckpt-5.safetensors"])
     #expect(directories.filter { checkpoints($0).isEmpty }.count == 1)
     // A crash mid-save: a tensor file without its sidecar and a temporary.
-    FileManager.default.createFile(atPath: holder + "/model.ckpt-7.safetensors", contents: Data([1, 2, 3]))
-    FileManager.default.createFile(atPath: holder + "/model.ckpt-7.json.tmp-4242", contents: Data([4]))
+    _ = FileManager.default.createFile(atPath: holder + "/model.ckpt-7.safetensors", contents: Data([1, 2, 3]))
+    _ = FileManager.default.createFile(atPath: holder + "/model.ckpt-7.json.tmp-4242", contents: Data([4]))
 
     let second = try runJob(epochs: "1", directories: directories)
     #expect(second.status == [0, 0, 0], "\(second.coordinator) \(second.workers)")
