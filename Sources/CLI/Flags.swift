@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Train
 
 /// A wrong command line: the message names the flag and what it accepts.
 public struct UsageError: Error, CustomStringConvertible {
@@ -100,4 +101,19 @@ public struct Flags {
 public func printError(_ message: String) {
   var line = message + "\n"
   line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+/// One exit-status convention for every executable: 0 success, 1 a failure while running (a dead
+/// peer, a corrupt file), 2 a wrong command line or configuration value — so a script can tell
+/// "fix the flags" from "look at the logs".
+public enum ExitStatus {
+  public static let failure: Int32 = 1
+  public static let usage: Int32 = 2
+
+  /// Whether `error` is the command line's fault.
+  public static func isUsage(_ error: Error) -> Bool {
+    if error is UsageError { return true }
+    if case .invalidConfig? = error as? TrainError { return true }
+    return false
+  }
 }

@@ -140,7 +140,8 @@ public final class Worker {
                           onBadRecord: data.onBadRecord)
     let prefetcher = Prefetcher(batcher: batcher, firstBatch: trainer.globalStep, depth: data.prefetchBatches + 1, threads: data.inputThreads)
     defer { prefetcher.shutDown() }
-    var skipped = 0
+    // Damage found while indexing (a truncated last record) counts as skipped from the first step.
+    var skipped = dataset.damagedRecords(.train)
     let total = training.totalSteps
     // Bytes each rank moves per all-reduce of all gradients, nccl-tests' bus-bandwidth convention.
     let busBytes = Double(trainer.trainable.reduce(0) { $0 + $1.shape.elementCount } * 4) * 2 * Double(size - 1) / Double(size)

@@ -21,6 +21,8 @@ public final class ImageNetDataset: Dataset {
   public let classCount: Int
   public let train: TFRecordIndex
   public let validation: TFRecordIndex
+
+  public func damagedRecords(_ split: Split) -> Int { (split == .train ? train : validation).damage.count }
   public let shuffleBuffer: Int
   public let distortion: InceptionPreprocessing.DistortionOptions
   /// Decode large JPEGs at 1/2, 1/4 or 1/8 scale when the crop still covers the output size at

@@ -79,8 +79,11 @@ do {
   exit(coordinator.run())
 } catch let error as UsageError {
   printError("amoeba-coordinator: \(error.message)\n\(usage)")
-  exit(2)
+  exit(ExitStatus.usage)
+} catch where ExitStatus.isUsage(error) {
+  printError("amoeba-coordinator: \(error)")
+  exit(ExitStatus.usage)
 } catch {
   printError("amoeba-coordinator: \(error)")
-  exit(1)
+  exit(ExitStatus.failure)
 }

@@ -52,8 +52,11 @@ do {
   exit(Worker(options: options).run())
 } catch let error as UsageError {
   printError("amoeba-worker: \(error.message)\n\(usage)")
-  exit(2)
+  exit(ExitStatus.usage)
+} catch where ExitStatus.isUsage(error) {
+  printError("amoeba-worker: \(error)")
+  exit(ExitStatus.usage)
 } catch {
   printError("amoeba-worker: \(error)")
-  exit(1)
+  exit(ExitStatus.failure)
 }

@@ -76,8 +76,11 @@ do {
   }
 } catch let error as UsageError {
   printError("amoeba: \(error.message)\n\(usage)")
-  exit(2)
+  exit(ExitStatus.usage)
+} catch where ExitStatus.isUsage(error) {
+  printError("amoeba: \(error)")
+  exit(ExitStatus.usage)
 } catch {
   printError("amoeba: \(error)")
-  exit(1)
+  exit(ExitStatus.failure)
 }
