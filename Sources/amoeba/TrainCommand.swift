@@ -49,6 +49,9 @@ struct TrainCommand {
     let batcher = Batcher(dataset: dataset, split: .train, batchSize: training.trainBatchSize, seed: seed, onBadRecord: data.onBadRecord)
 
     let store = modelDir.isEmpty ? nil : CheckpointStore(directory: modelDir, keep: training.keepCheckpointMax)
+    if let removed = store?.removeLeftovers(), !removed.isEmpty {
+      print("removed what an interrupted save left in \(modelDir): \(removed.joined(separator: ", "))")
+    }
     if let store, let sidecar = try store.restore(into: trainer, config: checkpointConfig, report: { print("warning: \($0)") }) {
       print("restored \(modelDir)/\(sidecar.tensorsFile) at step \(sidecar.globalStep)")
     }
