@@ -106,6 +106,33 @@ import Train
     links?.close()
   }
 
+  @Test func theMetricsOfARealJobPassPromtool() throws {
+    let (coordinator, _) = try job.coordinator(token: "metrics-token", workers: 2, metrics: true)
+    let box = Box(coordinator)
+    let waitCoordinator = job.start { box.value.run() }
+    let workers = (0..<2).map { _ in Box(job.worker(port: coordinator.port, token: "metrics-token")) }
+    #expect(workers.map { w in job.start { w.value.run() } }.map { $0() } == [0, 0])
+    #expect(waitCoordinator() == 0)
+    let exposition = coordinator.exporter!.exposition()
+    #expect(exposition.contains("amoeba_global_step 5.0"))
+    let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    guard let promtool else {
+      print("skipped: promtool is not installed (.ci/run installs Debian's prometheus package); the exposition was not linted")
+      return
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: promtool)
+    process.arguments = ["check", "metrics"]
+    let input = Pipe(), output = Pipe()
+    process.standardInput = input; process.standardOutput = output; process.standardError = output
+    try process.run()
+    input.fileHandleForWriting.write(Data(exposition.utf8))
+    try input.fileHandleForWriting.close()
+    process.waitUntilExit()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(process.terminationStatus == 0, "promtool check metrics: \(text)\n\(exposition)")
+  }
+
   /// Two ends of one authenticated connection on loopback.
   func channelPair() throws -> (ControlChannel, ControlChannel, TCPConnection, [UInt8]) {
     let listener = try TCPListener(host: "127.0.0.1")

@@ -16,11 +16,12 @@ import CLI
   ]
 
   func coordinator(token: String, workers: Int, heartbeat: Double = 60, extra: [String: String] = [:],
-                   totalSteps: Int = 5) throws -> (Coordinator, LineLog) {
+                   totalSteps: Int = 5, metrics: Bool = false) throws -> (Coordinator, LineLog) {
     var options = Coordinator.Options(token: token, config: JobTests.config.merging(extra) { _, b in b }, totalSteps: totalSteps,
                                       stepsPerEpoch: 10, globalBatch: 8)
     options.host = "127.0.0.1"; options.workers = workers; options.logEvery = 1
     options.joinTimeout = 20; options.heartbeatTimeout = heartbeat
+    if metrics { options.metricsPort = 0 }
     let coordinator = try Coordinator(options: options)
     let lines = LineLog()
     coordinator.log = { line in lines.append(line) }
