@@ -59,3 +59,49 @@ import Testing
     #expect(a.contains { $0 != 0 })
   }
 }
+
+@Suite struct Poly1305Tests {
+  func bytes(_ hex: String) -> [UInt8] {
+    var out: [UInt8] = [], chars = Array(hex.filter { $0.isHexDigit })
+    while chars.count >= 2 { out.append(UInt8(String(chars[0..<2]), radix: 16)!); chars.removeFirst(2) }
+    return out
+  }
+
+  @Test func rfc8439Vectors() {
+    // §2.5.2.
+    var p = Poly1305(key: bytes("85:d6:be:78:57:55:6d:33:7f:44:52:fe:42:d5:06:a8:01:03:80:8a:fb:0d:b2:fd:4a:bf:f6:af:41:49:f5:1b"))
+    p.update(Array("Cryptographic Forum Research Group".utf8))
+    #expect(p.tag().hexString == "a8061dc1305136c6c22b8baf0c0127a9")
+    // Appendix A.3 test vector 1: all-zero key and message.
+    var zero = Poly1305(key: [UInt8](repeating: 0, count: 32))
+    zero.update([UInt8](repeating: 0, count: 64))
+    #expect(zero.tag().hexString == "00000000000000000000000000000000")
+    // A.3 vectors 5, 6 and 8: carries through every limb, the tag's wrap mod 2¹²⁸, h reaching p.
+    var v5 = Poly1305(key: bytes("02" + String(repeating: "00", count: 31)))
+    v5.update(bytes("ffffffffffffffffffffffffffffffff"))
+    #expect(v5.tag().hexString == "03000000000000000000000000000000")
+    var v6 = Poly1305(key: bytes("02" + String(repeating: "00", count: 15) + "ffffffffffffffffffffffffffffffff"))
+    v6.update(bytes("02000000000000000000000000000000"))
+    #expect(v6.tag().hexString == "03000000000000000000000000000000")
+    var v8 = Poly1305(key: bytes("01" + String(repeating: "00", count: 31)))
+    v8.update(bytes("ffffffffffffffffffffffffffffffff fbfefefefefefefefefefefefefefefe 01010101010101010101010101010101"))
+    #expect(v8.tag().hexString == "00000000000000000000000000000000")
+  }
+
+  @Test func anySplitOfTheInputGivesTheSameTag() {
+    let key = (0..<32).map { UInt8($0 &* 7 &+ 3) }
+    let message = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 3) }
+    var whole = Poly1305(key: key)
+    whole.update(message)
+    let expected = whole.tag()
+    for cut in [1, 15, 16, 17, 333, 999] {
+      var parts = Poly1305(key: key)
+      parts.update(Array(message[..<cut])); parts.update(Array(message[cut...]))
+      #expect(parts.tag() == expected, "cut at \(cut)")
+    }
+    var other = Poly1305(key: key)
+    var changed = message; changed[500] ^= 1
+    other.update(changed)
+    #expect(other.tag() != expected)
+  }
+}
