@@ -105,3 +105,15 @@ import Testing
     #expect(other.tag() != expected)
   }
 }
+
+@Suite struct ChaCha20Tests {
+  @Test func rfc8439BlockAndPoly1305KeyGeneration() {
+    // §2.3.2 (also what Python's cryptography 48 gives for the same key, counter and nonce).
+    let key = [UInt8](0..<32), nonce: [UInt8] = [0, 0, 0, 9, 0, 0, 0, 0x4a, 0, 0, 0, 0]
+    let block = key.withUnsafeBytes { k in nonce.withUnsafeBytes { ChaCha20.block(key: k, counter: 1, nonce: $0) } }
+    #expect(block.hexString == "10f1e7e4d13b5915500fdd1fa32071c4c7d1f4c733c068030422aa9ac3d46c4ed2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e")
+    // §2.6.2.
+    #expect(ChaCha20.poly1305Key(key: Array(0x80...0x9f), nonce: [0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7]).hexString
+            == "8ad5a08b905f81cc815040274ab29471a833b637e3fd0da508dbb8e2fdd1a646")
+  }
+}
