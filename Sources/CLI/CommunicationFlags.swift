@@ -11,6 +11,8 @@ public struct CommunicationOptions: Sendable, Equatable {
   public var bucketCapMB: Double = 25
   public var compression: WireCompression = .none
   public var chunkKB: Int = 512
+  /// A Poly1305 tag on every ring frame (`--ring_mac`), keyed per link from the job token.
+  public var ringMAC = false
 
   public init() {}
 
@@ -18,7 +20,7 @@ public struct CommunicationOptions: Sendable, Equatable {
   public var chunkBytes: Int { chunkKB << 10 }
 
   public var flagValues: [String: String] {
-    ["bucket_cap_mb": String(bucketCapMB), "gradient_compression": compression.rawValue, "allreduce_chunk_kb": String(chunkKB)]
+    ["bucket_cap_mb": String(bucketCapMB), "gradient_compression": compression.rawValue, "allreduce_chunk_kb": String(chunkKB), "ring_mac": String(ringMAC)]
   }
 }
 
@@ -38,6 +40,7 @@ extension Flags {
     guard (4...(1 << 20)).contains(options.chunkKB) else {
       throw UsageError("--allreduce_chunk_kb must be in 4...1048576 (KiB per rank and slice), got \(options.chunkKB)")
     }
+    options.ringMAC = try bool("ring_mac", default: options.ringMAC)
     return options
   }
 }

@@ -108,7 +108,7 @@ public final class Worker {
     let secret = JobSecret(token: options.token)
     let configHash = JobSecret.configHash(config)
     let links = try TCPRing(rank: rank, addresses: ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
-                            jobID: UInt64(jobID) ?? 0, authenticator: secret.ringAuthenticator(configHash: configHash),
+                            jobID: UInt64(jobID) ?? 0, authenticator: secret.ringAuthenticator(configHash: configHash, macFrames: communication.ringMAC),
                             timeout: options.ringTimeout, cancellation: link.cancellation)
     if links.refusedConnections > 0 {
       log("worker \(rank): refused \(links.refusedConnections) stray connection\(links.refusedConnections == 1 ? "" : "s") at ring port \(listener.address) (last: \(links.lastRefusal ?? ""))")
@@ -133,7 +133,7 @@ public final class Worker {
     trainer.attach(ring: ring, bucketBytes: communication.bucketBytes, compression: communication.compression)
     let wire = communication.compression == .none ? "float32" : communication.compression.rawValue
     let buckets = trainer.gradientBucketCount
-    log("worker \(rank): gradients all-reduced in \(buckets) bucket\(buckets == 1 ? "" : "s") (cap \(communication.bucketCapMB) MiB), \(wire) on the wire, ring slices of \(size) × \(ring.chunkBytes >> 10) KiB")
+    log("worker \(rank): gradients all-reduced in \(buckets) bucket\(buckets == 1 ? "" : "s") (cap \(communication.bucketCapMB) MiB), \(wire) on the wire, ring slices of \(size) × \(ring.chunkBytes >> 10) KiB, frames \(links.authenticatesFrames ? "authenticated (Poly1305)" : "without a MAC")")
     defer { trainer.detach() }
 
     let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch, shard: rank, shardCount: size, seed: seed,

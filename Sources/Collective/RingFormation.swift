@@ -35,10 +35,18 @@ struct RingFormation {
     var buffer: [UInt8] = []
     /// Nil while the greeting is read; then the challenge whose proof is awaited.
     var challenge: [UInt8]?
+    var greetingNonce: [UInt8] = []
     var need: Int { challenge == nil ? RingFormation.greetingBytes : 32 }
   }
 
-  func form() throws(CollectiveError) -> (right: TCPConnection, left: TCPConnection, refused: Int, lastRefusal: String?) {
+  struct Links {
+    var right: TCPConnection, left: TCPConnection
+    var refused: Int, lastRefusal: String?
+    /// Frame MAC keys of the link to the right (ours to send on) and from the left.
+    var rightKey: [UInt8]?, leftKey: [UInt8]?
+  }
+
+  func form() throws(CollectiveError) -> Links {
     let started = monotonicNow()
     let deadline = started + timeout
     let rightRank = (rank + 1) % size, leftRank = (rank + size - 1) % size
@@ -48,6 +56,7 @@ struct RingFormation {
     try right.sendAll(RingFormation.hello(rank: rank, size: size, jobID: jobID) + myNonce, deadline: deadline)
     var rightDone = authenticator == nil, rightAnswer: [UInt8] = []
     var left: TCPConnection?
+    var rightKey: [UInt8]?, leftKey: [UInt8]?
     var candidates: [Candidate] = []
     var refused = 0, lastRefusal: String?
     func refuse(_ candidate: Candidate, _ reason: String) {
@@ -102,6 +111,7 @@ struct RingFormation {
             throw .malformedFrame(rank: rightRank, address: addresses[rightRank].description, reason: "it could not prove the job token")
           }
           try right.sendAll(authenticator.proof(role: "connect", nonce: Array(rightAnswer.prefix(32)), rank: rank), deadline: deadline)
+          rightKey = authenticator.frameKey(connectorNonce: myNonce, acceptorChallenge: Array(rightAnswer.prefix(32)), connectorRank: rank)
           rightDone = true
         }
       }
@@ -130,6 +140,7 @@ struct RingFormation {
               refuse(candidate, "closed during the ring greeting"); candidates.remove(at: index); continue
             }
             candidate.challenge = challenge
+            candidate.greetingNonce = Array(candidate.buffer.suffix(32))
             candidate.buffer = []
             candidates[index] = candidate; index += 1; continue
           }
@@ -138,6 +149,7 @@ struct RingFormation {
             refuse(candidate, "could not prove the job token as rank \(leftRank)")
             candidates.remove(at: index); continue
           }
+          leftKey = authenticator.frameKey(connectorNonce: candidate.greetingNonce, acceptorChallenge: challenge, connectorRank: leftRank)
         }
         candidates.remove(at: index)
         candidate.connection.peerRank = leftRank
@@ -147,7 +159,7 @@ struct RingFormation {
       }
     }
     for candidate in candidates { candidate.connection.close() }
-    return (right, left!, refused, lastRefusal)
+    return Links(right: right, left: left!, refused: refused, lastRefusal: lastRefusal, rightKey: rightKey, leftKey: leftKey)
   }
 
   static func nonce() throws(CollectiveError) -> [UInt8] {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Checksums
 
 /// What the ring algorithms need from a transport: a rank, a size, and one full-duplex step —
 /// send to the right neighbour while receiving from the left. The algorithms (`Ring+AllReduce`, …)
@@ -43,13 +44,37 @@ public protocol RingAuthenticator: Sendable {
   /// 32 bytes proving the secret for `nonce`, in `role` ("accept" or "connect"), by `rank`.
   func proof(role: String, nonce: [UInt8], rank: Int) -> [UInt8]
   func verify(_ proof: [UInt8], role: String, nonce: [UInt8], rank: Int) -> Bool
+  /// 32 bytes keying the MACs of one link's frames (the link from `connectorRank` to its right
+  /// neighbour), derived from the secret and both nonces of that link's handshake; nil: frames
+  /// travel without a MAC (a trusted fabric).
+  func frameKey(connectorNonce: [UInt8], acceptorChallenge: [UInt8], connectorRank: Int) -> [UInt8]?
+}
+
+extension RingAuthenticator {
+  public func frameKey(connectorNonce: [UInt8], acceptorChallenge: [UInt8], connectorRank: Int) -> [UInt8]? { nil }
+}
+
+/// The per-frame Poly1305 keys of one link direction: ChaCha20 under the link key with the frame's
+/// sequence number as nonce, so no two frames share a key (RFC 8439 §2.6's construction).
+struct FrameAuthenticator {
+  let key: [UInt8]
+  static let tagBytes = 16
+
+  func mac(sequence: UInt32) -> Poly1305 {
+    var nonce = [UInt8](repeating: 0, count: 12)
+    withUnsafeBytes(of: sequence.littleEndian) { for i in 0..<4 { nonce[i] = $0[i] } }
+    return Poly1305(key: ChaCha20.poly1305Key(key: key, nonce: nonce))
+  }
 }
 
 /// A ring of processes over TCP: this rank connects to its right neighbour and accepts its left one.
 ///
 /// Every message is a frame: a 16-byte header (magic `AMRG`, sequence number, payload length), then
-/// the payload. The receiver knows the length it expects and checks the header against it before
-/// reading the payload, so a peer sending garbage is reported, never trusted for a size.
+/// the payload, then — on an authenticated ring (`RingAuthenticator.frameKey`) — a 16-byte
+/// Poly1305 tag over header and payload. The receiver knows the length it expects and checks the
+/// header against it before reading the payload, so a peer sending garbage is reported, never
+/// trusted for a size; a frame whose tag does not verify fails the ring (its bytes may already have
+/// been summed into this step's buffer, which the failure then discards).
 /// The first error is sticky: later operations fail with the same error.
 public final class TCPRing: RingLinks {
   public let rank: Int
@@ -71,13 +96,22 @@ public final class TCPRing: RingLinks {
   private struct Outgoing {
     var header: UnsafeMutableRawPointer
     var payload: UnsafeRawBufferPointer
+    /// The tag's slot, used when the ring authenticates frames.
+    var tag: UnsafeMutableRawPointer
+    var tagBytes: Int
     var sent = 0
-    var total: Int { TCPRing.headerBytes + payload.count }
+    var total: Int { TCPRing.headerBytes + payload.count + tagBytes }
   }
   private var queue: (Outgoing?, Outgoing?) = (nil, nil)
   private let headerSlots = UnsafeMutableRawPointer.allocate(byteCount: 2 * TCPRing.headerBytes, alignment: 8)
   private var nextSlot = 0
   private let incomingHeader = UnsafeMutableRawPointer.allocate(byteCount: TCPRing.headerBytes, alignment: 8)
+  private let tagSlots = UnsafeMutableRawPointer.allocate(byteCount: 2 * FrameAuthenticator.tagBytes, alignment: 8)
+  private let incomingTag = UnsafeMutableRawPointer.allocate(byteCount: FrameAuthenticator.tagBytes, alignment: 8)
+  private let sendAuthenticator: FrameAuthenticator?
+  private let receiveAuthenticator: FrameAuthenticator?
+  /// Whether frames carry a MAC (both links keyed).
+  public var authenticatesFrames: Bool { sendAuthenticator != nil }
   private var receiveSequence: UInt32 = 0
   private var failure: CollectiveError?
 
@@ -105,7 +139,11 @@ public final class TCPRing: RingLinks {
     self.size = addresses.count
     self.timeout = timeout
     self.cancellation = cancellation
-    guard size > 1 else { right = nil; left = nil; refusedConnections = 0; lastRefusal = nil; return }
+    guard size > 1 else {
+      right = nil; left = nil; refusedConnections = 0; lastRefusal = nil
+      sendAuthenticator = nil; receiveAuthenticator = nil
+      return
+    }
     let links = try RingFormation(rank: rank, addresses: addresses, listener: listener, jobID: jobID, authenticator: authenticator,
                                   timeout: timeout, cancellation: cancellation).form()
     if let socketBufferBytes {
@@ -116,6 +154,8 @@ public final class TCPRing: RingLinks {
     left = links.left
     refusedConnections = links.refused
     lastRefusal = links.lastRefusal
+    sendAuthenticator = links.rightKey.map { FrameAuthenticator(key: $0) }
+    receiveAuthenticator = links.leftKey.map { FrameAuthenticator(key: $0) }
   }
 
   public func close() {
@@ -126,6 +166,8 @@ public final class TCPRing: RingLinks {
   deinit {
     headerSlots.deallocate()
     incomingHeader.deallocate()
+    tagSlots.deallocate()
+    incomingTag.deallocate()
   }
 
   public func exchange(send outgoing: UnsafeRawBufferPointer?, receiveCount: Int?, window: UnsafeMutableRawBufferPointer,
@@ -138,12 +180,19 @@ public final class TCPRing: RingLinks {
     let required = queue.0 == nil ? 0 : 1
     if let outgoing {
       let header = headerSlots + nextSlot * TCPRing.headerBytes
+      let tag = tagSlots + nextSlot * FrameAuthenticator.tagBytes
       nextSlot ^= 1
       header.storeBytes(of: TCPRing.magic.littleEndian, as: UInt32.self)
       (header + 4).storeBytes(of: sendSequence.littleEndian, as: UInt32.self)
       (header + 8).storeBytes(of: UInt64(outgoing.count).littleEndian, as: UInt64.self)
+      if let sendAuthenticator {
+        var mac = sendAuthenticator.mac(sequence: sendSequence)
+        mac.update(UnsafeRawBufferPointer(start: header, count: TCPRing.headerBytes))
+        mac.update(outgoing)
+        tag.storeBytes(of: mac.finalize(), as: (UInt64, UInt64).self)
+      }
       sendSequence &+= 1
-      let frame = Outgoing(header: header, payload: outgoing)
+      let frame = Outgoing(header: header, payload: outgoing, tag: tag, tagBytes: sendAuthenticator == nil ? 0 : FrameAuthenticator.tagBytes)
       if queue.0 == nil { queue.0 = frame } else { queue.1 = frame }
     }
     do {
@@ -176,7 +225,10 @@ public final class TCPRing: RingLinks {
     var toSend = required, got = 0
     let receiveCount = frameCount ?? 0
     // No frame from the left: nothing to receive, not even a header.
-    let receiveTotal = frameCount == nil ? 0 : TCPRing.headerBytes + receiveCount
+    let tagBytes = receiveAuthenticator == nil ? 0 : FrameAuthenticator.tagBytes
+    let receiveTotal = frameCount == nil ? 0 : TCPRing.headerBytes + receiveCount + tagBytes
+    let payloadEnd = TCPRing.headerBytes + receiveCount
+    var mac: Poly1305?
     // Try both directions first and poll only when neither could move: small frames then cost one
     // writev and two reads, with no poll at all when the peer is already waiting.
     var stalled = false, spinUntil = 0.0
@@ -215,20 +267,27 @@ public final class TCPRing: RingLinks {
       stalled = true
       first = false
       if var frame = queue.0 {
-        let n: Int
-        if frame.sent < TCPRing.headerBytes {
-          // Header and payload in one system call.
-          var parts = (iovec(iov_base: frame.header + frame.sent, iov_len: TCPRing.headerBytes - frame.sent),
-                       iovec(iov_base: UnsafeMutableRawPointer(mutating: frame.payload.baseAddress), iov_len: frame.payload.count))
-          n = withUnsafeMutablePointer(to: &parts) { pair in
-            var message = msghdr()
-            message.msg_iov = UnsafeMutableRawPointer(pair).assumingMemoryBound(to: iovec.self)
-            message.msg_iovlen = frame.payload.count > 0 ? 2 : 1
-            return sendmsg(right.fd, &message, Int32(MSG_NOSIGNAL))
+        // What is left of header, payload and tag, in one system call (iovecs on the stack).
+        var parts = (iovec(), iovec(), iovec())
+        var count = 0, start = 0
+        withUnsafeMutableBytes(of: &parts) { raw in
+          let vectors = raw.bindMemory(to: iovec.self)
+          func add(_ base: UnsafeRawPointer?, _ length: Int) {
+            let skip = max(0, min(length, frame.sent - start))
+            start += length
+            guard length > skip, let base else { return }
+            vectors[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: base + skip), iov_len: length - skip)
+            count += 1
           }
-        } else {
-          let offset = frame.sent - TCPRing.headerBytes
-          n = Glibc.send(right.fd, frame.payload.baseAddress! + offset, frame.payload.count - offset, Int32(MSG_NOSIGNAL))
+          add(frame.header, TCPRing.headerBytes)
+          add(frame.payload.baseAddress, frame.payload.count)
+          add(frame.tag, frame.tagBytes)
+        }
+        let n = withUnsafeMutablePointer(to: &parts) { vectors in
+          var message = msghdr()
+          message.msg_iov = UnsafeMutableRawPointer(vectors).assumingMemoryBound(to: iovec.self)
+          message.msg_iovlen = count
+          return sendmsg(right.fd, &message, Int32(MSG_NOSIGNAL))
         }
         if n > 0 {
           stalled = false
@@ -247,17 +306,36 @@ public final class TCPRing: RingLinks {
         let n: Int
         if got < TCPRing.headerBytes {
           n = Glibc.recv(left.fd, incomingHeader + got, TCPRing.headerBytes - got, 0)
-          if n > 0 && got + n == TCPRing.headerBytes { try check(incomingHeader, expected: receiveCount, from: left) }
-        } else {
+          if n > 0 && got + n == TCPRing.headerBytes {
+            try check(incomingHeader, expected: receiveCount, from: left)
+            if let receiveAuthenticator {
+              mac = receiveAuthenticator.mac(sequence: receiveSequence)
+              mac!.update(UnsafeRawBufferPointer(start: incomingHeader, count: TCPRing.headerBytes))
+            }
+          }
+        } else if got < payloadEnd {
           // Up to the end of the window (or of the payload), never across the wrap.
           let offset = got - TCPRing.headerBytes, position = offset % window.count
           n = Glibc.recv(left.fd, window.baseAddress! + position, min(window.count - position, receiveCount - offset), 0)
+          // The MAC reads the bytes before the caller consumes them (the window is reused).
+          if n > 0, mac != nil { mac!.update(UnsafeRawBufferPointer(start: window.baseAddress! + position, count: n)) }
+        } else {
+          n = Glibc.recv(left.fd, incomingTag + (got - payloadEnd), receiveTotal - got, 0)
         }
         if n == 0 { throw .peerClosed(rank: left.peerRank, address: left.peerAddress) }
         if n > 0 {
+          let before = got
           got += n
           stalled = false
-          if got > TCPRing.headerBytes { received(got - TCPRing.headerBytes) }
+          if got > TCPRing.headerBytes && before < payloadEnd { received(min(got, payloadEnd) - TCPRing.headerBytes) }
+          if tagBytes > 0 && got == receiveTotal {
+            let expected = mac!.finalize()
+            let actual = incomingTag.loadUnaligned(as: (UInt64, UInt64).self)
+            guard (expected.0 ^ actual.0) | (expected.1 ^ actual.1) == 0 else {
+              throw .malformedFrame(rank: left.peerRank, address: left.peerAddress,
+                                    reason: "frame \(receiveSequence) failed authentication (altered on the way, or a sender without this job's key)")
+            }
+          }
         } else if errno != EAGAIN && errno != EINTR { throw left.failure("recv") }
       }
       if !stalled && monotonicNow() > deadline {

@@ -21,7 +21,7 @@ let usage = """
     fuzz [--target all|NAME] [--iterations 100000] [--seed 1]
                                                           mutated inputs for every parser of outside bytes
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
-    bench allreduce --ranks N --sizes 64K,1M,256M [--chunk 512K] [--compression none|bf16|fp16] [--json]
+    bench allreduce --ranks N --sizes 64K,1M,256M [--chunk 512K] [--compression none|bf16|fp16] [--mac] [--json]
                                                           ring all-reduce over loopback: time, algbw, busbw, #wrong
     bench allreduce --addresses H0:P0,H1:P1,... --rank R [--bind H:P] [--sizes ...]
                                                           the same across hosts: run once per host, rank 0 prints

@@ -436,3 +436,87 @@ struct SplitMix {
     held.forEach { $0.close() }
   }
 }
+
+@Suite struct RingFrameMACTests {
+  /// An authenticator whose frame keys derive from the link nonces (a stand-in for the job secret's).
+  struct Keyed: RingAuthenticator {
+    var secret: UInt8 = 7
+    func proof(role: String, nonce: [UInt8], rank: Int) -> [UInt8] { nonce.map { $0 ^ secret ^ UInt8(rank) } }
+    func verify(_ proof: [UInt8], role: String, nonce: [UInt8], rank: Int) -> Bool { proof == self.proof(role: role, nonce: nonce, rank: rank) }
+    func frameKey(connectorNonce: [UInt8], acceptorChallenge: [UInt8], connectorRank: Int) -> [UInt8]? {
+      zip(connectorNonce, acceptorChallenge).map { $0 ^ $1 ^ UInt8(connectorRank) }
+    }
+  }
+
+  @Test(arguments: [2, 3, 5])
+  func authenticatedFramesReduceExactly(ranks n: Int) throws {
+    let (ls, addresses) = try listeners(n)
+    let boxes = ls.map { Box($0) }
+    // Lengths through the small path, one slice, pairs and an odd slice (4 KiB chunks), and the
+    // empty frames of broadcast.
+    let lengths = [0, 1, 7, 1000, 5000, 70_001]
+    let results = onRanks(n) { rank -> Bool in
+      guard let links = try? TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, authenticator: Keyed(), timeout: 20),
+            links.authenticatesFrames else { return false }
+      let ring = Ring(links: links)
+      ring.chunkBytes = 4 << 10
+      for count in lengths {
+        var data = (0..<count).map { Float(rank + 1) + Float($0 % 8) / 8 }
+        guard (try? data.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.allReduce(b) }) != nil else { return false }
+        let expected = (0..<count).map { Float(n * (n + 1) / 2) + Float(n) * Float($0 % 8) / 8 }
+        if data != expected { return false }
+      }
+      var root = [Float](repeating: Float(rank), count: 3000)
+      guard (try? root.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try ring.broadcast(b, root: n - 1) }) != nil else { return false }
+      links.close()
+      return root.allSatisfy { $0 == Float(n - 1) }
+    }
+    #expect(results == [Bool](repeating: true, count: n))
+  }
+
+  @Test func anAlteredFrameFailsAuthenticationAndNamesTheSender() throws {
+    // A relay between rank 0 and rank 1 that flips one payload byte of the first frame.
+    let (ls, addresses) = try listeners(2)
+    let relay = try TCPListener(host: "127.0.0.1")
+    let relayAddress = relay.address
+    let relayBox = Box(relay)
+    Thread {
+      guard let inbound = try? relayBox.value.accept(deadline: monotonicNow() + 10, expecting: "rank 0"),
+            let outbound = try? connect(to: addresses[1], rank: 1, deadline: monotonicNow() + 10) else { return }
+      var forwarded = 0, flipped = false
+      let end = monotonicNow() + 10
+      while monotonicNow() < end {
+        var fds = [pollfd(fd: inbound.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: outbound.fd, events: Int16(POLLIN), revents: 0)]
+        _ = poll(&fds, 2, 100)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        if fds[0].revents != 0 {
+          let n = recv(inbound.fd, &buffer, buffer.count, 0)
+          if n <= 0 { break }
+          // Greeting (56) + its answer exchange go through untouched; byte 56 + 32 + 16 + 4 is payload.
+          let target = 56 + 32 + 16 + 4
+          if !flipped && forwarded + n > target { buffer[target - forwarded] ^= 0x01; flipped = true }
+          forwarded += n
+          _ = try? outbound.sendAll(Array(buffer[0..<n]), deadline: monotonicNow() + 5)
+        }
+        if fds[1].revents != 0 {
+          let n = recv(outbound.fd, &buffer, buffer.count, 0)
+          if n <= 0 { break }
+          _ = try? inbound.sendAll(Array(buffer[0..<n]), deadline: monotonicNow() + 5)
+        }
+      }
+      inbound.close(); outbound.close()
+    }.start()
+    let boxes = ls.map { Box($0) }
+    let outcomes = onRanks(2) { rank -> String in
+      // Rank 0 reaches rank 1 through the relay.
+      let view = rank == 0 ? [addresses[0], relayAddress] : addresses
+      do {
+        let links = try TCPRing(rank: rank, addresses: view, listener: boxes[rank].value, authenticator: Keyed(), timeout: 5)
+        var data = [Float](repeating: 1, count: 64)
+        try data.withUnsafeMutableBufferPointer { (b) throws(CollectiveError) in try Ring(links: links).allReduce(b) }
+        return "ok"
+      } catch { return "\(error)" }
+    }
+    #expect(outcomes[1].contains("failed authentication") && outcomes[1].contains("rank 0"), "\(outcomes)")
+  }
+}

@@ -48,8 +48,11 @@ public struct JobSecret: Sendable {
     return mac.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
   }
 
-  public func ringAuthenticator(configHash: String) -> TokenRingAuthenticator {
-    TokenRingAuthenticator(key: HKDF.expand(key: key, info: Array("amoeba ring links".utf8), count: 32), configHash: configHash)
+  /// The ring links' authenticator; with `macFrames`, every frame also carries a Poly1305 tag under
+  /// a key of its link's own (`--ring_mac`).
+  public func ringAuthenticator(configHash: String, macFrames: Bool = false) -> TokenRingAuthenticator {
+    TokenRingAuthenticator(key: HKDF.expand(key: key, info: Array("amoeba ring links".utf8), count: 32), configHash: configHash,
+                           macFrames: macFrames)
   }
 
   public static func configHash(_ config: [String: String]) -> String {
@@ -63,9 +66,18 @@ public struct JobSecret: Sendable {
 public struct TokenRingAuthenticator: RingAuthenticator {
   let key: [UInt8]
   let configHash: String
+  let macFrames: Bool
 
-  public init(token: String, configHash: String) { self = JobSecret(token: token).ringAuthenticator(configHash: configHash) }
-  init(key: [UInt8], configHash: String) { self.key = key; self.configHash = configHash }
+  public init(token: String, configHash: String, macFrames: Bool = false) {
+    self = JobSecret(token: token).ringAuthenticator(configHash: configHash, macFrames: macFrames)
+  }
+  init(key: [UInt8], configHash: String, macFrames: Bool) { self.key = key; self.configHash = configHash; self.macFrames = macFrames }
+
+  public func frameKey(connectorNonce: [UInt8], acceptorChallenge: [UInt8], connectorRank: Int) -> [UInt8]? {
+    guard macFrames else { return nil }
+    let prk = HKDF.extract(salt: connectorNonce + acceptorChallenge, inputKey: key)
+    return HKDF.expand(key: prk, info: Array("amoeba ring frames from rank \(connectorRank)".utf8), count: 32)
+  }
 
   public func proof(role: String, nonce: [UInt8], rank: Int) -> [UInt8] {
     HMACSHA256.authenticationCode(key: key, message: Array("amoeba-ring-\(role):\(rank):\(configHash):".utf8) + nonce)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLI
+import Cluster
 import Collective
 import Foundation
 
@@ -20,6 +21,8 @@ struct AllReduceBenchmark {
   var compression: WireCompression
   /// Bytes of each rank's chunk of a slice (`Ring.chunkBytes`); nil keeps the ring's default.
   var chunkBytes: Int?
+  /// Authenticate every frame (Poly1305), as a job with `--ring_mac` does.
+  var mac: Bool
   /// Set in the child processes.
   var rank: Int?
   var rendezvous: String
@@ -48,6 +51,7 @@ struct AllReduceBenchmark {
     rendezvous = flags.string("rendezvous", default: "")
     let addressText = flags.string("addresses", default: "")
     let bindText = flags.string("bind", default: "")
+    mac = try flags.bool("mac")
     try flags.finish()
     bind = bindText.isEmpty ? nil : try SocketAddress(parsing: bindText)
     addresses = try addressText.split(separator: ",").map { try SocketAddress(parsing: String($0)) }
@@ -82,9 +86,11 @@ struct AllReduceBenchmark {
     for r in 0..<ranks {
       let args = [executable, "bench", "allreduce", "--ranks", String(ranks), "--sizes", sizes.map(String.init).joined(separator: ","),
                   "--repeats", String(repeats), "--compression", compression.rawValue, "--rank", String(r), "--rendezvous", directory]
-        + (json ? ["--json"] : []) + (chunkBytes.map { ["--chunk", String($0)] } ?? [])
+      var extra: [String] = json ? ["--json"] : []
+      if let chunkBytes { extra += ["--chunk", String(chunkBytes)] }
+      if mac { extra.append("--mac") }
       var pid = pid_t()
-      let cArgs = args.map { strdup($0) } + [nil]
+      let cArgs = (args + extra).map { strdup($0) } + [nil]
       defer { cArgs.forEach { free($0) } }
       let rc = posix_spawn(&pid, executable, nil, nil, cArgs, environ)
       guard rc == 0 else { throw BenchmarkError("could not start rank \(r): \(String(cString: strerror(rc)))") }
@@ -108,7 +114,7 @@ struct AllReduceBenchmark {
     } else {
       let local = bind ?? addresses[rank]
       let listener = try TCPListener(host: local.host, port: local.port)
-      ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, timeout: 120))
+      ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, authenticator: authenticator, timeout: 120))
     }
     try measure(ring, rank: rank)
   }
@@ -129,14 +135,17 @@ struct AllReduceBenchmark {
         usleep(10_000)
       }
     }
-    return Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, timeout: 60))
+    return Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, authenticator: authenticator, timeout: 60))
   }
+
+  /// With --mac the ranks prove a fixed benchmark token and tag every frame, as a job with --ring_mac does.
+  var authenticator: RingAuthenticator? { mac ? TokenRingAuthenticator(token: "amoeba-bench-allreduce", configHash: "bench", macFrames: true) : nil }
 
   func measure(_ ring: Ring, rank: Int) throws {
     if let chunkBytes { ring.chunkBytes = chunkBytes }
     if rank == 0 && !json {
       let where_ = addresses.isEmpty ? "on loopback" : "at " + addresses.map(\.description).joined(separator: " ")
-      print("ring all-reduce, float32 sum, \(ranks) ranks \(where_), wire \(compression == .none ? "float32" : compression.rawValue), slices of \(ranks) × \(ring.chunkBytes >> 10) KiB; \(machineDescription())")
+      print("ring all-reduce, float32 sum, \(ranks) ranks \(where_), wire \(compression == .none ? "float32" : compression.rawValue)\(mac ? " with a Poly1305 tag per frame" : ""), slices of \(ranks) × \(ring.chunkBytes >> 10) KiB; \(machineDescription())")
       print(pad("size", 12) + pad("time ms", 12) + pad("algbw GB/s", 12) + pad("busbw GB/s", 12) + "#wrong")
     }
     var rows: [String] = []
