@@ -107,17 +107,19 @@ public final class Coordinator {
     let beat = max(0.05, min(1, options.heartbeatTimeout / 4))
     var lastBeat = 0.0
     while members.contains(where: { !$0.done }) {
-      var fds = members.map { pollfd(fd: $0.channel.connection.fd, events: $0.done ? 0 : Int16(POLLIN), revents: 0) }
+      // A finished worker's socket is not polled (it may have closed), but it still gets heartbeats:
+      // it waits for the others and would otherwise take our silence for a dead coordinator.
+      var fds = members.map { pollfd(fd: $0.done ? -1 : $0.channel.connection.fd, events: Int16(POLLIN), revents: 0) }
       fds.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0))
       _ = poll(&fds, nfds_t(fds.count), Int32(beat * 1000))
       if fds[members.count].revents != 0 { admission.turnAway() }
       let now = monotonicNow()
       if now - lastBeat >= beat {
         lastBeat = now
-        for member in members where !member.done {
-          do { try member.channel.send(.heartbeat(rank: -1), timeout: 5) } catch {
+        for member in members {
+          do { try member.channel.send(.heartbeat(rank: -1), timeout: 5) } catch where !member.done {
             return fail(members, "\(member.name) is gone: \(error)")
-          }
+          } catch {}
         }
       }
       for rank in members.indices where !members[rank].done {
@@ -231,7 +233,7 @@ public final class Coordinator {
 
   func fail(_ members: [Member], _ reason: String) -> Int32 {
     log("coordinator: error: \(reason); stopping the other workers")
-    for member in members where !member.done { try? member.channel.send(.stop(reason: reason)) }
+    for member in members { try? member.channel.send(.stop(reason: reason), timeout: 5) }
     return 1
   }
 }

@@ -55,14 +55,16 @@ public final class Worker {
                                             ringAddress: listener.address.description, host: host,
                                             deadline: monotonicNow() + options.connectTimeout)
       link = joined
-      defer { joined.close() }
       try train(joined, listener: listener)
+      joined.close()
       return 0
     } catch {
-      // A worker the coordinator stopped says why; the coordinator already knows.
+      // A worker the coordinator stopped says why; the coordinator already knows. Otherwise the
+      // reason goes to the coordinator before the link closes.
       let text = link?.stopReason ?? "\(error)"
       log("\(name): error: \(text)")
       if link?.stopReason == nil { try? link?.send(.failure(rank: rank, message: "\(error)")) }
+      link?.close()
       return 1
     }
   }

@@ -54,15 +54,20 @@ extension RingAuthenticator {
   public func frameKey(connectorNonce: [UInt8], acceptorChallenge: [UInt8], connectorRank: Int) -> [UInt8]? { nil }
 }
 
-/// The per-frame Poly1305 keys of one link direction: ChaCha20 under the link key with the frame's
-/// sequence number as nonce, so no two frames share a key (RFC 8439 §2.6's construction).
+/// The per-frame Poly1305 keys of one link direction: ChaCha20 under the link key with a 64-bit
+/// count of the link's frames as nonce, so no two frames share a key (RFC 8439 §2.6's
+/// construction; the header's 32-bit sequence number may wrap on a long run, this count does not).
 struct FrameAuthenticator {
   let key: [UInt8]
+  private(set) var frames: UInt64 = 0
   static let tagBytes = 16
 
-  func mac(sequence: UInt32) -> Poly1305 {
+  init(key: [UInt8]) { self.key = key }
+
+  mutating func nextMAC() -> Poly1305 {
     var nonce = [UInt8](repeating: 0, count: 12)
-    withUnsafeBytes(of: sequence.littleEndian) { for i in 0..<4 { nonce[i] = $0[i] } }
+    withUnsafeBytes(of: frames.littleEndian) { for i in 0..<8 { nonce[i] = $0[i] } }
+    frames += 1
     return Poly1305(key: ChaCha20.poly1305Key(key: key, nonce: nonce))
   }
 }
@@ -108,8 +113,8 @@ public final class TCPRing: RingLinks {
   private let incomingHeader = UnsafeMutableRawPointer.allocate(byteCount: TCPRing.headerBytes, alignment: 8)
   private let tagSlots = UnsafeMutableRawPointer.allocate(byteCount: 2 * FrameAuthenticator.tagBytes, alignment: 8)
   private let incomingTag = UnsafeMutableRawPointer.allocate(byteCount: FrameAuthenticator.tagBytes, alignment: 8)
-  private let sendAuthenticator: FrameAuthenticator?
-  private let receiveAuthenticator: FrameAuthenticator?
+  private var sendAuthenticator: FrameAuthenticator?
+  private var receiveAuthenticator: FrameAuthenticator?
   /// Whether frames carry a MAC (both links keyed).
   public var authenticatesFrames: Bool { sendAuthenticator != nil }
   private var receiveSequence: UInt32 = 0
@@ -185,8 +190,8 @@ public final class TCPRing: RingLinks {
       header.storeBytes(of: TCPRing.magic.littleEndian, as: UInt32.self)
       (header + 4).storeBytes(of: sendSequence.littleEndian, as: UInt32.self)
       (header + 8).storeBytes(of: UInt64(outgoing.count).littleEndian, as: UInt64.self)
-      if let sendAuthenticator {
-        var mac = sendAuthenticator.mac(sequence: sendSequence)
+      if sendAuthenticator != nil {
+        var mac = sendAuthenticator!.nextMAC()
         mac.update(UnsafeRawBufferPointer(start: header, count: TCPRing.headerBytes))
         mac.update(outgoing)
         tag.storeBytes(of: mac.finalize(), as: (UInt64, UInt64).self)
@@ -308,8 +313,8 @@ public final class TCPRing: RingLinks {
           n = Glibc.recv(left.fd, incomingHeader + got, TCPRing.headerBytes - got, 0)
           if n > 0 && got + n == TCPRing.headerBytes {
             try check(incomingHeader, expected: receiveCount, from: left)
-            if let receiveAuthenticator {
-              mac = receiveAuthenticator.mac(sequence: receiveSequence)
+            if receiveAuthenticator != nil {
+              mac = receiveAuthenticator!.nextMAC()
               mac!.update(UnsafeRawBufferPointer(start: incomingHeader, count: TCPRing.headerBytes))
             }
           }

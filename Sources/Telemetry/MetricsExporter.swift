@@ -28,6 +28,7 @@ public final class MetricsExporter: @unchecked Sendable {
       throw .io("--metrics_host \(host) is not an IPv4 address (127.0.0.1 for this host only, 0.0.0.0 for every interface)")
     }
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw .io("metrics server: socket: \(String(cString: strerror(errno)))") }
     var one: Int32 = 1
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
     var address = sockaddr_in()
@@ -119,7 +120,11 @@ public final class MetricsExporter: @unchecked Sendable {
       if fds[0].revents != 0 {
         while clients.count < Self.clientLimit {
           let client = accept(fd, nil, nil)
-          if client < 0 { break }
+          if client < 0 {
+            // Out of descriptors: the listener stays readable, so wait a little instead of spinning.
+            if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM { usleep(50_000) }
+            break
+          }
           _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL, 0) | O_NONBLOCK)
           clients.append(Client(fd: client, deadline: Self.now() + Self.clientSeconds))
         }

@@ -77,6 +77,29 @@ import Train
     #expect(waitCoordinator() == 0)
   }
 
+  @Test func aWorkerThatFinishesFirstStillHearsTheCoordinatorUntilTheEnd() throws {
+    // One worker is done 3 s before the other, against a 1 s heartbeat timeout: the coordinator
+    // must keep beating to it, or it would take the silence for a dead coordinator and fail.
+    let (coordinator, _) = try job.coordinator(token: "tk", workers: 2, heartbeat: 1)
+    let box = Box(coordinator)
+    let waitCoordinator = job.start { box.value.run() }
+    let address = SocketAddress(host: "127.0.0.1", port: coordinator.port)
+    let links = try (0..<2).map { i in
+      try CoordinatorLink.join(address, secret: JobSecret(token: "tk"), ringAddress: "127.0.0.1:\(i + 1)", host: "w\(i)", deadline: monotonicNow() + 10)
+    }
+    let ranks = try links.map { link -> Int in
+      guard case let .assignment(rank, _, _, _, _, _) = try link.awaitAssignment(timeout: 10) else { return -1 }
+      link.listen(silence: 1, exitAfter: nil, log: { _ in })
+      return rank
+    }
+    try links[0].send(.done(rank: ranks[0]))
+    Thread.sleep(forTimeInterval: 3)
+    #expect(links[0].stopReason == nil, "\(links[0].stopReason ?? "")")
+    try links[1].send(.done(rank: ranks[1]))
+    for link in links { try link.awaitFinish(timeout: 10); link.close() }
+    #expect(waitCoordinator() == 0)
+  }
+
   @Test func aHungPeerIsFoundAndTheStopReachesAWorkerWaitingOnTheRing() throws {
     let (coordinator, lines) = try job.coordinator(token: "tk", workers: 2, heartbeat: 1.5)
     let box = Box(coordinator)

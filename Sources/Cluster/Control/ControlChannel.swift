@@ -48,7 +48,9 @@ public final class ControlChannel: @unchecked Sendable {
   public var peerName: String
   private let sendKey: [UInt8]
   private let receiveKey: [UInt8]
-  private let sendSequence = Mutex<UInt64>(0)
+  /// The next sequence number, or the error that broke the send side: a send that failed may have
+  /// left part of a frame on the wire, and nothing may follow it.
+  private let sendState = Mutex<(sequence: UInt64, broken: ControlError?)>((0, nil))
   private var receiveSequence: UInt64 = 0
   public static let maximumBytes = 1 << 20
   public static let headerBytes = 12
@@ -61,10 +63,15 @@ public final class ControlChannel: @unchecked Sendable {
   public func send(_ message: ControlMessage, timeout: Double = 30) throws(ControlError) {
     let body: [UInt8]
     do { body = Array(try JSONEncoder().encode(message)) } catch { throw ControlError("could not encode a control message: \(error)") }
-    try sendSequence.withLock { (sequence: inout UInt64) throws(ControlError) in
-      let frame = ControlChannel.seal(body, key: sendKey, sequence: sequence)
-      sequence += 1
-      do throws(CollectiveError) { try connection.sendAll(frame, deadline: monotonicNow() + timeout) } catch { throw describe(error, waited: timeout) }
+    try sendState.withLock { (state: inout (sequence: UInt64, broken: ControlError?)) throws(ControlError) in
+      if let broken = state.broken { throw broken }
+      let frame = ControlChannel.seal(body, key: sendKey, sequence: state.sequence)
+      state.sequence += 1
+      do throws(CollectiveError) { try connection.sendAll(frame, deadline: monotonicNow() + timeout) } catch {
+        let failure = describe(error, waited: timeout)
+        state.broken = failure
+        throw failure
+      }
     }
   }
 

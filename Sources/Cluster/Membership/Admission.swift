@@ -55,9 +55,11 @@ final class Admission {
         refuse(p, "idle", "sent no complete handshake within \(Int(handshakeTimeout)) s", now: now)
         return true
       }
+      // Before their assignment workers beat once a second, whatever the timeout.
+      let silence = max(heartbeatTimeout, 3)
       members.removeAll { member in
-        guard now - member.lastHeard > heartbeatTimeout else { return false }
-        log("coordinator: dropped \(member.name): it sent nothing for \(format(heartbeatTimeout, 1)) s before the job started")
+        guard now - member.lastHeard > silence else { return false }
+        log("coordinator: dropped \(member.name): it sent nothing for \(format(silence, 1)) s before the job started")
         member.channel.connection.close()
         return true
       }

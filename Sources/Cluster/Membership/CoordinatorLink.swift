@@ -59,7 +59,7 @@ final class CoordinatorLink: @unchecked Sendable {
     func read(_ count: Int, _ stage: String) throws -> [UInt8] {
       do { return try connection.receive(count: count, deadline: deadline) } catch {
         if case .peerClosed = error, stage == "proof" {
-          throw ControlError("\(name) refused this worker after its proof: the job token differs from the coordinator's; check --job_token_file or AMOEBA_JOB_TOKEN on both sides")
+          throw ControlError("\(name) closed the connection after this worker's proof: most likely the job token differs from the coordinator's (check --job_token_file or AMOEBA_JOB_TOKEN on both sides), or the job already had all its workers (see the coordinator's log)")
         }
         let closed: Bool
         switch error { case .peerClosed, .systemCall: closed = true; default: closed = false }
