@@ -1,0 +1,211 @@
+import CPJRT
+
+/// A PJRT client on a plugin: its addressable devices, compilation of StableHLO (MLIR text) into
+/// executables, and float32 buffers moved between host and device.
+public final class PJRTClient: @unchecked Sendable {
+  // @unchecked: the handles are used through the plugin's thread-safe entry points only.
+  public let plugin: PJRTPlugin
+  let client: OpaquePointer
+  public let devices: [OpaquePointer]
+  public let platformName: String
+
+  /// `options`: the plugin's create options, integers only (XLA:CPU's `cpu_device_count`).
+  public init(plugin: PJRTPlugin, options: [String: Int64] = [:]) throws(PJRTError) {
+    self.plugin = plugin
+    let names = options.keys.sorted()
+    var cNames = names.map { Array($0.utf8CString) }
+    let created: OpaquePointer? = try cNames.withUnsafeMutableBufferPointer { (buffers) throws(PJRTError) -> OpaquePointer? in
+      let values = buffers.indices.map { i in
+        var value = PJRT_NamedValue()
+        value.struct_size = MemoryLayout<PJRT_NamedValue>.size
+        value.name = buffers[i].withUnsafeBufferPointer { $0.baseAddress }
+        value.name_size = names[i].utf8.count
+        value.type = PJRT_NamedValue_kInt64
+        value.int64_value = options[names[i]]!
+        value.value_size = 1
+        return value
+      }
+      var arguments = PJRT_Client_Create_Args()
+      arguments.struct_size = MemoryLayout<PJRT_Client_Create_Args>.size
+      arguments.num_options = values.count
+      try values.withUnsafeBufferPointer { (list) throws(PJRTError) in
+        arguments.create_options = list.baseAddress
+        try plugin.call(.clientCreate, "PJRT_Client_Create", &arguments)
+      }
+      return arguments.client
+    }
+    guard let created else { throw PJRTError(plugin: plugin.path, call: "PJRT_Client_Create", code: -1, message: "no client returned") }
+    client = created
+    var name = PJRT_Client_PlatformName_Args(struct_size: MemoryLayout<PJRT_Client_PlatformName_Args>.size, extension_start: nil,
+                                              client: created, platform_name: nil, platform_name_size: 0)
+    try plugin.call(.clientPlatformName, "PJRT_Client_PlatformName", &name)
+    platformName = name.platform_name.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: name.platform_name_size), as: UTF8.self) } ?? "?"
+    var list = PJRT_Client_AddressableDevices_Args(struct_size: MemoryLayout<PJRT_Client_AddressableDevices_Args>.size, extension_start: nil,
+                                                    client: created, addressable_devices: nil, num_addressable_devices: 0)
+    try plugin.call(.clientAddressableDevices, "PJRT_Client_AddressableDevices", &list)
+    devices = (0..<list.num_addressable_devices).compactMap { list.addressable_devices?[$0] }
+  }
+
+  deinit {
+    var arguments = PJRT_Client_Destroy_Args(struct_size: MemoryLayout<PJRT_Client_Destroy_Args>.size, extension_start: nil, client: client)
+    try? plugin.call(.clientDestroy, "PJRT_Client_Destroy", &arguments)
+  }
+
+  /// CompileOptionsProto for one replica and one partition (executable_build_options = 3 {
+  /// num_replicas = 4: 1, num_partitions = 5: 1 }). Never empty: an empty one aborts some plugins.
+  static let singleDeviceCompileOptions: [UInt8] = [0x1a, 0x04, 0x20, 0x01, 0x28, 0x01]
+
+  /// Compiles a StableHLO module given as MLIR text.
+  public func compile(mlir: String) throws(PJRTError) -> PJRTExecutable {
+    var code = Array(mlir.utf8)
+    var format = Array("mlir".utf8)
+    var options = PJRTClient.singleDeviceCompileOptions
+    let loaded: OpaquePointer? = try code.withUnsafeMutableBufferPointer { (codeBytes) throws(PJRTError) -> OpaquePointer? in
+      try format.withUnsafeMutableBufferPointer { (formatBytes) throws(PJRTError) -> OpaquePointer? in
+        try options.withUnsafeMutableBufferPointer { (optionBytes) throws(PJRTError) -> OpaquePointer? in
+          var program = PJRT_Program(struct_size: MemoryLayout<PJRT_Program>.size, extension_start: nil,
+                                     code: UnsafeMutableRawPointer(codeBytes.baseAddress!).assumingMemoryBound(to: CChar.self), code_size: codeBytes.count,
+                                     format: UnsafeRawPointer(formatBytes.baseAddress!).assumingMemoryBound(to: CChar.self), format_size: formatBytes.count)
+          return try withUnsafePointer(to: &program) { (programPointer) throws(PJRTError) -> OpaquePointer? in
+            var arguments = PJRT_Client_Compile_Args(struct_size: MemoryLayout<PJRT_Client_Compile_Args>.size, extension_start: nil,
+                                                     client: client, program: programPointer,
+                                                     compile_options: UnsafeRawPointer(optionBytes.baseAddress!).assumingMemoryBound(to: CChar.self),
+                                                     compile_options_size: optionBytes.count, executable: nil)
+            try plugin.call(.clientCompile, "PJRT_Client_Compile", &arguments)
+            return arguments.executable
+          }
+        }
+      }
+    }
+    guard let loaded else { throw PJRTError(plugin: plugin.path, call: "PJRT_Client_Compile", code: -1, message: "no executable returned") }
+    return try PJRTExecutable(client: self, loaded: loaded)
+  }
+
+  /// A float32 array copied to device 0.
+  public func buffer(_ values: [Float], dims: [Int]) throws(PJRTError) -> PJRTBuffer {
+    precondition(dims.reduce(1, *) == values.count, "dims \(dims) do not hold \(values.count) values")
+    let dims64 = dims.map(Int64.init)
+    var arguments = PJRT_Client_BufferFromHostBuffer_Args()
+    arguments.struct_size = MemoryLayout<PJRT_Client_BufferFromHostBuffer_Args>.size
+    arguments.client = client
+    arguments.type = PJRT_Buffer_Type_F32
+    arguments.num_dims = dims64.count
+    arguments.host_buffer_semantics = PJRT_HostBufferSemantics_kImmutableUntilTransferCompletes
+    arguments.device = devices.first
+    try PJRTError.typed {
+      try values.withUnsafeBytes { data in
+        try dims64.withUnsafeBufferPointer { dimsPointer in
+          arguments.data = data.baseAddress
+          arguments.dims = dimsPointer.baseAddress
+          try plugin.call(.clientBufferFromHostBuffer, "PJRT_Client_BufferFromHostBuffer", &arguments)
+          // The host array must outlive the transfer: wait for it here, while `values` is alive.
+          try plugin.await(arguments.done_with_host_buffer, call: "PJRT_Client_BufferFromHostBuffer (transfer)")
+        }
+      }
+    }
+    guard let buffer = arguments.buffer else {
+      throw PJRTError(plugin: plugin.path, call: "PJRT_Client_BufferFromHostBuffer", code: -1, message: "no buffer returned")
+    }
+    return PJRTBuffer(client: self, buffer: buffer, count: values.count)
+  }
+}
+
+/// A compiled program loaded on the client's devices.
+public final class PJRTExecutable: @unchecked Sendable {
+  let client: PJRTClient
+  let loaded: OpaquePointer
+  public let outputCount: Int
+
+  init(client: PJRTClient, loaded: OpaquePointer) throws(PJRTError) {
+    self.client = client
+    self.loaded = loaded
+    var get = PJRT_LoadedExecutable_GetExecutable_Args(struct_size: MemoryLayout<PJRT_LoadedExecutable_GetExecutable_Args>.size,
+                                                       extension_start: nil, loaded_executable: loaded, executable: nil)
+    try client.plugin.call(.loadedExecutableGetExecutable, "PJRT_LoadedExecutable_GetExecutable", &get)
+    var outputs = PJRT_Executable_NumOutputs_Args(struct_size: MemoryLayout<PJRT_Executable_NumOutputs_Args>.size, extension_start: nil,
+                                                  executable: get.executable, num_outputs: 0)
+    defer {
+      var destroy = PJRT_Executable_Destroy_Args(struct_size: MemoryLayout<PJRT_Executable_Destroy_Args>.size, extension_start: nil,
+                                                 executable: get.executable)
+      try? client.plugin.call(.executableDestroy, "PJRT_Executable_Destroy", &destroy)
+    }
+    try client.plugin.call(.executableNumOutputs, "PJRT_Executable_NumOutputs", &outputs)
+    outputCount = outputs.num_outputs
+  }
+
+  deinit {
+    var arguments = PJRT_LoadedExecutable_Destroy_Args(struct_size: MemoryLayout<PJRT_LoadedExecutable_Destroy_Args>.size,
+                                                       extension_start: nil, executable: loaded)
+    try? client.plugin.call(.loadedExecutableDestroy, "PJRT_LoadedExecutable_Destroy", &arguments)
+  }
+
+  /// Runs once on device 0 with `arguments` and waits for it; returns the outputs.
+  public func execute(_ arguments: [PJRTBuffer]) throws(PJRTError) -> [PJRTBuffer] {
+    var inputs: [OpaquePointer?] = arguments.map(\.buffer)
+    var outputs = [OpaquePointer?](repeating: nil, count: outputCount)
+    var completion: OpaquePointer?
+    var options = PJRT_ExecuteOptions()
+    options.struct_size = MemoryLayout<PJRT_ExecuteOptions>.size
+    try inputs.withUnsafeMutableBufferPointer { (inputList) throws(PJRTError) in
+      try outputs.withUnsafeMutableBufferPointer { (outputList) throws(PJRTError) in
+        var inputLists: [UnsafePointer<OpaquePointer?>?] = [UnsafePointer(inputList.baseAddress)]
+        var outputLists: [UnsafeMutablePointer<OpaquePointer?>?] = [outputList.baseAddress]
+        try inputLists.withUnsafeMutableBufferPointer { (inputListPointer) throws(PJRTError) in
+          try outputLists.withUnsafeMutableBufferPointer { (outputListPointer) throws(PJRTError) in
+            try withUnsafeMutablePointer(to: &options) { (optionsPointer) throws(PJRTError) in
+              try withUnsafeMutablePointer(to: &completion) { (completionPointer) throws(PJRTError) in
+                var call = PJRT_LoadedExecutable_Execute_Args()
+                call.struct_size = MemoryLayout<PJRT_LoadedExecutable_Execute_Args>.size
+                call.executable = loaded
+                call.options = optionsPointer
+                call.argument_lists = UnsafePointer(inputListPointer.baseAddress)
+                call.num_devices = 1
+                call.num_args = inputList.count
+                call.output_lists = UnsafePointer(outputListPointer.baseAddress)
+                call.device_complete_events = completionPointer
+                try client.plugin.call(.loadedExecutableExecute, "PJRT_LoadedExecutable_Execute", &call)
+              }
+            }
+          }
+        }
+      }
+    }
+    try client.plugin.await(completion, call: "PJRT_LoadedExecutable_Execute (completion)")
+    return try outputs.map { (buffer) throws(PJRTError) -> PJRTBuffer in
+      guard let buffer else { throw PJRTError(plugin: client.plugin.path, call: "PJRT_LoadedExecutable_Execute", code: -1, message: "an output is missing") }
+      return PJRTBuffer(client: client, buffer: buffer, count: nil)
+    }
+  }
+}
+
+/// A device buffer; `toHost` copies it back.
+public final class PJRTBuffer: @unchecked Sendable {
+  let client: PJRTClient
+  let buffer: OpaquePointer
+  let knownCount: Int?
+
+  init(client: PJRTClient, buffer: OpaquePointer, count: Int?) { self.client = client; self.buffer = buffer; knownCount = count }
+
+  deinit {
+    var arguments = PJRT_Buffer_Destroy_Args(struct_size: MemoryLayout<PJRT_Buffer_Destroy_Args>.size, extension_start: nil, buffer: buffer)
+    try? client.plugin.call(.bufferDestroy, "PJRT_Buffer_Destroy", &arguments)
+  }
+
+  /// The buffer's float32 values (the plugin reports the size).
+  public func toHost() throws(PJRTError) -> [Float] {
+    var query = PJRT_Buffer_ToHostBuffer_Args(struct_size: MemoryLayout<PJRT_Buffer_ToHostBuffer_Args>.size, extension_start: nil,
+                                              src: buffer, host_layout: nil, dst: nil, dst_size: 0, event: nil)
+    try client.plugin.call(.bufferToHostBuffer, "PJRT_Buffer_ToHostBuffer (size)", &query)
+    try client.plugin.await(query.event, call: "PJRT_Buffer_ToHostBuffer (size)")
+    var values = [Float](repeating: 0, count: query.dst_size / 4)
+    try PJRTError.typed {
+      try values.withUnsafeMutableBytes { raw in
+        var copy = PJRT_Buffer_ToHostBuffer_Args(struct_size: MemoryLayout<PJRT_Buffer_ToHostBuffer_Args>.size, extension_start: nil,
+                                                 src: buffer, host_layout: nil, dst: raw.baseAddress, dst_size: raw.count, event: nil)
+        try client.plugin.call(.bufferToHostBuffer, "PJRT_Buffer_ToHostBuffer", &copy)
+        try client.plugin.await(copy.event, call: "PJRT_Buffer_ToHostBuffer")
+      }
+    }
+    return values
+  }
+}
