@@ -42,7 +42,7 @@ let package = Package(
     .target(name: "CLI", dependencies: ["Model", "Train", "Data", "JPEG", "Tensor", "Collective"], swiftSettings: numericFlags),
     .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor", "CLI", "Telemetry", "Checksums"], swiftSettings: numericFlags),
     .target(name: "CPJRT"),
-    .target(name: "XLA", dependencies: ["CPJRT"], swiftSettings: numericFlags),
+    .target(name: "XLA", dependencies: ["CPJRT", "Graph", "Tensor"], swiftSettings: numericFlags),
     .target(name: "Fuzzing", dependencies: ["Cluster", "Collective", "Data", "JPEG", "Train", "Tensor"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "JPEG", "Checksums", "Collective", "CLI", "Cluster", "Fuzzing"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba-coordinator", dependencies: ["Cluster", "CLI"], swiftSettings: numericFlags),
@@ -55,7 +55,7 @@ let package = Package(
     .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checksums", "CLI", "Collective", "Train", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "ChecksumsTests", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"], swiftSettings: numericFlags),
-    .testTarget(name: "XLATests", dependencies: ["XLA", "Tensor"], swiftSettings: numericFlags),
+    .testTarget(name: "XLATests", dependencies: ["XLA", "Graph", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "FuzzingTests", dependencies: ["Fuzzing"], swiftSettings: numericFlags),
     .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checksums", "JPEG"], swiftSettings: numericFlags),
   ]

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Graph
 import Tensor
 @testable import XLA
 
@@ -85,6 +86,64 @@ import Tensor
   @Test func aMissingPluginIsAnErrorNamingThePathAndTheScript() {
     #expect { _ = try PJRTPlugin(path: "/nonexistent/pjrt_plugin.so") } throws: { error in
       "\(error)".contains("/nonexistent/pjrt_plugin.so") && "\(error)".contains("fetch-pjrt-cpu.sh")
+    }
+  }
+}
+
+/// The IR lowered to StableHLO and run by XLA:CPU gives what the Swift executor gives.
+@Suite struct StableHLOLoweringTests {
+  /// A small NASNet-like forward pass: SAME and strided VALID convolutions, a separable
+  /// (depthwise) one, ReLU, a sum of three branches, a channel concat, inference batch norm,
+  /// global average pooling and the classifier.
+  func network() throws -> (Graph, [Value], Value) {
+    var g = Graph()
+    let x = try g.input("images", [2, 9, 9, 3])
+    let w1 = try g.parameter("conv1/weights", [3, 3, 3, 8])
+    let w2 = try g.parameter("conv2/weights", [1, 1, 8, 8])
+    let dw = try g.parameter("sep/depthwise_weights", [5, 5, 8])
+    let gamma = try g.parameter("bn/gamma", [16]), beta = try g.parameter("bn/beta", [16])
+    let mean = try g.parameter("bn/moving_mean", [16]), variance = try g.parameter("bn/moving_variance", [16])
+    let fc = try g.parameter("fc/weights", [16, 5]), bias = try g.parameter("fc/biases", [5])
+    let a = try g.relu(try g.conv2d(x, filter: w1, strides: (2, 2), padding: .same))
+    let b = try g.conv2d(a, filter: w2, padding: .valid)
+    let c = try g.depthwiseConv2d(a, filter: dw, padding: .same)
+    let sum = try g.addN([a, b, c])
+    let joined = try g.concat([sum, try g.scale(a, by: 0.5)])
+    let normalised = try g.batchNormInference(joined, gamma: gamma, beta: beta, mean: mean, variance: variance, epsilon: 1e-3)
+    let logits = try g.dense(try g.globalAvgPool(try g.relu(normalised)), weights: fc, bias: bias)
+    return (g, [x, w1, w2, dw, gamma, beta, mean, variance, fc, bias], logits)
+  }
+
+  @Test func theForwardPassMatchesTheSwiftExecutor() throws {
+    guard let client = PJRTTests.client else { return }
+    let (graph, leaves, logits) = try network()
+    let lowering = StableHLOLowering(graph: graph, outputs: [logits])
+    #expect(lowering.arguments == leaves)
+    let values = leaves.enumerated().map { k, leaf in
+      (0..<graph.shape(leaf).elementCount).map { i -> Float in
+        let u = Float(CounterRandom.bits(seed: 11, stream: UInt64(k), index: UInt64(i)) % 2001) / 1000 - 1
+        return k == 7 ? 0.5 + abs(u) : u  // variances positive
+      }
+    }
+    let executor = try Executor(graph: graph, outputs: [logits], context: KernelContext(threads: 1))
+    for (leaf, data) in zip(leaves, values) { executor.write(leaf, data) }
+    try executor.run()
+    let expected = executor.read(logits)
+    let program = try lowering.module()
+    let executable = try client.compile(mlir: program)
+    let buffers = try zip(leaves, values).map { leaf, data in try client.buffer(data, dims: graph.shape(leaf).dims) }
+    let result = try executable.execute(buffers)[0].toHost()
+    #expect(result.count == expected.count)
+    let worst = zip(result, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+    #expect(worst < 1e-4, "largest relative difference \(worst)\n\(program)")
+  }
+
+  @Test func anOpWithoutALoweringIsRefusedByName() throws {
+    var g = Graph()
+    let x = try g.input("x", [1, 4, 4, 2])
+    let y = try g.add(.maxPool(WindowGeometry(input: [1, 4, 4, 2], window: (2, 2), strides: (2, 2), padding: .valid, outChannels: 2)!), [x], name: "pool")
+    #expect { _ = try StableHLOLowering(graph: g, outputs: [y]).module() } throws: {
+      "\($0)".contains("max_pool (node pool) is not written yet")
     }
   }
 }
