@@ -118,6 +118,35 @@ public struct StableHLOLowering {
       case let .batchNormInference(epsilon):
         let c = node.inputs[1...].map(type)
         body.append("\(result) = \"stablehlo.batch_norm_inference\"(\(node.inputs.map(name).joined(separator: ", "))) {epsilon = \(StableHLOLowering.float(epsilon)) : f32, feature_index = \(node.outputs[0].rank - 1) : i64} : (\(type(node.inputs[0])), \(c.joined(separator: ", "))) -> \(resultType)")
+      case let .maxPool(g):
+        let lowest = fresh()
+        body.append("\(lowest) = stablehlo.constant dense<0xFF800000> : tensor<f32>")  // −∞: padding never wins
+        body += reduceWindow(result, x, initial: lowest, combiner: "maximum", g, inputType: type(node.inputs[0]), resultType: resultType, fresh: fresh)
+      case let .avgPool(g):
+        // TensorFlow divides by the pixels inside the image: a window sum over ones counts them.
+        let zero = fresh(), sum = fresh(), ones = splat(1, graph.shape(node.inputs[0])), count = fresh()
+        body.append("\(zero) = stablehlo.constant dense<0.0> : tensor<f32>")
+        body += reduceWindow(sum, x, initial: zero, combiner: "add", g, inputType: type(node.inputs[0]), resultType: resultType, fresh: fresh)
+        body += reduceWindow(count, ones, initial: zero, combiner: "add", g, inputType: type(node.inputs[0]), resultType: resultType, fresh: fresh)
+        body.append("\(result) = stablehlo.divide \(sum), \(count) : \(resultType)")
+      case let .slice(w):
+        let o = node.outputs[0]
+        let start = [0, w.top, w.left, 0]
+        let limit = [o[0], w.top + (o[1] - 1) * w.strideH + 1, w.left + (o[2] - 1) * w.strideW + 1, o[3]]
+        body.append(StableHLOLowering.slice(result, x, start: start, limit: limit, strides: [1, w.strideH, w.strideW, 1],
+                                            inputType: type(node.inputs[0]), resultType: resultType))
+      case let .sliceChannels(first, width):
+        let i = graph.shape(node.inputs[0])
+        let start = [Int](repeating: 0, count: i.rank - 1) + [first]
+        body.append(StableHLOLowering.slice(result, x, start: start, limit: Array(i.dims.dropLast()) + [first + width],
+                                            strides: [Int](repeating: 1, count: i.rank), inputType: type(node.inputs[0]), resultType: resultType))
+      case let .pad(w):
+        let i = graph.shape(node.inputs[0]), o = node.outputs[0]
+        let low = [0, w.top, w.left, 0], interior = [0, w.strideH - 1, w.strideW - 1, 0]
+        let high = (0..<4).map { d in o[d] - (low[d] + (i[d] - 1) * (interior[d] + 1) + 1) }
+        let zero = fresh()
+        body.append("\(zero) = stablehlo.constant dense<0.0> : tensor<f32>")
+        body.append("\(result) = \"stablehlo.pad\"(\(x), \(zero)) {edge_padding_low = array<i64: \(StableHLOLowering.list(low))>, edge_padding_high = array<i64: \(StableHLOLowering.list(high))>, interior_padding = array<i64: \(StableHLOLowering.list(interior))>} : (\(type(node.inputs[0])), tensor<f32>) -> \(resultType)")
       default:
         throw LoweringError(description: "the StableHLO lowering of \(node.op.name) (node \(node.name)) is not written yet; it would use \(node.op.stablehloName)")
       }
@@ -129,6 +158,27 @@ public struct StableHLOLowering {
     for line in body { text += "    \(line)\n" }
     text += "    return \(outputs.map(name).joined(separator: ", ")) : \(resultTypes)\n  }\n}\n"
     return text
+  }
+
+  static func list(_ values: [Int]) -> String { values.map(String.init).joined(separator: ", ") }
+
+  static func slice(_ result: String, _ x: String, start: [Int], limit: [Int], strides: [Int], inputType: String, resultType: String) -> String {
+    "\(result) = \"stablehlo.slice\"(\(x)) {start_indices = array<i64: \(list(start))>, limit_indices = array<i64: \(list(limit))>, strides = array<i64: \(list(strides))>} : (\(inputType)) -> \(resultType)"
+  }
+
+  /// A pooling window over H and W (TensorFlow's padding), reduced with `combiner`.
+  func reduceWindow(_ result: String, _ x: String, initial: String, combiner: String, _ g: WindowGeometry,
+                    inputType: String, resultType: String, fresh: () -> String) -> [String] {
+    let bottom = max(0, (g.outH - 1) * g.strideH + g.kh - g.inH - g.padTop)
+    let right = max(0, (g.outW - 1) * g.strideW + g.kw - g.inW - g.padLeft)
+    let a = fresh(), b = fresh(), c = fresh()
+    return [
+      "\(result) = \"stablehlo.reduce_window\"(\(x), \(initial)) ({",
+      "  ^bb0(\(a): tensor<f32>, \(b): tensor<f32>):",
+      "    \(c) = stablehlo.\(combiner) \(a), \(b) : tensor<f32>",
+      "    stablehlo.return \(c) : tensor<f32>",
+      "}) {window_dimensions = array<i64: 1, \(g.kh), \(g.kw), 1>, window_strides = array<i64: 1, \(g.strideH), \(g.strideW), 1>, padding = dense<[[0, 0], [\(g.padTop), \(bottom)], [\(g.padLeft), \(right)], [0, 0]]> : tensor<4x2xi64>} : (\(inputType), tensor<f32>) -> \(resultType)",
+    ]
   }
 
   /// `convolution`'s window attribute from a geometry. The padding after is what the output size

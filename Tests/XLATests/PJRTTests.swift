@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Graph
+import Model
 import Tensor
 @testable import XLA
 
@@ -145,5 +146,35 @@ import Tensor
     #expect { _ = try StableHLOLowering(graph: g, outputs: [y]).module() } throws: {
       "\($0)".contains("max_pool (node pool) is not written yet")
     }
+  }
+}
+
+/// The whole evaluation network of the tiny AmoebaNet-D on XLA:CPU against the Swift executor.
+@Suite struct AmoebaNetOnXLATests {
+  @Test func theTinyAmoebaNetsEvaluationLogitsMatchTheSwiftExecutor() throws {
+    guard let client = PJRTTests.client else { return }
+    var config = NetworkConfig()
+    config.numCells = 3; config.reductionSize = 8; config.imageSize = 24; config.useAuxHead = false; config.numLabelClasses = 10
+    let model = try AmoebaNet(config: config, batchSize: 2, mode: .evaluation)
+    let lowering = StableHLOLowering(graph: model.graph, outputs: [model.logits])
+    let leaves = lowering.arguments
+    let values = leaves.enumerated().map { k, leaf -> [Float] in
+      let positive: Bool
+      if case let .parameter(name) = model.graph.nodes[leaf.node].op { positive = name.hasSuffix("moving_variance") } else { positive = false }
+      return (0..<model.graph.shape(leaf).elementCount).map { i in
+        let u = Float(CounterRandom.bits(seed: 5, stream: UInt64(k), index: UInt64(i)) % 2001) / 1000 - 1
+        return positive ? 0.5 + abs(u) : u
+      }
+    }
+    let executor = try Executor(graph: model.graph, outputs: [model.logits], context: KernelContext(threads: 1))
+    for (leaf, data) in zip(leaves, values) { executor.write(leaf, data) }
+    try executor.run()
+    let expected = executor.read(model.logits)
+    let executable = try client.compile(mlir: try lowering.module(named: "amoebanet_eval"))
+    let buffers = try zip(leaves, values).map { leaf, data in try client.buffer(data, dims: model.graph.shape(leaf).dims) }
+    let result = try executable.execute(buffers)[0].toHost()
+    #expect(result.count == expected.count && result.count == 2 * 10)
+    let worst = zip(result, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+    #expect(worst < 1e-4, "largest relative difference \(worst): \(result) vs \(expected)")
   }
 }
