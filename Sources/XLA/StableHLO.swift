@@ -32,8 +32,11 @@ public struct StableHLOLowering {
 
   static func float(_ x: Float) -> String {
     // MLIR float literals need a decimal point or an exponent.
+    precondition(x.isFinite, "a non-finite constant in the graph")
     let text = "\(x)"
-    return text.contains(".") || text.contains("e") || text.contains("n") ? text : text + ".0"
+    if text.contains(".") { return text }
+    if let e = text.firstIndex(of: "e") { return text[..<e] + ".0" + text[e...] }
+    return text + ".0"
   }
 
   public func module(named moduleName: String = "amoeba") throws(LoweringError) -> String {
@@ -147,6 +150,148 @@ public struct StableHLOLowering {
         let zero = fresh()
         body.append("\(zero) = stablehlo.constant dense<0.0> : tensor<f32>")
         body.append("\(result) = \"stablehlo.pad\"(\(x), \(zero)) {edge_padding_low = array<i64: \(StableHLOLowering.list(low))>, edge_padding_high = array<i64: \(StableHLOLowering.list(high))>, interior_padding = array<i64: \(StableHLOLowering.list(interior))>} : (\(type(node.inputs[0])), tensor<f32>) -> \(resultType)")
+      case .batchNormTraining(let epsilon, relu: false):
+        let c = StableHLOLowering.type(node.outputs[1])
+        body.append("\(result):3 = \"stablehlo.batch_norm_training\"(\(x), \(name(node.inputs[1])), \(name(node.inputs[2]))) {epsilon = \(StableHLOLowering.float(epsilon)) : f32, feature_index = \(node.outputs[0].rank - 1) : i64} : (\(type(node.inputs[0])), \(c), \(c)) -> (\(resultType), \(c), \(c))")
+        for k in 0..<3 { names[Value(node: index, output: k)] = "\(result)#\(k)" }
+        continue
+      case .batchNormGrad(let epsilon, relu: false):
+        let c = StableHLOLowering.type(node.outputs[1])
+        body.append("\(result):3 = \"stablehlo.batch_norm_grad\"(\(node.inputs.map(name).joined(separator: ", "))) {epsilon = \(StableHLOLowering.float(epsilon)) : f32, feature_index = \(node.outputs[0].rank - 1) : i64} : (\(type(node.inputs[0])), \(c), \(c), \(c), \(type(node.inputs[4]))) -> (\(resultType), \(c), \(c))")
+        for k in 0..<3 { names[Value(node: index, output: k)] = "\(result)#\(k)" }
+        continue
+      case .reluGrad:
+        // dx = dy where y > 0.
+        let zero = splat(0, node.outputs[0]), positive = fresh()
+        body.append("\(positive) = stablehlo.compare GT, \(name(node.inputs[1])), \(zero) : (\(resultType), \(resultType)) -> \(StableHLOLowering.predicateType(node.outputs[0]))")
+        body.append("\(result) = stablehlo.select \(positive), \(x), \(zero) : \(StableHLOLowering.predicateType(node.outputs[0])), \(resultType)")
+      case let .conv2dBackpropInput(g):
+        // dx = dy dilated by the stride, convolved with the filter flipped in space, in and out swapped.
+        let flipped = fresh()
+        body.append("\(flipped) = stablehlo.reverse \(name(node.inputs[1])), dims = [0, 1] : \(type(node.inputs[1]))")
+        body.append("\(result) = stablehlo.convolution(\(x), \(flipped)) dim_numbers = [b, 0, 1, f]x[0, 1, o, i]->[b, 0, 1, f], window = {\(StableHLOLowering.transposedWindow(g))} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (\(type(node.inputs[0])), \(type(node.inputs[1]))) -> \(resultType)")
+      case let .depthwiseConv2dBackpropInput(g):
+        let filter = fresh(), flipped = fresh(), filterType = StableHLOLowering.type([g.kh, g.kw, 1, g.inC])
+        body.append("\(filter) = stablehlo.reshape \(name(node.inputs[1])) : (\(type(node.inputs[1]))) -> \(filterType)")
+        body.append("\(flipped) = stablehlo.reverse \(filter), dims = [0, 1] : \(filterType)")
+        body.append("\(result) = stablehlo.convolution(\(x), \(flipped)) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], window = {\(StableHLOLowering.transposedWindow(g))} {batch_group_count = 1 : i64, feature_group_count = \(g.inC) : i64} : (\(type(node.inputs[0])), \(filterType)) -> \(resultType)")
+      case let .conv2dBackpropFilter(g):
+        // dW = x ⋆ dy with the batch as the contracted dimension: dy is the kernel, strided by the
+        // forward stride's dilation.
+        body.append("\(result) = stablehlo.convolution(\(x), \(name(node.inputs[1]))) dim_numbers = [f, 0, 1, b]x[i, 0, 1, o]->[0, 1, b, f], window = {\(StableHLOLowering.filterGradientWindow(g))} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (\(type(node.inputs[0])), \(type(node.inputs[1]))) -> \(resultType)")
+      case let .depthwiseConv2dBackpropFilter(g):
+        // As the dense case, one batch group per channel (the diagonal of the dense result).
+        let grouped = fresh(), groupedType = StableHLOLowering.type([g.kh, g.kw, 1, g.inC])
+        body.append("\(grouped) = stablehlo.convolution(\(x), \(name(node.inputs[1]))) dim_numbers = [f, 0, 1, b]x[i, 0, 1, o]->[0, 1, b, f], window = {\(StableHLOLowering.filterGradientWindow(g))} {batch_group_count = \(g.inC) : i64, feature_group_count = 1 : i64} : (\(type(node.inputs[0])), \(type(node.inputs[1]))) -> \(groupedType)")
+        body.append("\(result) = stablehlo.reshape \(grouped) : (\(groupedType)) -> \(resultType)")
+      case let .maxPoolGrad(g):
+        let zero = fresh(), a = fresh(), b = fresh(), c = fresh(), d = fresh(), e = fresh(), f = fresh()
+        let bottom = max(0, (g.outH - 1) * g.strideH + g.kh - g.inH - g.padTop)
+        let right = max(0, (g.outW - 1) * g.strideW + g.kw - g.inW - g.padLeft)
+        body.append("\(zero) = stablehlo.constant dense<0.0> : tensor<f32>")
+        body += [
+          "\(result) = \"stablehlo.select_and_scatter\"(\(x), \(name(node.inputs[1])), \(zero)) ({",
+          "  ^bb0(\(a): tensor<f32>, \(b): tensor<f32>):",
+          "    \(c) = stablehlo.compare GE, \(a), \(b) : (tensor<f32>, tensor<f32>) -> tensor<i1>",
+          "    stablehlo.return \(c) : tensor<i1>",
+          "}, {",
+          "  ^bb0(\(d): tensor<f32>, \(e): tensor<f32>):",
+          "    \(f) = stablehlo.add \(d), \(e) : tensor<f32>",
+          "    stablehlo.return \(f) : tensor<f32>",
+          "}) {window_dimensions = array<i64: 1, \(g.kh), \(g.kw), 1>, window_strides = array<i64: 1, \(g.strideH), \(g.strideW), 1>, padding = dense<[[0, 0], [\(g.padTop), \(bottom)], [\(g.padLeft), \(right)], [0, 0]]> : tensor<4x2xi64>} : (\(type(node.inputs[0])), \(type(node.inputs[1])), tensor<f32>) -> \(resultType)",
+        ]
+      case let .avgPoolGrad(g):
+        // Each window's share of dy (dy ÷ its pixel count), scattered back: the shares dilated by the
+        // stride, padded by the window, summed over stride-1 windows.
+        let outType = type(node.inputs[0])
+        let zero = fresh(), ones = splat(1, node.outputs[0]), count = fresh(), share = fresh(), spread = fresh()
+        body.append("\(zero) = stablehlo.constant dense<0.0> : tensor<f32>")
+        body += reduceWindow(count, ones, initial: zero, combiner: "add", g, inputType: resultType, resultType: outType, fresh: fresh)
+        body.append("\(share) = stablehlo.divide \(x), \(count) : \(outType)")
+        let lowH = g.kh - 1 - g.padTop, lowW = g.kw - 1 - g.padLeft
+        let highH = g.inH + g.kh - 1 - lowH - ((g.outH - 1) * g.strideH + 1)
+        let highW = g.inW + g.kw - 1 - lowW - ((g.outW - 1) * g.strideW + 1)
+        let spreadShape: Shape = [g.batch, g.inH + g.kh - 1, g.inW + g.kw - 1, g.inC]
+        body.append("\(spread) = \"stablehlo.pad\"(\(share), \(zero)) {edge_padding_low = array<i64: 0, \(lowH), \(lowW), 0>, edge_padding_high = array<i64: 0, \(highH), \(highW), 0>, interior_padding = array<i64: 0, \(g.strideH - 1), \(g.strideW - 1), 0>} : (\(outType), tensor<f32>) -> \(StableHLOLowering.type(spreadShape))")
+        var unit = g
+        unit.strideH = 1; unit.strideW = 1; unit.padTop = 0; unit.padLeft = 0
+        unit.inH = spreadShape[1]; unit.inW = spreadShape[2]; unit.outH = g.inH; unit.outW = g.inW
+        body += reduceWindow(result, spread, initial: zero, combiner: "add", unit, inputType: StableHLOLowering.type(spreadShape), resultType: resultType, fresh: fresh)
+      case .globalAvgPoolGrad:
+        let o = node.outputs[0]
+        let spread = fresh()
+        body.append("\(spread) = stablehlo.broadcast_in_dim \(x), dims = [0, 3] : (\(type(node.inputs[0]))) -> \(resultType)")
+        let count = splat(Float(o[1] * o[2]), o)
+        body.append("\(result) = stablehlo.divide \(spread), \(count) : \(resultType)")
+      case .biasAddGrad:
+        let rank = graph.shape(node.inputs[0]).rank
+        body += reduceSum(result, x, dimensions: Array(0..<(rank - 1)), inputType: type(node.inputs[0]), resultType: resultType, fresh: fresh)
+      case .reduceSum, .reduceMean, .l2Loss:
+        let input = graph.shape(node.inputs[0])
+        var operand = x
+        if case .l2Loss = node.op {
+          operand = fresh()
+          body.append("\(operand) = stablehlo.multiply \(x), \(x) : \(type(node.inputs[0]))")
+        }
+        let sum = fresh()
+        body += reduceSum(sum, operand, dimensions: Array(0..<input.rank), inputType: type(node.inputs[0]), resultType: resultType, fresh: fresh)
+        let factor: Float
+        switch node.op {
+        case .reduceMean: factor = 1 / Float(input.elementCount)
+        case .l2Loss: factor = 0.5
+        default: factor = 1
+        }
+        if factor == 1 { names[out] = sum; continue }
+        let c = splat(factor, node.outputs[0])
+        body.append("\(result) = stablehlo.multiply \(sum), \(c) : \(resultType)")
+      case let .broadcastScalar(scale):
+        let spread = fresh(), c = splat(scale, node.outputs[0])
+        body.append("\(spread) = stablehlo.broadcast_in_dim \(x), dims = [] : (\(type(node.inputs[0]))) -> \(resultType)")
+        body.append("\(result) = stablehlo.multiply \(spread), \(c) : \(resultType)")
+      case .multiplyByScalar:
+        let spread = fresh()
+        body.append("\(spread) = stablehlo.broadcast_in_dim \(name(node.inputs[1])), dims = [] : (\(type(node.inputs[1]))) -> \(resultType)")
+        body.append("\(result) = stablehlo.multiply \(x), \(spread) : \(resultType)")
+      case let .softmaxCrossEntropy(epsilon), let .softmaxCrossEntropyGrad(epsilon):
+        let logits = graph.shape(node.inputs[0])
+        let (n, k) = (logits[0], logits[1])
+        let logitsType = type(node.inputs[0]), rowType = StableHLOLowering.type([n])
+        // Smoothed one-hot targets from the float class indices.
+        let classes = fresh(), labels = fresh(), hit = fresh(), on = splat(1 - epsilon + epsilon / Float(k), logits),
+            off = splat(epsilon / Float(k), logits), target = fresh()
+        body.append("\(classes) = stablehlo.iota dim = 1 : \(logitsType)")
+        body.append("\(labels) = stablehlo.broadcast_in_dim \(name(node.inputs[1])), dims = [0] : (\(rowType)) -> \(logitsType)")
+        body.append("\(hit) = stablehlo.compare EQ, \(classes), \(labels) : (\(logitsType), \(logitsType)) -> \(StableHLOLowering.predicateType(logits))")
+        body.append("\(target) = stablehlo.select \(hit), \(on), \(off) : \(StableHLOLowering.predicateType(logits)), \(logitsType)")
+        // log-sum-exp per row, the row maximum subtracted first.
+        let lowest = fresh(), maximum = fresh(), spreadMax = fresh(), shifted = fresh(), exps = fresh(), sums = fresh(), logs = fresh()
+        body.append("\(lowest) = stablehlo.constant dense<0xFF800000> : tensor<f32>")
+        body.append("\(maximum) = stablehlo.reduce(\(x) init: \(lowest)) applies stablehlo.maximum across dimensions = [1] : (\(logitsType), tensor<f32>) -> \(rowType)")
+        body.append("\(spreadMax) = stablehlo.broadcast_in_dim \(maximum), dims = [0] : (\(rowType)) -> \(logitsType)")
+        body.append("\(shifted) = stablehlo.subtract \(x), \(spreadMax) : \(logitsType)")
+        body.append("\(exps) = stablehlo.exponential \(shifted) : \(logitsType)")
+        body += reduceSum(sums, exps, dimensions: [1], inputType: logitsType, resultType: rowType, fresh: fresh)
+        body.append("\(logs) = stablehlo.log \(sums) : \(rowType)")
+        if case .softmaxCrossEntropy = node.op {
+          // mean over rows of −Σ target · (shifted − log Σ exp).
+          let spreadLog = fresh(), logP = fresh(), weighted = fresh(), total = fresh()
+          body.append("\(spreadLog) = stablehlo.broadcast_in_dim \(logs), dims = [0] : (\(rowType)) -> \(logitsType)")
+          body.append("\(logP) = stablehlo.subtract \(shifted), \(spreadLog) : \(logitsType)")
+          body.append("\(weighted) = stablehlo.multiply \(target), \(logP) : \(logitsType)")
+          body += reduceSum(total, weighted, dimensions: [0, 1], inputType: logitsType, resultType: "tensor<f32>", fresh: fresh)
+          let c = splat(-1 / Float(n), .scalar)
+          body.append("\(result) = stablehlo.multiply \(total), \(c) : tensor<f32>")
+        } else {
+          // (softmax − target) · dloss / rows.
+          let spreadSum = fresh(), softmax = fresh(), difference = fresh(), scale = fresh(), spreadScale = fresh()
+          body.append("\(spreadSum) = stablehlo.broadcast_in_dim \(sums), dims = [0] : (\(rowType)) -> \(logitsType)")
+          body.append("\(softmax) = stablehlo.divide \(exps), \(spreadSum) : \(logitsType)")
+          body.append("\(difference) = stablehlo.subtract \(softmax), \(target) : \(logitsType)")
+          let inverse = splat(1 / Float(n), .scalar)
+          body.append("\(scale) = stablehlo.multiply \(name(node.inputs[2])), \(inverse) : tensor<f32>")
+          body.append("\(spreadScale) = stablehlo.broadcast_in_dim \(scale), dims = [] : (tensor<f32>) -> \(logitsType)")
+          body.append("\(result) = stablehlo.multiply \(difference), \(spreadScale) : \(logitsType)")
+        }
       default:
         throw LoweringError(description: "the StableHLO lowering of \(node.op.name) (node \(node.name)) is not written yet; it would use \(node.op.stablehloName)")
       }
@@ -161,6 +306,35 @@ public struct StableHLOLowering {
   }
 
   static func list(_ values: [Int]) -> String { values.map(String.init).joined(separator: ", ") }
+
+  static func predicateType(_ shape: Shape) -> String {
+    shape.rank == 0 ? "tensor<i1>" : "tensor<" + shape.dims.map(String.init).joined(separator: "x") + "xi1>"
+  }
+
+  /// A sum over `dimensions`.
+  func reduceSum(_ result: String, _ x: String, dimensions: [Int], inputType: String, resultType: String, fresh: () -> String) -> [String] {
+    let zero = fresh()
+    return ["\(zero) = stablehlo.constant dense<0.0> : tensor<f32>",
+            "\(result) = stablehlo.reduce(\(x) init: \(zero)) applies stablehlo.add across dimensions = [\(StableHLOLowering.list(dimensions))] : (\(inputType), tensor<f32>) -> \(resultType)"]
+  }
+
+  /// The window of the input gradient's convolution: dy dilated by the stride (`lhs_dilate`),
+  /// padded so that every input pixel sees every filter tap that touched it.
+  static func transposedWindow(_ g: WindowGeometry) -> String {
+    let effectiveH = (g.kh - 1) * g.dilationH + 1, effectiveW = (g.kw - 1) * g.dilationW + 1
+    let lowH = effectiveH - 1 - g.padTop, lowW = effectiveW - 1 - g.padLeft
+    let highH = g.inH + effectiveH - 1 - lowH - ((g.outH - 1) * g.strideH + 1)
+    let highW = g.inW + effectiveW - 1 - lowW - ((g.outW - 1) * g.strideW + 1)
+    return "stride = [1, 1], pad = [[\(lowH), \(highH)], [\(lowW), \(highW)]], lhs_dilate = [\(g.strideH), \(g.strideW)], rhs_dilate = [\(g.dilationH), \(g.dilationW)]"
+  }
+
+  /// The window of the filter gradient's convolution: x against dy, dy's taps spaced by the
+  /// forward stride (`rhs_dilate`), stepping by the forward dilation.
+  static func filterGradientWindow(_ g: WindowGeometry) -> String {
+    let highH = (g.kh - 1) * g.dilationH + (g.outH - 1) * g.strideH + 1 - g.inH - g.padTop
+    let highW = (g.kw - 1) * g.dilationW + (g.outW - 1) * g.strideW + 1 - g.inW - g.padLeft
+    return "stride = [\(g.dilationH), \(g.dilationW)], pad = [[\(g.padTop), \(highH)], [\(g.padLeft), \(highW)]], rhs_dilate = [\(g.strideH), \(g.strideW)]"
+  }
 
   static func slice(_ result: String, _ x: String, start: [Int], limit: [Int], strides: [Int], inputType: String, resultType: String) -> String {
     "\(result) = \"stablehlo.slice\"(\(x)) {start_indices = array<i64: \(list(start))>, limit_indices = array<i64: \(list(limit))>, strides = array<i64: \(list(strides))>} : (\(inputType)) -> \(resultType)"

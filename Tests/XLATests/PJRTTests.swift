@@ -178,3 +178,158 @@ import Tensor
     #expect(worst < 1e-4, "largest relative difference \(worst): \(result) vs \(expected)")
   }
 }
+
+extension AmoebaNetOnXLATests {
+  /// Forward, smoothed cross-entropy, weight decay and every gradient of the tiny AmoebaNet-D's
+  /// training graph (batch-norm on batch statistics) on XLA:CPU against the Swift executor.
+  @Test func theTinyAmoebaNetsLossAndEveryGradientMatchTheSwiftExecutor() throws {
+    guard let client = PJRTTests.client else { return }
+    var config = NetworkConfig()
+    config.numCells = 3; config.reductionSize = 8; config.imageSize = 24; config.useAuxHead = false; config.numLabelClasses = 10
+    config.denseDropoutKeepProb = 1  // dropout's counter-based mask is not lowered yet
+    let batch = 4
+    let model = try AmoebaNet(config: config, batchSize: batch, mode: .training)
+    var g = model.graph
+    let labels = try g.input("labels", [batch])
+    let crossEntropy = try g.softmaxCrossEntropy(logits: model.logits, labels: labels, labelSmoothing: 0.1, name: "softmax_loss")
+    let decayed = model.parameters.filter(\.isWeightDecayed)
+    let l2 = try g.addN(try decayed.map { try g.l2Loss($0.value!, name: $0.name + "/l2_loss") }, name: "l2_sum")
+    let total = try g.addN([crossEntropy, try g.scale(l2, by: 4e-5)], name: "total_loss")
+    let trainable = model.parameters.filter(\.isTrainable).map { $0.value! }
+    let gradients = try g.gradients(of: total, withRespectTo: trainable)
+    let outputs = [total] + gradients
+    let lowering = StableHLOLowering(graph: g, outputs: outputs)
+    let leaves = lowering.arguments
+    let values = leaves.enumerated().map { k, leaf -> [Float] in
+      if leaf == labels { return (0..<batch).map { Float(($0 * 7) % 10) } }
+      return (0..<g.shape(leaf).elementCount).map { i in
+        Float(CounterRandom.bits(seed: 9, stream: UInt64(k), index: UInt64(i)) % 2001) / 1000 - 1
+      }
+    }
+    let executor = try Executor(graph: g, outputs: outputs, context: KernelContext(threads: 1))
+    for (leaf, data) in zip(leaves, values) { executor.write(leaf, data) }
+    try executor.run()
+    let program = try lowering.module(named: "amoebanet_train")
+    let executable = try client.compile(mlir: program)
+    let results = try executable.execute(try zip(leaves, values).map { leaf, data in try client.buffer(data, dims: g.shape(leaf).dims) })
+    #expect(results.count == outputs.count)
+    let expected = outputs.map(executor.read), actual = try results.map { try $0.toHost() }
+    // The loss to float32 rounding; the gradients against the largest gradient element of the step:
+    // parameters behind two batch norms get gradients that are mostly cancellation (|g| ~ 1e-6 of
+    // the terms summed), equal on both backends only to rounding, while a wrong lowering is off by
+    // the gradient's own size.
+    #expect(abs(actual[0][0] - expected[0][0]) <= 1e-5 * abs(expected[0][0]), "loss \(actual[0][0]) vs \(expected[0][0])")
+    let scale = expected.dropFirst().map { $0.map(abs).max() ?? 0 }.max() ?? 1
+    var worst = (difference: Float(0), output: "")
+    for (k, value) in outputs.enumerated().dropFirst() {
+      #expect(actual[k].count == expected[k].count)
+      let difference = (zip(actual[k], expected[k]).map { abs($0 - $1) }.max() ?? 0) / scale
+      if difference > worst.difference { worst = (difference, g.nodes[value.node].name) }
+    }
+    #expect(worst.difference < 1e-3, "largest gradient difference \(worst.difference) of the largest gradient element (\(scale)), in \(worst.output)")
+    print("tiny AmoebaNet-D on XLA:CPU: loss \(actual[0][0]) vs \(expected[0][0]); \(gradients.count) gradients within \(worst.difference) of the largest gradient element")
+  }
+}
+
+/// Every lowered op alone, forward and gradient ops, against the Swift executor.
+@Suite struct LoweredOpTests {
+  /// Runs `outputs` of `graph` on both backends with seeded inputs; returns the largest
+  /// difference relative to each tensor's largest element, and where.
+  static func compare(_ graph: Graph, _ outputs: [Value], positive: Set<Value> = [], labels: [Value: [Float]] = [:]) throws -> (Float, String) {
+    guard let client = PJRTTests.client else { return (0, "skipped") }
+    let lowering = StableHLOLowering(graph: graph, outputs: outputs)
+    let leaves = lowering.arguments
+    let values = leaves.enumerated().map { k, leaf -> [Float] in
+      if let fixed = labels[leaf] { return fixed }
+      return (0..<graph.shape(leaf).elementCount).map { i in
+        let u = Float(CounterRandom.bits(seed: 3, stream: UInt64(k), index: UInt64(i)) % 2001) / 1000 - 1
+        return positive.contains(leaf) ? 0.5 + abs(u) : u
+      }
+    }
+    let executor = try Executor(graph: graph, outputs: outputs, context: KernelContext(threads: 1))
+    for (leaf, data) in zip(leaves, values) { executor.write(leaf, data) }
+    try executor.run()
+    let results = try client.compile(mlir: try lowering.module()).execute(
+      try zip(leaves, values).map { leaf, data in try client.buffer(data, dims: graph.shape(leaf).dims) })
+    var worst: (Float, String) = (0, "")
+    for (value, buffer) in zip(outputs, results) {
+      let expected = executor.read(value), actual = try buffer.toHost()
+      let scale = max(expected.map(abs).max() ?? 0, 1e-6)
+      let difference = (zip(actual, expected).map { abs($0 - $1) }.max() ?? 0) / scale
+      if difference > worst.0 || actual.count != expected.count { worst = (actual.count == expected.count ? difference : .infinity, graph.nodes[value.node].name) }
+    }
+    return worst
+  }
+
+  /// An op of `inputs` and the gradients of Σ output²/2 (so dy = y, different everywhere) with
+  /// respect to each input.
+  static func withGradients(_ build: (inout Graph, [Value]) throws -> Value, inputs shapes: [Shape]) throws -> (Graph, [Value]) {
+    var g = Graph()
+    let inputs = try shapes.enumerated().map { try g.input("x\($0.offset)", $0.element) }
+    let y = try build(&g, inputs)
+    let loss = try g.l2Loss(y)
+    let gradients = try g.gradients(of: loss, withRespectTo: inputs)
+    return (g, [y, loss] + gradients)
+  }
+
+  @Test(arguments: [(1, Padding.same), (2, .same), (2, .valid), (1, .valid)])
+  func convolutionAndItsGradients(stride: Int, padding: Padding) throws {
+    let (g, outputs) = try LoweredOpTests.withGradients({ g, x in try g.conv2d(x[0], filter: x[1], strides: (stride, stride), padding: padding) },
+                                                        inputs: [[2, 7, 7, 3], [3, 3, 3, 4]])
+    let (difference, output) = try LoweredOpTests.compare(g, outputs)
+    #expect(difference < 1e-4, "\(output): \(difference)")
+  }
+
+  @Test(arguments: [(1, Padding.same), (2, .same)])
+  func depthwiseConvolutionAndItsGradients(stride: Int, padding: Padding) throws {
+    let (g, outputs) = try LoweredOpTests.withGradients({ g, x in try g.depthwiseConv2d(x[0], filter: x[1], strides: (stride, stride), padding: padding) },
+                                                        inputs: [[2, 7, 7, 3], [5, 5, 3]])
+    let (difference, output) = try LoweredOpTests.compare(g, outputs)
+    #expect(difference < 1e-4, "\(output): \(difference)")
+  }
+
+  @Test(arguments: [true, false])
+  func poolingAndItsGradient(max: Bool) throws {
+    let (g, outputs) = try LoweredOpTests.withGradients({ g, x in
+      let geometry = WindowGeometry(input: g.shape(x[0]), window: (3, 3), strides: (2, 2), padding: .same, outChannels: 3)!
+      return try g.add(max ? .maxPool(geometry) : .avgPool(geometry), [x[0]])
+    }, inputs: [[2, 7, 7, 3]])
+    let (difference, output) = try LoweredOpTests.compare(g, outputs)
+    #expect(difference < 1e-4, "\(output): \(difference)")
+  }
+
+  @Test func batchNormTrainingAndItsGradient() throws {
+    let (g, outputs) = try LoweredOpTests.withGradients({ g, x in
+      try g.add(.batchNormTraining(epsilon: 1e-3, relu: false), [x[0], x[1], x[2]])
+    }, inputs: [[2, 5, 5, 4], [4], [4]])
+    let (difference, output) = try LoweredOpTests.compare(g, outputs)
+    // Batch statistics summed in another order (the CPU kernel sums in Double).
+    #expect(difference < 1e-3, "\(output): \(difference)")
+  }
+
+  @Test func reluGlobalPoolAndDenseGradients() throws {
+    let (g, outputs) = try LoweredOpTests.withGradients({ g, x in
+      try g.dense(try g.globalAvgPool(try g.relu(x[0])), weights: x[1], bias: x[2])
+    }, inputs: [[2, 5, 5, 4], [4, 3], [3]])
+    let (difference, output) = try LoweredOpTests.compare(g, outputs)
+    #expect(difference < 1e-4, "\(output): \(difference)")
+  }
+
+  @Test func smoothedCrossEntropyAndItsGradient() throws {
+    var g = Graph()
+    let logits = try g.input("logits", [4, 6]), labels = try g.input("labels", [4])
+    let loss = try g.softmaxCrossEntropy(logits: logits, labels: labels, labelSmoothing: 0.1)
+    let outputs = [loss] + (try g.gradients(of: loss, withRespectTo: [logits]))
+    let (difference, output) = try LoweredOpTests.compare(g, outputs, labels: [labels: [0, 5, 2, 2]])
+    #expect(difference < 1e-5, "\(output): \(difference)")
+  }
+
+  @Test func slicesAndConcatenationGradients() throws {
+    let (g, outputs) = try LoweredOpTests.withGradients({ g, x in
+      let strided = try g.add(.slice(SpatialWindow(top: 1, left: 1, strideH: 2, strideW: 2)), [x[0]], outputShapes: [[2, 3, 3, 4]])
+      return try g.concat([strided, try g.scale(strided, by: 2)])
+    }, inputs: [[2, 7, 7, 4]])
+    let (difference, output) = try LoweredOpTests.compare(g, outputs)
+    #expect(difference < 1e-5, "\(output): \(difference)")
+  }
+}
