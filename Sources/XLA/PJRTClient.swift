@@ -84,29 +84,40 @@ public final class PJRTClient: @unchecked Sendable {
   /// A float32 array copied to device 0.
   public func buffer(_ values: [Float], dims: [Int]) throws(PJRTError) -> PJRTBuffer {
     precondition(dims.reduce(1, *) == values.count, "dims \(dims) do not hold \(values.count) values")
+    var result: PJRTBuffer?
+    try PJRTError.typed { try values.withUnsafeBytes { result = try buffer($0, type: PJRT_Buffer_Type_F32, dims: dims) } }
+    return result!
+  }
+
+  /// A ui64 scalar on device 0 (a run's random stream).
+  public func buffer(uint64 value: UInt64) throws(PJRTError) -> PJRTBuffer {
+    var result: PJRTBuffer?
+    try PJRTError.typed { try withUnsafeBytes(of: value) { result = try buffer($0, type: PJRT_Buffer_Type_U64, dims: []) } }
+    return result!
+  }
+
+  private func buffer(_ data: UnsafeRawBufferPointer, type: PJRT_Buffer_Type, dims: [Int]) throws(PJRTError) -> PJRTBuffer {
     let dims64 = dims.map(Int64.init)
     var arguments = PJRT_Client_BufferFromHostBuffer_Args()
     arguments.struct_size = MemoryLayout<PJRT_Client_BufferFromHostBuffer_Args>.size
     arguments.client = client
-    arguments.type = PJRT_Buffer_Type_F32
+    arguments.type = type
     arguments.num_dims = dims64.count
     arguments.host_buffer_semantics = PJRT_HostBufferSemantics_kImmutableUntilTransferCompletes
     arguments.device = devices.first
+    arguments.data = data.baseAddress
     try PJRTError.typed {
-      try values.withUnsafeBytes { data in
-        try dims64.withUnsafeBufferPointer { dimsPointer in
-          arguments.data = data.baseAddress
-          arguments.dims = dimsPointer.baseAddress
-          try plugin.call(.clientBufferFromHostBuffer, "PJRT_Client_BufferFromHostBuffer", &arguments)
-          // The host array must outlive the transfer: wait for it here, while `values` is alive.
-          try plugin.await(arguments.done_with_host_buffer, call: "PJRT_Client_BufferFromHostBuffer (transfer)")
-        }
+      try dims64.withUnsafeBufferPointer { dimsPointer in
+        arguments.dims = dimsPointer.baseAddress
+        try plugin.call(.clientBufferFromHostBuffer, "PJRT_Client_BufferFromHostBuffer", &arguments)
+        // The host bytes must outlive the transfer: wait for it here, while the caller holds them.
+        try plugin.await(arguments.done_with_host_buffer, call: "PJRT_Client_BufferFromHostBuffer (transfer)")
       }
     }
     guard let buffer = arguments.buffer else {
       throw PJRTError(plugin: plugin.path, call: "PJRT_Client_BufferFromHostBuffer", code: -1, message: "no buffer returned")
     }
-    return PJRTBuffer(client: self, buffer: buffer, count: values.count)
+    return PJRTBuffer(client: self, buffer: buffer)
   }
 }
 
@@ -173,7 +184,7 @@ public final class PJRTExecutable: @unchecked Sendable {
     try client.plugin.await(completion, call: "PJRT_LoadedExecutable_Execute (completion)")
     return try outputs.map { (buffer) throws(PJRTError) -> PJRTBuffer in
       guard let buffer else { throw PJRTError(plugin: client.plugin.path, call: "PJRT_LoadedExecutable_Execute", code: -1, message: "an output is missing") }
-      return PJRTBuffer(client: client, buffer: buffer, count: nil)
+      return PJRTBuffer(client: client, buffer: buffer)
     }
   }
 }
@@ -182,9 +193,8 @@ public final class PJRTExecutable: @unchecked Sendable {
 public final class PJRTBuffer: @unchecked Sendable {
   let client: PJRTClient
   let buffer: OpaquePointer
-  let knownCount: Int?
 
-  init(client: PJRTClient, buffer: OpaquePointer, count: Int?) { self.client = client; self.buffer = buffer; knownCount = count }
+  init(client: PJRTClient, buffer: OpaquePointer) { self.client = client; self.buffer = buffer }
 
   deinit {
     var arguments = PJRT_Buffer_Destroy_Args(struct_size: MemoryLayout<PJRT_Buffer_Destroy_Args>.size, extension_start: nil, buffer: buffer)

@@ -20,6 +20,12 @@ public struct StableHLOLowering {
 
   public init(graph: Graph, outputs: [Value]) { self.graph = graph; self.outputs = outputs }
 
+  /// Whether the needed nodes draw random masks (dropout, drop-path): `@main` then takes one more
+  /// argument after the leaves, the run's random stream (`tensor<ui64>`, the executor's `randomStream`).
+  public var usesRandomStream: Bool {
+    graph.nodes.contains { if case .dropout = $0.op { true } else if case .dropPath = $0.op { true } else { false } }
+  }
+
   /// The leaves, in the order of `@main`'s arguments.
   public var arguments: [Value] {
     graph.nodes.indices.filter { if case .input = graph.nodes[$0].op { true } else if case .parameter = graph.nodes[$0].op { true } else { false } }
@@ -30,14 +36,8 @@ public struct StableHLOLowering {
     shape.rank == 0 ? "tensor<f32>" : "tensor<" + shape.dims.map(String.init).joined(separator: "x") + "xf32>"
   }
 
-  static func float(_ x: Float) -> String {
-    // MLIR float literals need a decimal point or an exponent.
-    precondition(x.isFinite, "a non-finite constant in the graph")
-    let text = "\(x)"
-    if text.contains(".") { return text }
-    if let e = text.firstIndex(of: "e") { return text[..<e] + ".0" + text[e...] }
-    return text + ".0"
-  }
+  /// A float32 constant by its bits, so XLA sees exactly the value the CPU kernels use.
+  static func float(_ x: Float) -> String { "0x" + String(format8: x.bitPattern) }
 
   public func module(named moduleName: String = "amoeba") throws(LoweringError) -> String {
     let leaves = arguments
@@ -74,6 +74,33 @@ public struct StableHLOLowering {
         continue
       case let .constant(value):
         body.append("\(result) = stablehlo.constant dense<\(StableHLOLowering.float(value))> : \(resultType)")
+      case let .dropout(keep, seed):
+        // CounterRandom(seed, stream, element index) as ui64 arithmetic: the CPU's mask, bit for bit.
+        let shape = node.outputs[0], count = shape.elementCount
+        let u = uniform(seed: seed, count: count, fresh: fresh, body: &body)
+        let shaped = fresh(), keeps = fresh(), scaled = fresh()
+        body.append("\(shaped) = stablehlo.reshape \(u) : (tensor<\(count)xf32>) -> \(resultType)")
+        let keepSplat = splat(keep, shape), inverse = splat(1 / keep, shape), zero = splat(0, shape)
+        body.append("\(keeps) = stablehlo.compare LT, \(shaped), \(keepSplat) : (\(resultType), \(resultType)) -> \(StableHLOLowering.predicateType(shape))")
+        body.append("\(scaled) = stablehlo.multiply \(x), \(inverse) : \(resultType)")
+        body.append("\(result) = stablehlo.select \(keeps), \(scaled), \(zero) : \(StableHLOLowering.predicateType(shape)), \(resultType)")
+      case let .dropPath(seed):
+        // Example n is kept when floor(keep + u_n) ≥ 1, then scaled by 1/keep (computed on the device
+        // from the scalar, as the CPU kernel does).
+        let shape = node.outputs[0], batch = shape[0], rowType = StableHLOLowering.type([batch])
+        let keep = name(node.inputs[1])
+        let u = uniform(seed: seed, count: batch, fresh: fresh, body: &body)
+        let keepRow = fresh(), sum = fresh(), floored = fresh(), kept = fresh(), one = splat(1, [batch]), zero = splat(0, [batch])
+        let inverse = fresh(), inverseRow = fresh(), factor = fresh(), spread = fresh(), unit = splat(1, .scalar)
+        body.append("\(keepRow) = stablehlo.broadcast_in_dim \(keep), dims = [] : (tensor<f32>) -> \(rowType)")
+        body.append("\(sum) = stablehlo.add \(keepRow), \(u) : \(rowType)")
+        body.append("\(floored) = stablehlo.floor \(sum) : \(rowType)")
+        body.append("\(kept) = stablehlo.compare GE, \(floored), \(one) : (\(rowType), \(rowType)) -> tensor<\(batch)xi1>")
+        body.append("\(inverse) = stablehlo.divide \(unit), \(keep) : tensor<f32>")
+        body.append("\(inverseRow) = stablehlo.broadcast_in_dim \(inverse), dims = [] : (tensor<f32>) -> \(rowType)")
+        body.append("\(factor) = stablehlo.select \(kept), \(inverseRow), \(zero) : tensor<\(batch)xi1>, \(rowType)")
+        body.append("\(spread) = stablehlo.broadcast_in_dim \(factor), dims = [0] : (\(rowType)) -> \(resultType)")
+        body.append("\(result) = stablehlo.multiply \(x), \(spread) : \(resultType)")
       case let .conv2d(g):
         body.append("\(result) = stablehlo.convolution(\(x), \(name(node.inputs[1]))) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], window = {\(StableHLOLowering.window(g))} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (\(type(node.inputs[0])), \(type(node.inputs[1]))) -> \(resultType)")
       case let .depthwiseConv2d(g):
@@ -297,7 +324,8 @@ public struct StableHLOLowering {
       }
       names[out] = result
     }
-    let argumentList = leaves.enumerated().map { "%arg\($0.offset): \(type($0.element))" }.joined(separator: ", ")
+    var argumentList = leaves.enumerated().map { "%arg\($0.offset): \(type($0.element))" }.joined(separator: ", ")
+    if usesRandomStream { argumentList += (leaves.isEmpty ? "" : ", ") + "%stream: tensor<ui64>" }
     let resultTypes = outputs.map(type).joined(separator: ", ")
     var text = "module @\(moduleName) {\n  func.func public @main(\(argumentList)) -> (\(resultTypes)) {\n"
     for line in body { text += "    \(line)\n" }
@@ -306,6 +334,52 @@ public struct StableHLOLowering {
   }
 
   static func list(_ values: [Int]) -> String { values.map(String.init).joined(separator: ", ") }
+
+  /// `count` uniform floats in [0, 1): CounterRandom.uniform(seed, stream, i) for i in 0..<count,
+  /// computed with wrapping ui64 multiplies, xors and shifts.
+  func uniform(seed: UInt64, count: Int, fresh: () -> String, body: inout [String]) -> String {
+    let scalar = "tensor<ui64>", vector = "tensor<\(count)xui64>"
+    func constant(_ value: UInt64, _ type: String) -> String {
+      let name = fresh()
+      body.append("\(name) = stablehlo.constant dense<\(value)> : \(type)")
+      return name
+    }
+    func mix(_ z: String, _ type: String) -> String {
+      var value = z
+      for (shift, multiplier) in [(UInt64(30), UInt64(0xBF58_476D_1CE4_E5B9)), (27, 0x94D0_49BB_1331_11EB)] {
+        let shifted = fresh(), mixed = fresh(), product = fresh()
+        body.append("\(shifted) = stablehlo.shift_right_logical \(value), \(constant(shift, type)) : \(type)")
+        body.append("\(mixed) = stablehlo.xor \(value), \(shifted) : \(type)")
+        body.append("\(product) = stablehlo.multiply \(mixed), \(constant(multiplier, type)) : \(type)")
+        value = product
+      }
+      let shifted = fresh(), result = fresh()
+      body.append("\(shifted) = stablehlo.shift_right_logical \(value), \(constant(31, type)) : \(type)")
+      body.append("\(result) = stablehlo.xor \(value), \(shifted) : \(type)")
+      return result
+    }
+    // The per-run part: mix(seed + stream · φ).
+    let scaled = fresh(), start = fresh()
+    body.append("\(scaled) = stablehlo.multiply %stream, \(constant(0x9E37_79B9_7F4A_7C15, scalar)) : \(scalar)")
+    body.append("\(start) = stablehlo.add \(constant(seed, scalar)), \(scaled) : \(scalar)")
+    let key = mix(start, scalar)
+    // The per-element part: mix(key ^ (i · c1 + c2)).
+    let index = fresh(), product = fresh(), offset = fresh(), spreadKey = fresh(), combined = fresh()
+    body.append("\(index) = stablehlo.iota dim = 0 : \(vector)")
+    body.append("\(product) = stablehlo.multiply \(index), \(constant(0xBF58_476D_1CE4_E5B9, vector)) : \(vector)")
+    body.append("\(offset) = stablehlo.add \(product), \(constant(0x94D0_49BB_1331_11EB, vector)) : \(vector)")
+    body.append("\(spreadKey) = stablehlo.broadcast_in_dim \(key), dims = [] : (\(scalar)) -> \(vector)")
+    body.append("\(combined) = stablehlo.xor \(spreadKey), \(offset) : \(vector)")
+    let bits = mix(combined, vector)
+    // The top 24 bits as a float in [0, 1).
+    let top = fresh(), asFloat = fresh(), result = fresh()
+    body.append("\(top) = stablehlo.shift_right_logical \(bits), \(constant(40, vector)) : \(vector)")
+    body.append("\(asFloat) = stablehlo.convert \(top) : (\(vector)) -> tensor<\(count)xf32>")
+    let unit = fresh()
+    body.append("\(unit) = stablehlo.constant dense<\(StableHLOLowering.float(1.0 / 16_777_216.0))> : tensor<\(count)xf32>")
+    body.append("\(result) = stablehlo.multiply \(asFloat), \(unit) : tensor<\(count)xf32>")
+    return result
+  }
 
   static func predicateType(_ shape: Shape) -> String {
     shape.rank == 0 ? "tensor<i1>" : "tensor<" + shape.dims.map(String.init).joined(separator: "x") + "xi1>"
@@ -361,5 +435,13 @@ public struct StableHLOLowering {
     let bottom = max(0, (g.outH - 1) * g.strideH + (g.kh - 1) * g.dilationH + 1 - g.inH - g.padTop)
     let right = max(0, (g.outW - 1) * g.strideW + (g.kw - 1) * g.dilationW + 1 - g.inW - g.padLeft)
     return "stride = [\(g.strideH), \(g.strideW)], pad = [[\(g.padTop), \(bottom)], [\(g.padLeft), \(right)]], rhs_dilate = [\(g.dilationH), \(g.dilationW)]"
+  }
+}
+
+extension String {
+  /// Eight hex digits, zero-padded.
+  init(format8 value: UInt32) {
+    let digits = String(value, radix: 16, uppercase: true)
+    self = String(repeating: "0", count: 8 - digits.count) + digits
   }
 }

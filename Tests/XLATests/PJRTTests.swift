@@ -142,9 +142,11 @@ import Tensor
   @Test func anOpWithoutALoweringIsRefusedByName() throws {
     var g = Graph()
     let x = try g.input("x", [1, 4, 4, 2])
-    let y = try g.add(.reluGrad, [x, x], name: "grad")
+    // The BN+ReLU fused form belongs to the CPU backend's fusion pass, not to the portable IR.
+    let gamma = try g.input("gamma", [2]), beta = try g.input("beta", [2])
+    let y = try g.add(.batchNormTraining(epsilon: 1e-3, relu: true), [x, gamma, beta], name: "bn")
     #expect { _ = try StableHLOLowering(graph: g, outputs: [y]).module() } throws: {
-      "\($0)".contains("relu_grad (node grad) is not written yet")
+      "\($0)".contains("batch_norm_relu_training (node bn) is not written yet")
     }
   }
 }
@@ -181,12 +183,13 @@ import Tensor
 
 extension AmoebaNetOnXLATests {
   /// Forward, smoothed cross-entropy, weight decay and every gradient of the tiny AmoebaNet-D's
-  /// training graph (batch-norm on batch statistics) on XLA:CPU against the Swift executor.
+  /// training graph (batch-norm on batch statistics, dropout and drop-path on, the same masks) on
+  /// XLA:CPU against the Swift executor.
   @Test func theTinyAmoebaNetsLossAndEveryGradientMatchTheSwiftExecutor() throws {
     guard let client = PJRTTests.client else { return }
     var config = NetworkConfig()
     config.numCells = 3; config.reductionSize = 8; config.imageSize = 24; config.useAuxHead = false; config.numLabelClasses = 10
-    config.denseDropoutKeepProb = 1  // dropout's counter-based mask is not lowered yet
+    config.denseDropoutKeepProb = 0.5; config.dropConnectKeepProb = 0.7  // both masks on
     let batch = 4
     let model = try AmoebaNet(config: config, batchSize: batch, mode: .training)
     var g = model.graph
@@ -202,16 +205,20 @@ extension AmoebaNetOnXLATests {
     let leaves = lowering.arguments
     let values = leaves.enumerated().map { k, leaf -> [Float] in
       if leaf == labels { return (0..<batch).map { Float(($0 * 7) % 10) } }
+      if leaf == model.dropPathKeepProbability { return [0.8] }
       return (0..<g.shape(leaf).elementCount).map { i in
         Float(CounterRandom.bits(seed: 9, stream: UInt64(k), index: UInt64(i)) % 2001) / 1000 - 1
       }
     }
     let executor = try Executor(graph: g, outputs: outputs, context: KernelContext(threads: 1))
     for (leaf, data) in zip(leaves, values) { executor.write(leaf, data) }
+    executor.randomStream = 0x5EED_0000_0042
     try executor.run()
+    #expect(lowering.usesRandomStream)
     let program = try lowering.module(named: "amoebanet_train")
     let executable = try client.compile(mlir: program)
-    let results = try executable.execute(try zip(leaves, values).map { leaf, data in try client.buffer(data, dims: g.shape(leaf).dims) })
+    let buffers = try zip(leaves, values).map { leaf, data in try client.buffer(data, dims: g.shape(leaf).dims) }
+    let results = try executable.execute(buffers + [try client.buffer(uint64: executor.randomStream)])
     #expect(results.count == outputs.count)
     let expected = outputs.map(executor.read), actual = try results.map { try $0.toHost() }
     // The loss to float32 rounding; the gradients against the largest gradient element of the step:
@@ -248,9 +255,12 @@ extension AmoebaNetOnXLATests {
     }
     let executor = try Executor(graph: graph, outputs: outputs, context: KernelContext(threads: 1))
     for (leaf, data) in zip(leaves, values) { executor.write(leaf, data) }
+    let stream: UInt64 = 0xDEAD_BEEF_1234
+    executor.randomStream = stream
     try executor.run()
-    let results = try client.compile(mlir: try lowering.module()).execute(
-      try zip(leaves, values).map { leaf, data in try client.buffer(data, dims: graph.shape(leaf).dims) })
+    var arguments = try zip(leaves, values).map { leaf, data in try client.buffer(data, dims: graph.shape(leaf).dims) }
+    if lowering.usesRandomStream { arguments.append(try client.buffer(uint64: stream)) }
+    let results = try client.compile(mlir: try lowering.module()).execute(arguments)
     var worst: (Float, String) = (0, "")
     for (value, buffer) in zip(outputs, results) {
       let expected = executor.read(value), actual = try buffer.toHost()
@@ -322,6 +332,25 @@ extension AmoebaNetOnXLATests {
     let outputs = [loss] + (try g.gradients(of: loss, withRespectTo: [logits]))
     let (difference, output) = try LoweredOpTests.compare(g, outputs, labels: [labels: [0, 5, 2, 2]])
     #expect(difference < 1e-5, "\(output): \(difference)")
+  }
+
+  @Test func dropoutMasksAreTheCPUsBitForBit() throws {
+    let (g, outputs) = try LoweredOpTests.withGradients({ g, x in
+      try g.add(.dropout(keepProbability: 0.6, seed: 77), [x[0]])
+    }, inputs: [[3, 5, 5, 4]])
+    // The masked output and its gradient exactly (the loss, a sum, is left out: summation order).
+    let (difference, output) = try LoweredOpTests.compare(g, [outputs[0], outputs[2]])
+    #expect(difference == 0, "\(output): \(difference)")
+  }
+
+  @Test func dropPathKeepsTheCPUsExamplesBitForBit() throws {
+    var g = Graph()
+    let x = try g.input("x", [16, 3, 3, 2]), keep = try g.input("keep", [])
+    let y = try g.add(.dropPath(seed: 5), [x, keep])
+    let loss = try g.l2Loss(y)
+    let outputs = [y] + (try g.gradients(of: loss, withRespectTo: [x]))
+    let (difference, output) = try LoweredOpTests.compare(g, outputs, labels: [keep: [0.7]])
+    #expect(difference == 0, "\(output): \(difference)")
   }
 
   @Test func slicesAndConcatenationGradients() throws {
