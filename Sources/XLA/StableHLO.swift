@@ -153,11 +153,11 @@ public struct StableHLOLowering {
         body.append("\(lowest) = stablehlo.constant dense<0xFF800000> : tensor<f32>")  // −∞: padding never wins
         body += reduceWindow(result, x, initial: lowest, combiner: "maximum", g, inputType: type(node.inputs[0]), resultType: resultType, fresh: fresh)
       case let .avgPool(g):
-        // TensorFlow divides by the pixels inside the image: a window sum over ones counts them.
-        let zero = fresh(), sum = fresh(), ones = splat(1, graph.shape(node.inputs[0])), count = fresh()
+        // TensorFlow divides by the pixels inside the image.
+        let zero = fresh(), sum = fresh()
         body.append("\(zero) = stablehlo.constant dense<0.0> : tensor<f32>")
         body += reduceWindow(sum, x, initial: zero, combiner: "add", g, inputType: type(node.inputs[0]), resultType: resultType, fresh: fresh)
-        body += reduceWindow(count, ones, initial: zero, combiner: "add", g, inputType: type(node.inputs[0]), resultType: resultType, fresh: fresh)
+        let count = windowCounts(g, resultType: resultType, fresh: fresh, body: &body)
         body.append("\(result) = stablehlo.divide \(sum), \(count) : \(resultType)")
       case let .slice(w):
         let o = node.outputs[0]
@@ -231,9 +231,9 @@ public struct StableHLOLowering {
         // Each window's share of dy (dy ÷ its pixel count), scattered back: the shares dilated by the
         // stride, padded by the window, summed over stride-1 windows.
         let outType = type(node.inputs[0])
-        let zero = fresh(), ones = splat(1, node.outputs[0]), count = fresh(), share = fresh(), spread = fresh()
+        let zero = fresh(), share = fresh(), spread = fresh()
         body.append("\(zero) = stablehlo.constant dense<0.0> : tensor<f32>")
-        body += reduceWindow(count, ones, initial: zero, combiner: "add", g, inputType: resultType, resultType: outType, fresh: fresh)
+        let count = windowCounts(g, resultType: outType, fresh: fresh, body: &body)
         body.append("\(share) = stablehlo.divide \(x), \(count) : \(outType)")
         let lowH = g.kh - 1 - g.padTop, lowW = g.kw - 1 - g.padLeft
         let highH = g.inH + g.kh - 1 - lowH - ((g.outH - 1) * g.strideH + 1)
@@ -412,6 +412,24 @@ public struct StableHLOLowering {
 
   static func slice(_ result: String, _ x: String, start: [Int], limit: [Int], strides: [Int], inputType: String, resultType: String) -> String {
     "\(result) = \"stablehlo.slice\"(\(x)) {start_indices = array<i64: \(list(start))>, limit_indices = array<i64: \(list(limit))>, strides = array<i64: \(list(strides))>} : (\(inputType)) -> \(resultType)"
+  }
+
+  /// The pixels inside the image under each output position's window, as a constant `[outH, outW]`
+  /// broadcast over batch and channels. (A window sum over a tensor of ones gives the same, but
+  /// XLA then constant-folds a full-size reduce_window: minutes of compile time at 128×128.)
+  func windowCounts(_ g: WindowGeometry, resultType: String, fresh: () -> String, body: inout [String]) -> String {
+    func inside(_ o: Int, stride: Int, pad: Int, k: Int, size: Int) -> Int {
+      min(o * stride - pad + k, size) - max(o * stride - pad, 0)
+    }
+    let rows = (0..<g.outH).map { oh in
+      "[" + (0..<g.outW).map { ow in
+        "\(inside(oh, stride: g.strideH, pad: g.padTop, k: g.kh, size: g.inH) * inside(ow, stride: g.strideW, pad: g.padLeft, k: g.kw, size: g.inW)).0"
+      }.joined(separator: ", ") + "]"
+    }
+    let table = fresh(), counts = fresh(), tableType = StableHLOLowering.type([g.outH, g.outW])
+    body.append("\(table) = stablehlo.constant dense<[\(rows.joined(separator: ", "))]> : \(tableType)")
+    body.append("\(counts) = stablehlo.broadcast_in_dim \(table), dims = [1, 2] : (\(tableType)) -> \(resultType)")
+    return counts
   }
 
   /// A pooling window over H and W (TensorFlow's padding), reduced with `combiner`.

@@ -31,6 +31,8 @@ let usage = """
                                                           whole-model training images/s and peak RSS
     bench data [--out DIR] [--image_size 224] [--images 64] [--repeats 5]
                                                           JPEG decode MB/s and images/s, pipeline images/s on 1 and 2 threads
+    bench xla --preset tiny|bench-small [--steps 5] [--pjrt_plugin .pjrt/xla_cpu_pjrt.so]
+                                                          forward, loss and gradients on XLA:CPU vs the Swift executor
     bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N] [--profile]
                   [--fuse_bn_relu true|false]
                                                           one training step of a small NASNet-style network
@@ -67,6 +69,8 @@ do {
     try TrainBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "data"):
     try DataBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
+  case ("bench", "xla"):
+    try XLABenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "step"):
     try StepBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("help", _), ("--help", _), ("-h", _), (nil, _):
