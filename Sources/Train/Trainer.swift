@@ -120,7 +120,13 @@ public final class Trainer {
     if let keep = dropPathKeep { executor.pointer(keep)[0] = dropPathKeepProbability(at: globalStep) }
     executor.randomStream = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(globalStep)
     prepareBuckets()
-    try executor.run()
+    if let backend {
+      // The whole backward pass comes back at once: every bucket is ready when the step is.
+      try backend.run(executor)
+      if let buckets { for g in gradientsFinalAt.values.flatMap({ $0 }) { handOver(g, to: buckets) } }
+    } else {
+      try executor.run()
+    }
     try finishBuckets()
     let total = executor.pointer(totalLoss)[0], ce = executor.pointer(crossEntropy)[0]
     guard total.isFinite else {
@@ -172,6 +178,9 @@ public final class Trainer {
   private var gradientsFinalAtStart: [Int] = []
   private var pendingPerBucket: [Int] = []
   private var bucketCounts: [Int] = []
+  /// Where forward and backward run; nil: the Swift executor. With a backend, gradients reach the
+  /// ring once the step has finished (no overlap with backward yet).
+  public var backend: GraphBackend?
   /// Communication of the last step: seconds spent all-reducing, and seconds not hidden by backward.
   public private(set) var lastCommunication: GradientBuckets.Statistics?
   /// How many buckets the gradients are all-reduced in (0 until `attach`).

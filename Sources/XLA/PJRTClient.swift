@@ -89,6 +89,12 @@ public final class PJRTClient: @unchecked Sendable {
     return result!
   }
 
+  /// float32 values in host memory copied to device 0.
+  public func buffer(_ values: UnsafeBufferPointer<Float>, dims: [Int]) throws(PJRTError) -> PJRTBuffer {
+    precondition(dims.reduce(1, *) == values.count, "dims \(dims) do not hold \(values.count) values")
+    return try buffer(UnsafeRawBufferPointer(values), type: PJRT_Buffer_Type_F32, dims: dims)
+  }
+
   /// A ui64 scalar on device 0 (a run's random stream).
   public func buffer(uint64 value: UInt64) throws(PJRTError) -> PJRTBuffer {
     var result: PJRTBuffer?
@@ -199,6 +205,15 @@ public final class PJRTBuffer: @unchecked Sendable {
   deinit {
     var arguments = PJRT_Buffer_Destroy_Args(struct_size: MemoryLayout<PJRT_Buffer_Destroy_Args>.size, extension_start: nil, buffer: buffer)
     try? client.plugin.call(.bufferDestroy, "PJRT_Buffer_Destroy", &arguments)
+  }
+
+  /// Copies the buffer's float32 values into `destination`, which must hold exactly all of them.
+  public func copy(into destination: UnsafeMutableBufferPointer<Float>) throws(PJRTError) {
+    var copy = PJRT_Buffer_ToHostBuffer_Args(struct_size: MemoryLayout<PJRT_Buffer_ToHostBuffer_Args>.size, extension_start: nil,
+                                             src: buffer, host_layout: nil, dst: UnsafeMutableRawPointer(destination.baseAddress),
+                                             dst_size: destination.count * 4, event: nil)
+    try client.plugin.call(.bufferToHostBuffer, "PJRT_Buffer_ToHostBuffer", &copy)
+    try client.plugin.await(copy.event, call: "PJRT_Buffer_ToHostBuffer")
   }
 
   /// The buffer's float32 values (the plugin reports the size).

@@ -1,19 +1,13 @@
 import Graph
 import Tensor
 
-/// A graph lowering that is not written yet, or a graph that cannot be lowered: names the op and
-/// the node.
-public struct LoweringError: Error, CustomStringConvertible, Sendable {
-  public let description: String
-}
-
 /// Lowers an IR graph to a StableHLO module (MLIR text) with one function, `@main`: its arguments
 /// are the graph's leaves (inputs and parameters) in node order, its results the requested
 /// outputs. Each op becomes the construct `Op.stablehloName` names; NHWC activations and HWIO
 /// filters map onto `convolution`'s `[b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f]` directly.
 ///
-/// The forward ops of the evaluation graph are lowered so far; gradients, batch-norm training,
-/// pooling, dropout and the losses are the next part of the lowering and are refused by name.
+/// Every op of the IR has a lowering (the switch is exhaustive, so a new op cannot be added
+/// without one), including the CPU backend's fused BN+ReLU forms, lowered to the pair they replaced.
 public struct StableHLOLowering {
   public let graph: Graph
   public let outputs: [Value]
@@ -39,7 +33,7 @@ public struct StableHLOLowering {
   /// A float32 constant by its bits, so XLA sees exactly the value the CPU kernels use.
   static func float(_ x: Float) -> String { "0x" + String(format8: x.bitPattern) }
 
-  public func module(named moduleName: String = "amoeba") throws(LoweringError) -> String {
+  public func module(named moduleName: String = "amoeba") -> String {
     let leaves = arguments
     var names: [Value: String] = [:]
     for (i, leaf) in leaves.enumerated() { names[leaf] = "%arg\(i)" }
@@ -177,14 +171,31 @@ public struct StableHLOLowering {
         let zero = fresh()
         body.append("\(zero) = stablehlo.constant dense<0.0> : tensor<f32>")
         body.append("\(result) = \"stablehlo.pad\"(\(x), \(zero)) {edge_padding_low = array<i64: \(StableHLOLowering.list(low))>, edge_padding_high = array<i64: \(StableHLOLowering.list(high))>, interior_padding = array<i64: \(StableHLOLowering.list(interior))>} : (\(type(node.inputs[0])), tensor<f32>) -> \(resultType)")
-      case .batchNormTraining(let epsilon, relu: false):
+      case let .batchNormTraining(epsilon, relu):
+        // The CPU backend's BN+ReLU fusion lowers to the pair it replaced (XLA fuses on its own).
         let c = StableHLOLowering.type(node.outputs[1])
-        body.append("\(result):3 = \"stablehlo.batch_norm_training\"(\(x), \(name(node.inputs[1])), \(name(node.inputs[2]))) {epsilon = \(StableHLOLowering.float(epsilon)) : f32, feature_index = \(node.outputs[0].rank - 1) : i64} : (\(type(node.inputs[0])), \(c), \(c)) -> (\(resultType), \(c), \(c))")
-        for k in 0..<3 { names[Value(node: index, output: k)] = "\(result)#\(k)" }
+        let normalised = relu ? fresh() : result
+        body.append("\(normalised):3 = \"stablehlo.batch_norm_training\"(\(x), \(name(node.inputs[1])), \(name(node.inputs[2]))) {epsilon = \(StableHLOLowering.float(epsilon)) : f32, feature_index = \(node.outputs[0].rank - 1) : i64} : (\(type(node.inputs[0])), \(c), \(c)) -> (\(resultType), \(c), \(c))")
+        names[out] = "\(normalised)#0"
+        if relu {
+          let zero = splat(0, node.outputs[0])
+          body.append("\(result) = stablehlo.maximum \(normalised)#0, \(zero) : \(resultType)")
+          names[out] = result
+        }
+        for k in 1..<3 { names[Value(node: index, output: k)] = "\(normalised)#\(k)" }
         continue
-      case .batchNormGrad(let epsilon, relu: false):
+      case let .batchNormGrad(epsilon, relu):
         let c = StableHLOLowering.type(node.outputs[1])
-        body.append("\(result):3 = \"stablehlo.batch_norm_grad\"(\(node.inputs.map(name).joined(separator: ", "))) {epsilon = \(StableHLOLowering.float(epsilon)) : f32, feature_index = \(node.outputs[0].rank - 1) : i64} : (\(type(node.inputs[0])), \(c), \(c), \(c), \(type(node.inputs[4]))) -> (\(resultType), \(c), \(c))")
+        var dy = name(node.inputs[4])
+        if relu {
+          // dy counts only where the fused output y (the sixth input) is positive.
+          let zero = splat(0, node.outputs[0]), positive = fresh(), masked = fresh()
+          body.append("\(positive) = stablehlo.compare GT, \(name(node.inputs[5])), \(zero) : (\(resultType), \(resultType)) -> \(StableHLOLowering.predicateType(node.outputs[0]))")
+          body.append("\(masked) = stablehlo.select \(positive), \(dy), \(zero) : \(StableHLOLowering.predicateType(node.outputs[0])), \(resultType)")
+          dy = masked
+        }
+        let operands = node.inputs.prefix(4).map(name) + [dy]
+        body.append("\(result):3 = \"stablehlo.batch_norm_grad\"(\(operands.joined(separator: ", "))) {epsilon = \(StableHLOLowering.float(epsilon)) : f32, feature_index = \(node.outputs[0].rank - 1) : i64} : (\(type(node.inputs[0])), \(c), \(c), \(c), \(type(node.inputs[4]))) -> (\(resultType), \(c), \(c))")
         for k in 0..<3 { names[Value(node: index, output: k)] = "\(result)#\(k)" }
         continue
       case .reluGrad:
@@ -319,8 +330,6 @@ public struct StableHLOLowering {
           body.append("\(spreadScale) = stablehlo.broadcast_in_dim \(scale), dims = [] : (tensor<f32>) -> \(logitsType)")
           body.append("\(result) = stablehlo.multiply \(difference), \(spreadScale) : \(logitsType)")
         }
-      default:
-        throw LoweringError(description: "the StableHLO lowering of \(node.op.name) (node \(node.name)) is not written yet; it would use \(node.op.stablehloName)")
       }
       names[out] = result
     }

@@ -72,7 +72,7 @@ struct XLABenchmark {
 
     // XLA:CPU.
     let client = try PJRTClient(plugin: PJRTPlugin(path: plugin), options: ["cpu_device_count": 1])
-    let program = try lowering.module(named: "train_step")
+    let program = lowering.module(named: "train_step")
     let compileStart = now()
     let executable = try client.compile(mlir: program)
     let compileSeconds = now() - compileStart
