@@ -8,6 +8,7 @@ import Data
 import Model
 import Tensor
 import Train
+import XLA
 
 /// One training process: joins the coordinator (proving the job token), forms the ring with its
 /// neighbours, receives rank 0's initial parameters, and trains its own shard in lockstep —
@@ -26,6 +27,8 @@ public final class Worker {
     public var connectTimeout = 120.0
     /// Forming the ring, and each ring exchange (a stop from the coordinator ends either at once).
     public var ringTimeout = 120.0
+    /// Run forward and backward through this PJRT plugin (XLA:CPU); nil: the Swift executor.
+    public var pjrtPlugin: String?
     /// Where this worker keeps and looks for checkpoints, when not the job's --model_dir (a local
     /// disk of its own host, say).
     public var modelDir: String?
@@ -96,6 +99,12 @@ public final class Worker {
       log("worker \(rank): warning: --data_dir \(data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
     }
     let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed)
+    if let plugin = options.pjrtPlugin {
+      let client = try PJRTClient(plugin: PJRTPlugin(path: plugin), options: ["cpu_device_count": 1])
+      let backend = try XLABackend(client: client, executor: trainer.executor)
+      trainer.backend = backend
+      log("worker \(rank): training steps compiled for \(backend.name) in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin)); the optimizer runs on the host")
+    }
     // Each worker looks in its own --model_dir (a shared directory, or a local disk per host):
     // leftovers of a crash mid-save go first, then it finds its newest checkpoint that reads back
     // whole. The ring then agrees which rank's to resume from (`Resume`).

@@ -14,6 +14,8 @@ struct LaunchCommand {
   var workers: Int
   var forwarded: [String]
   var threadsPerWorker: Int
+  /// Worker flags: where forward and backward run (`--device`, `--pjrt_plugin`).
+  var workerFlags: [String] = []
   /// Drain the children's output without printing it (benchmarks).
   var quiet = false
 
@@ -22,8 +24,10 @@ struct LaunchCommand {
     workers = try flags.int("workers", default: 2)
     threadsPerWorker = try flags.int("threads_per_worker", default: max(1, ThreadPool.onlineCores / max(workers, 1)))
     guard workers >= 1 else { throw UsageError("--workers must be at least 1") }
+    if flags.has("device") { workerFlags += ["--device", flags.string("device", default: "cpu")] }
+    if flags.has("pjrt_plugin") { workerFlags += ["--pjrt_plugin", flags.string("pjrt_plugin", default: "")] }
     // Everything else goes to the coordinator, which validates it.
-    forwarded = LaunchCommand.removing(["workers", "threads_per_worker"], from: arguments)
+    forwarded = LaunchCommand.removing(["workers", "threads_per_worker", "device", "pjrt_plugin"], from: arguments)
   }
 
   /// `arguments` without the named flags in either form (`--name=value`, `--name value`).
@@ -77,7 +81,7 @@ struct LaunchCommand {
       return 1
     }
     for _ in 0..<workers {
-      try start("worker", "amoeba-worker", ["--coordinator", "127.0.0.1:\(port)", "--threads", String(threadsPerWorker)])
+      try start("worker", "amoeba-worker", ["--coordinator", "127.0.0.1:\(port)", "--threads", String(threadsPerWorker)] + workerFlags)
     }
     let interrupted = LaunchCommand.installInterruptHandler()
     var firstFailure: String?

@@ -10,7 +10,8 @@ let usage = """
   commands:
     summary [model flags]                                  per-stage shapes, parameter counts, multiply-adds
     lr-schedule [training flags] --steps 0,100,437         the learning rate at each step
-    launch --workers N [model, training and data flags]    a coordinator and N workers on this machine
+    launch --workers N [--device cpu|xla_cpu] [model, training and data flags]
+                                                          a coordinator and N workers on this machine
     train [model, training and data flags]                 single-process training with progress and evaluation
     data inspect FILE...                                   TFRecord record counts, labels, image sizes, damage
     data dump --data_dir D [--split validation] [--image_size 224] [--count 16] --out FILE
