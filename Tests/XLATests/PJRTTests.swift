@@ -371,6 +371,18 @@ extension AmoebaNetOnXLATests {
 /// A trainer whose steps run on XLA:CPU (`XLABackend`) against one on the Swift executor, from the
 /// same initial state and data: the whole training state after one and after several steps.
 @Suite struct XLATrainerTests {
+  /// The largest difference between two trainers' tensors (gradients or parameters), and the largest magnitude.
+  static func compare(_ a: Trainer, _ b: Trainer, _ tensor: (Trainer) -> (Int) -> UnsafeMutablePointer<Float>) -> (difference: Float, scale: Float) {
+    var difference: Float = 0, scale: Float = 0
+    for i in a.trainable.indices {
+      let count = a.trainable[i].shape.elementCount
+      let p = UnsafeBufferPointer(start: tensor(a)(i), count: count), q = UnsafeBufferPointer(start: tensor(b)(i), count: count)
+      scale = max(scale, p.map(abs).max() ?? 0)
+      difference = max(difference, zip(p, q).map { abs($0 - $1) }.max() ?? 0)
+    }
+    return (difference, scale)
+  }
+
   @Test func aTrainerOnXLAFollowsTheSwiftTrainer() throws {
     guard let client = PJRTTests.client else { return }
     var network = NetworkConfig()
@@ -395,23 +407,9 @@ extension AmoebaNetOnXLATests {
       let b = try xla.computeGradients(images: images, labels: labels)
       let lossDifference = abs(a.total - b.total)
       #expect(lossDifference <= 1e-4 * abs(a.total), "step \(step): loss \(a.total) vs \(b.total)")
-      var largest: Float = 0, difference: Float = 0
-      for i in cpu.trainable.indices {
-        let count = cpu.trainable[i].shape.elementCount
-        let p = UnsafeBufferPointer(start: cpu.gradientPointer(i), count: count)
-        let q = UnsafeBufferPointer(start: xla.gradientPointer(i), count: count)
-        largest = max(largest, p.map(abs).max() ?? 0)
-        difference = max(difference, zip(p, q).map { abs($0 - $1) }.max() ?? 0)
-      }
+      let (difference, largest) = XLATrainerTests.compare(cpu, xla, Trainer.gradientPointer)
       cpu.applyGradients(); xla.applyGradients()
-      var parameterDifference: Float = 0, parameterScale: Float = 0
-      for i in cpu.trainable.indices {
-        let count = cpu.trainable[i].shape.elementCount
-        let p = UnsafeBufferPointer(start: cpu.parameterPointer(i), count: count)
-        let q = UnsafeBufferPointer(start: xla.parameterPointer(i), count: count)
-        parameterScale = max(parameterScale, p.map(abs).max() ?? 0)
-        parameterDifference = max(parameterDifference, zip(p, q).map { abs($0 - $1) }.max() ?? 0)
-      }
+      let (parameterDifference, parameterScale) = XLATrainerTests.compare(cpu, xla, Trainer.parameterPointer)
       worst.append(difference / largest)
       #expect(difference <= 1e-3 * largest, "step \(step): gradients differ by \(difference) of \(largest)")
       // The same host optimizer moves each parameter by about lr · g / √(ms + ε) (ε = 1): its

@@ -26,18 +26,26 @@ struct TrainBenchmark {
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
     profile = try flags.bool("profile")
     try flags.finish()
-    switch preset {
-    case "bench-small":
-      network.numCells = 6; network.reductionSize = 64; network.imageSize = 128; network.useAuxHead = true
-      network.numLabelClasses = 1001; training.trainBatchSize = 32
-    case "tiny":
-      network.numCells = 3; network.reductionSize = 16; network.imageSize = 32; network.useAuxHead = false
-      network.numLabelClasses = 10; training.trainBatchSize = 64
-    default:
-      throw UsageError("--preset must be bench-small or tiny, got '\(preset)'")
-    }
+    (network, training.trainBatchSize) = try TrainBenchmark.preset(preset)
     training.numTrainImages = 1_281_167
     guard steps >= 2 else { throw UsageError("--steps must be at least 2") }
+  }
+
+  /// The benchmark networks and their batch sizes.
+  static func preset(_ name: String) throws -> (NetworkConfig, batch: Int) {
+    var network = NetworkConfig()
+    switch name {
+    case "bench-small":
+      network.numCells = 6; network.reductionSize = 64; network.imageSize = 128; network.useAuxHead = true
+      network.numLabelClasses = 1001
+      return (network, 32)
+    case "tiny":
+      network.numCells = 3; network.reductionSize = 16; network.imageSize = 32; network.useAuxHead = false
+      network.numLabelClasses = 10
+      return (network, 64)
+    default:
+      throw UsageError("--preset must be bench-small or tiny, got '\(name)'")
+    }
   }
 
   func run() throws {

@@ -27,16 +27,9 @@ struct XLABenchmark {
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
     plugin = flags.string("pjrt_plugin", default: ".pjrt/xla_cpu_pjrt.so")
     try flags.finish()
-    switch preset {
-    case "bench-small":
-      network.numCells = 6; network.reductionSize = 64; network.imageSize = 128; network.useAuxHead = false
-      network.numLabelClasses = 1001; batch = 32
-    case "tiny":
-      network.numCells = 3; network.reductionSize = 16; network.imageSize = 32; network.useAuxHead = false
-      network.numLabelClasses = 10; batch = 64
-    default:
-      throw UsageError("--preset must be bench-small or tiny, got '\(preset)'")
-    }
+    (network, batch) = try TrainBenchmark.preset(preset)
+    // The loss here is the main head's only: an aux head would be an unused branch.
+    network.useAuxHead = false
     network.dropConnectKeepProb = 0.7
     guard steps >= 2 else { throw UsageError("--steps must be at least 2") }
   }
