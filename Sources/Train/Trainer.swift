@@ -42,40 +42,18 @@ public final class Trainer {
     self.batchSize = batchSize
     self.seed = seed
     optimizer = OptimizerKind(rawValue: training.optimizer)!
-    let model = try AmoebaNet(config: network, batchSize: batchSize, mode: .training)
-    self.model = model
-
-    // Loss: smoothed cross-entropy of the logits, 0.4 × that of the aux logits, weight decay.
-    var g = model.graph
-    let labels = try g.input("labels", [batchSize])
-    let smoothing = Float(training.labelSmoothing)
-    let crossEntropy = try g.softmaxCrossEntropy(logits: model.logits, labels: labels, labelSmoothing: smoothing, name: "softmax_loss")
-    var terms = [crossEntropy]
-    if let aux = model.auxLogits {
-      let auxLoss = try g.softmaxCrossEntropy(logits: aux, labels: labels, labelSmoothing: smoothing, name: "aux_loss")
-      terms.append(try g.scale(auxLoss, by: Float(training.auxLossWeight), name: "aux_loss_weighted"))
-    }
-    let decayed = model.parameters.filter(\.isWeightDecayed)
-    if network.weightDecay > 0, !decayed.isEmpty {
-      let l2 = try g.addN(try decayed.map { try g.l2Loss($0.value!, name: $0.name + "/l2_loss") }, name: "l2_sum")
-      terms.append(try g.scale(l2, by: Float(network.weightDecay), name: "regularization_loss"))
-    }
-    let total = try g.addN(terms, name: "total_loss")
-
-    // BN → ReLU fusion, then autodiff on the fused graph.
-    let (fused, map) = try g.fusingBatchNormRelu()
-    g = fused
-    let trainable = model.parameters.filter(\.isTrainable)
-    self.trainable = trainable
-    let parameterValues = trainable.map { map[$0.value!]! }
-    gradients = try g.gradients(of: map[total]!, withRespectTo: parameterValues)
-    moments = model.batchNorms.map { ($0, map[$0.batchMean!]!, map[$0.batchVariance!]!) }
-    images = map[model.images]!
-    self.labels = map[labels]!
-    dropPathKeep = model.dropPathKeepProbability.map { map[$0]! }
-    totalLoss = map[total]!
-    self.crossEntropy = map[crossEntropy]!
-    executor = try Executor(graph: g, outputs: [totalLoss, self.crossEntropy] + gradients + moments.flatMap { [$0.mean, $0.variance] },
+    let step = try TrainingGraph(network: network, training: training, batchSize: batchSize, fuseBatchNormRelu: true)
+    model = step.model
+    trainable = step.trainable
+    gradients = step.gradients
+    moments = step.moments
+    images = step.images
+    labels = step.labels
+    dropPathKeep = step.dropPathKeep
+    totalLoss = step.totalLoss
+    crossEntropy = step.crossEntropy
+    let parameterValues = step.parameters
+    executor = try Executor(graph: step.graph, outputs: [totalLoss, crossEntropy] + gradients + moments.flatMap { [$0.mean, $0.variance] },
                             context: context)
     parameterValuesInGraph = parameterValues
 

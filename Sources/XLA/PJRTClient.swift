@@ -57,25 +57,13 @@ public final class PJRTClient: @unchecked Sendable {
 
   /// Compiles a StableHLO module given as MLIR text.
   public func compile(mlir: String) throws(PJRTError) -> PJRTExecutable {
-    var code = Array(mlir.utf8)
-    var format = Array("mlir".utf8)
-    var options = PJRTClient.singleDeviceCompileOptions
-    let loaded: OpaquePointer? = try code.withUnsafeMutableBufferPointer { (codeBytes) throws(PJRTError) -> OpaquePointer? in
-      try format.withUnsafeMutableBufferPointer { (formatBytes) throws(PJRTError) -> OpaquePointer? in
-        try options.withUnsafeMutableBufferPointer { (optionBytes) throws(PJRTError) -> OpaquePointer? in
-          var program = PJRT_Program(struct_size: MemoryLayout<PJRT_Program>.size, extension_start: nil,
-                                     code: UnsafeMutableRawPointer(codeBytes.baseAddress!).assumingMemoryBound(to: CChar.self), code_size: codeBytes.count,
-                                     format: UnsafeRawPointer(formatBytes.baseAddress!).assumingMemoryBound(to: CChar.self), format_size: formatBytes.count)
-          return try withUnsafePointer(to: &program) { (programPointer) throws(PJRTError) -> OpaquePointer? in
-            var arguments = PJRT_Client_Compile_Args(struct_size: MemoryLayout<PJRT_Client_Compile_Args>.size, extension_start: nil,
-                                                     client: client, program: programPointer,
-                                                     compile_options: UnsafeRawPointer(optionBytes.baseAddress!).assumingMemoryBound(to: CChar.self),
-                                                     compile_options_size: optionBytes.count, executable: nil)
-            try plugin.call(.clientCompile, "PJRT_Client_Compile", &arguments)
-            return arguments.executable
-          }
-        }
-      }
+    let loaded = try PJRTProgram.withProgram(mlir: mlir, options: PJRTClient.singleDeviceCompileOptions) {
+      (program, options, optionsCount) throws(PJRTError) -> OpaquePointer? in
+      var arguments = PJRT_Client_Compile_Args(struct_size: MemoryLayout<PJRT_Client_Compile_Args>.size, extension_start: nil,
+                                               client: client, program: program, compile_options: options,
+                                               compile_options_size: optionsCount, executable: nil)
+      try plugin.call(.clientCompile, "PJRT_Client_Compile", &arguments)
+      return arguments.executable
     }
     guard let loaded else { throw PJRTError(plugin: plugin.path, call: "PJRT_Client_Compile", code: -1, message: "no executable returned") }
     return try PJRTExecutable(client: self, loaded: loaded)

@@ -22,18 +22,23 @@ public struct PJRTError: Error, CustomStringConvertible, Sendable {
 
 /// The position of each entry point in the plugin's function table (`PJRT_Api`), after the
 /// version header: a fact of the interface, fixed since its early versions (new entry points are
-/// only appended, after `PJRT_Compile`).
+/// only appended, after `PJRT_Compile`, at 89).
 enum PJRTSlot: Int {
   case errorDestroy = 0, errorMessage, errorGetCode, pluginInitialize, pluginAttributes
   case eventDestroy, eventIsReady, eventError, eventAwait, eventOnReady
   case clientCreate, clientDestroy, clientPlatformName, clientProcessIndex, clientPlatformVersion, clientDevices,
        clientAddressableDevices, clientLookupDevice, clientLookupAddressableDevice, clientAddressableMemories,
        clientCompile, clientDefaultDeviceAssignment, clientBufferFromHostBuffer
-  case executableDestroy = 40, executableName, executableNumReplicas, executableNumPartitions, executableNumOutputs
+  case executableDestroy = 40, executableName, executableNumReplicas, executableNumPartitions, executableNumOutputs,
+       executableSizeOfGeneratedCode, executableCostAnalysis, executableOutputMemoryKinds, executableOptimizedProgram,
+       executableSerialize
   case loadedExecutableDestroy = 50, loadedExecutableGetExecutable, loadedExecutableAddressableDevices,
        loadedExecutableDelete, loadedExecutableIsDeleted, loadedExecutableExecute
   case bufferDestroy = 58
   case bufferToHostBuffer = 70
+  case topologyCreate = 82, topologyDestroy, topologyPlatformName
+  case compile = 89
+  case executableCompiledMemoryStats = 96
 }
 
 /// A PJRT plugin (XLA:CPU, the CUDA plugin, libtpu) loaded with dlopen: its function table,

@@ -9,10 +9,22 @@ import Tensor
 /// Every op of the IR has a lowering (the switch is exhaustive, so a new op cannot be added
 /// without one), including the CPU backend's fused BN+ReLU forms, lowered to the pair they replaced.
 public struct StableHLOLowering {
+  /// What convolutions and matrix products compute in. `bfloat16`: their operands are rounded to
+  /// bf16 and they accumulate into f32 results (what a TPU's matrix unit does at full rate);
+  /// everything else — weights, batch norm, the loss, gradients' sums — stays f32.
+  public enum Precision: String, Sendable {
+    case float32, bfloat16
+  }
+
   public let graph: Graph
   public let outputs: [Value]
+  public let precision: Precision
 
-  public init(graph: Graph, outputs: [Value]) { self.graph = graph; self.outputs = outputs }
+  public init(graph: Graph, outputs: [Value], precision: Precision = .float32) {
+    self.graph = graph
+    self.outputs = outputs
+    self.precision = precision
+  }
 
   /// Whether the needed nodes draw random masks (dropout, drop-path): `@main` then takes one more
   /// argument after the leaves, the run's random stream (`tensor<ui64>`, the executor's `randomStream`).
@@ -42,6 +54,13 @@ public struct StableHLOLowering {
     func fresh() -> String { temporary += 1; return "%t\(temporary)" }
     func name(_ value: Value) -> String { names[value]! }
     func type(_ value: Value) -> String { StableHLOLowering.type(graph.shape(value)) }
+    /// A contraction's operand in the lowering's precision.
+    func narrowed(_ operand: String, _ operandType: String) -> (String, String) {
+      guard precision == .bfloat16 else { return (operand, operandType) }
+      let converted = fresh(), narrowType = String(operandType.dropLast("f32>".count)) + "bf16>"
+      body.append("\(converted) = stablehlo.convert \(operand) : (\(operandType)) -> \(narrowType)")
+      return (converted, narrowType)
+    }
     /// A tensor of `shape` filled with `value`.
     func splat(_ value: Float, _ shape: Shape) -> String {
       let result = fresh()
@@ -96,12 +115,14 @@ public struct StableHLOLowering {
         body.append("\(spread) = stablehlo.broadcast_in_dim \(factor), dims = [0] : (\(rowType)) -> \(resultType)")
         body.append("\(result) = stablehlo.multiply \(x), \(spread) : \(resultType)")
       case let .conv2d(g):
-        body.append("\(result) = stablehlo.convolution(\(x), \(name(node.inputs[1]))) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], window = {\(StableHLOLowering.window(g))} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (\(type(node.inputs[0])), \(type(node.inputs[1]))) -> \(resultType)")
+        let (lhs, lhsType) = narrowed(x, type(node.inputs[0])), (rhs, rhsType) = narrowed(name(node.inputs[1]), type(node.inputs[1]))
+        body.append("\(result) = stablehlo.convolution(\(lhs), \(rhs)) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], window = {\(StableHLOLowering.window(g))} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (\(lhsType), \(rhsType)) -> \(resultType)")
       case let .depthwiseConv2d(g):
         // The [kh, kw, C] filter as [kh, kw, 1, C], one group per channel.
         let filter = fresh(), filterType = StableHLOLowering.type([g.kh, g.kw, 1, g.inC])
         body.append("\(filter) = stablehlo.reshape \(name(node.inputs[1])) : (\(type(node.inputs[1]))) -> \(filterType)")
-        body.append("\(result) = stablehlo.convolution(\(x), \(filter)) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], window = {\(StableHLOLowering.window(g))} {batch_group_count = 1 : i64, feature_group_count = \(g.inC) : i64} : (\(type(node.inputs[0])), \(filterType)) -> \(resultType)")
+        let (lhs, lhsType) = narrowed(x, type(node.inputs[0])), (rhs, rhsType) = narrowed(filter, filterType)
+        body.append("\(result) = stablehlo.convolution(\(lhs), \(rhs)) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], window = {\(StableHLOLowering.window(g))} {batch_group_count = 1 : i64, feature_group_count = \(g.inC) : i64} : (\(lhsType), \(rhsType)) -> \(resultType)")
       case .relu:
         let zero = splat(0, node.outputs[0])
         body.append("\(result) = stablehlo.maximum \(x), \(zero) : \(resultType)")
@@ -133,7 +154,8 @@ public struct StableHLOLowering {
         let count = splat(Float(s[1] * s[2]), node.outputs[0])
         body.append("\(result) = stablehlo.divide \(sum), \(count) : \(resultType)")
       case let .matmul(transposeA, transposeB):
-        body.append("\(result) = stablehlo.dot_general \(x), \(name(node.inputs[1])), contracting_dims = [\(transposeA ? 0 : 1)] x [\(transposeB ? 1 : 0)] : (\(type(node.inputs[0])), \(type(node.inputs[1]))) -> \(resultType)")
+        let (lhs, lhsType) = narrowed(x, type(node.inputs[0])), (rhs, rhsType) = narrowed(name(node.inputs[1]), type(node.inputs[1]))
+        body.append("\(result) = stablehlo.dot_general \(lhs), \(rhs), contracting_dims = [\(transposeA ? 0 : 1)] x [\(transposeB ? 1 : 0)] : (\(lhsType), \(rhsType)) -> \(resultType)")
       case .biasAdd:
         let rank = node.outputs[0].rank
         let bias = fresh()
@@ -207,20 +229,24 @@ public struct StableHLOLowering {
         // dx = dy dilated by the stride, convolved with the filter flipped in space, in and out swapped.
         let flipped = fresh()
         body.append("\(flipped) = stablehlo.reverse \(name(node.inputs[1])), dims = [0, 1] : \(type(node.inputs[1]))")
-        body.append("\(result) = stablehlo.convolution(\(x), \(flipped)) dim_numbers = [b, 0, 1, f]x[0, 1, o, i]->[b, 0, 1, f], window = {\(StableHLOLowering.transposedWindow(g))} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (\(type(node.inputs[0])), \(type(node.inputs[1]))) -> \(resultType)")
+        let (lhs, lhsType) = narrowed(x, type(node.inputs[0])), (rhs, rhsType) = narrowed(flipped, type(node.inputs[1]))
+        body.append("\(result) = stablehlo.convolution(\(lhs), \(rhs)) dim_numbers = [b, 0, 1, f]x[0, 1, o, i]->[b, 0, 1, f], window = {\(StableHLOLowering.transposedWindow(g))} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (\(lhsType), \(rhsType)) -> \(resultType)")
       case let .depthwiseConv2dBackpropInput(g):
         let filter = fresh(), flipped = fresh(), filterType = StableHLOLowering.type([g.kh, g.kw, 1, g.inC])
         body.append("\(filter) = stablehlo.reshape \(name(node.inputs[1])) : (\(type(node.inputs[1]))) -> \(filterType)")
         body.append("\(flipped) = stablehlo.reverse \(filter), dims = [0, 1] : \(filterType)")
-        body.append("\(result) = stablehlo.convolution(\(x), \(flipped)) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], window = {\(StableHLOLowering.transposedWindow(g))} {batch_group_count = 1 : i64, feature_group_count = \(g.inC) : i64} : (\(type(node.inputs[0])), \(filterType)) -> \(resultType)")
+        let (lhs, lhsType) = narrowed(x, type(node.inputs[0])), (rhs, rhsType) = narrowed(flipped, filterType)
+        body.append("\(result) = stablehlo.convolution(\(lhs), \(rhs)) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], window = {\(StableHLOLowering.transposedWindow(g))} {batch_group_count = 1 : i64, feature_group_count = \(g.inC) : i64} : (\(lhsType), \(rhsType)) -> \(resultType)")
       case let .conv2dBackpropFilter(g):
         // dW = x ⋆ dy with the batch as the contracted dimension: dy is the kernel, strided by the
         // forward stride's dilation.
-        body.append("\(result) = stablehlo.convolution(\(x), \(name(node.inputs[1]))) dim_numbers = [f, 0, 1, b]x[i, 0, 1, o]->[0, 1, b, f], window = {\(StableHLOLowering.filterGradientWindow(g))} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (\(type(node.inputs[0])), \(type(node.inputs[1]))) -> \(resultType)")
+        let (lhs, lhsType) = narrowed(x, type(node.inputs[0])), (rhs, rhsType) = narrowed(name(node.inputs[1]), type(node.inputs[1]))
+        body.append("\(result) = stablehlo.convolution(\(lhs), \(rhs)) dim_numbers = [f, 0, 1, b]x[i, 0, 1, o]->[0, 1, b, f], window = {\(StableHLOLowering.filterGradientWindow(g))} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (\(lhsType), \(rhsType)) -> \(resultType)")
       case let .depthwiseConv2dBackpropFilter(g):
         // As the dense case, one batch group per channel (the diagonal of the dense result).
         let grouped = fresh(), groupedType = StableHLOLowering.type([g.kh, g.kw, 1, g.inC])
-        body.append("\(grouped) = stablehlo.convolution(\(x), \(name(node.inputs[1]))) dim_numbers = [f, 0, 1, b]x[i, 0, 1, o]->[0, 1, b, f], window = {\(StableHLOLowering.filterGradientWindow(g))} {batch_group_count = \(g.inC) : i64, feature_group_count = 1 : i64} : (\(type(node.inputs[0])), \(type(node.inputs[1]))) -> \(groupedType)")
+        let (lhs, lhsType) = narrowed(x, type(node.inputs[0])), (rhs, rhsType) = narrowed(name(node.inputs[1]), type(node.inputs[1]))
+        body.append("\(grouped) = stablehlo.convolution(\(lhs), \(rhs)) dim_numbers = [f, 0, 1, b]x[i, 0, 1, o]->[0, 1, b, f], window = {\(StableHLOLowering.filterGradientWindow(g))} {batch_group_count = \(g.inC) : i64, feature_group_count = 1 : i64} : (\(lhsType), \(rhsType)) -> \(groupedType)")
         body.append("\(result) = stablehlo.reshape \(grouped) : (\(groupedType)) -> \(resultType)")
       case let .maxPoolGrad(g):
         let zero = fresh(), a = fresh(), b = fresh(), c = fresh(), d = fresh(), e = fresh(), f = fresh()

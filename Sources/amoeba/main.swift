@@ -34,6 +34,8 @@ let usage = """
                                                           JPEG decode MB/s and images/s, pipeline images/s on 1 and 2 threads
     bench xla --preset tiny|bench-small [--steps 5] [--pjrt_plugin .pjrt/xla_cpu_pjrt.so]
                                                           forward, loss and gradients on XLA:CPU vs the Swift executor
+    xla compile --platform tpu|cpu [--topology v5e:2x2] [model and training flags] [--batch 128 (per device)] [--precision float32|bfloat16] [--out FILE]
+                                                          the train step compiled ahead of time (libtpu needs no TPU): time, size, device memory
     bench step [--batch 32] [--image_size 32] [--filters 64] [--cells 3] [--steps 5] [--threads N] [--profile]
                   [--fuse_bn_relu true|false]
                                                           one training step of a small NASNet-style network
@@ -72,6 +74,8 @@ do {
     try DataBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "xla"):
     try XLABenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
+  case ("xla", "compile"):
+    try XLACompileCommand(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("bench", "step"):
     try StepBenchmark(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("help", _), ("--help", _), ("-h", _), (nil, _):

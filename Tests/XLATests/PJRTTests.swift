@@ -232,14 +232,18 @@ extension AmoebaNetOnXLATests {
 @Suite struct LoweredOpTests {
   /// Runs `outputs` of `graph` on both backends with seeded inputs; returns the largest
   /// difference relative to each tensor's largest element, and where.
-  static func compare(_ graph: Graph, _ outputs: [Value], positive: Set<Value> = [], labels: [Value: [Float]] = [:]) throws -> (Float, String) {
+  /// `bfloat16Exact`: inputs are multiples of 1/64 in [−1, 1], which bf16 holds exactly.
+  static func compare(_ graph: Graph, _ outputs: [Value], positive: Set<Value> = [], labels: [Value: [Float]] = [:],
+                      precision: StableHLOLowering.Precision = .float32, bfloat16Exact: Bool = false) throws -> (Float, String) {
     guard let client = PJRTTests.client else { return (0, "skipped") }
-    let lowering = StableHLOLowering(graph: graph, outputs: outputs)
+    let lowering = StableHLOLowering(graph: graph, outputs: outputs, precision: precision)
     let leaves = lowering.arguments
     let values = leaves.enumerated().map { k, leaf -> [Float] in
       if let fixed = labels[leaf] { return fixed }
       return (0..<graph.shape(leaf).elementCount).map { i in
-        let u = Float(CounterRandom.bits(seed: 3, stream: UInt64(k), index: UInt64(i)) % 2001) / 1000 - 1
+        let bits = CounterRandom.bits(seed: 3, stream: UInt64(k), index: UInt64(i))
+        if bfloat16Exact { return Float(Int(bits % 129) - 64) / 64 }
+        let u = Float(bits % 2001) / 1000 - 1
         return positive.contains(leaf) ? 0.5 + abs(u) : u
       }
     }
@@ -296,6 +300,30 @@ extension AmoebaNetOnXLATests {
     }, inputs: [[2, 7, 7, 3]])
     let (difference, output) = try LoweredOpTests.compare(g, outputs)
     #expect(difference < 1e-4, "\(output): \(difference)")
+  }
+
+  /// In bf16 the contractions round their operands and accumulate in f32: on inputs bf16 holds
+  /// exactly the results are f32's, and on others they differ by bf16's rounding — so the
+  /// conversion is really there, and nothing else changed.
+  @Test func bfloat16ContractionsRoundOnlyTheirOperands() throws {
+    let (g, outputs) = try LoweredOpTests.withGradients({ g, x in
+      let y = try g.conv2d(x[0], filter: x[1], strides: (2, 2), padding: .same)
+      return try g.matmul(try g.reshape(y, to: [2, 4 * 4 * 6]), x[2])
+    }, inputs: [[2, 8, 8, 3], [3, 3, 3, 6], [96, 5]])
+    // One contraction at a time on exact inputs (a second one would see the first's unrounded sums).
+    var exact: (Float, String) = (0, "")
+    for contraction in [g.nodes.firstIndex { if case .conv2d = $0.op { true } else { false } }!,
+                        g.nodes.firstIndex { if case .matmul = $0.op { true } else { false } }!] {
+      var alone = Graph()
+      let inputs = try g.nodes[contraction].inputs.enumerated().map { try alone.input("x\($0.offset)", g.shape($0.element)) }
+      let y = try alone.add(g.nodes[contraction].op, inputs)
+      let result = try LoweredOpTests.compare(alone, [y], precision: .bfloat16, bfloat16Exact: true)
+      if result.0 >= exact.0 { exact = result }
+    }
+    #expect(exact.0 < 1e-6, "\(exact.0) in \(exact.1)")
+    let (rounded, _) = try LoweredOpTests.compare(g, outputs, precision: .bfloat16)
+    if PJRTTests.client != nil { #expect(rounded > 1e-4 && rounded < 3e-2, "bf16 rounding gave \(rounded)") }
+    print("bf16 contractions on XLA:CPU: \(exact.0) on bf16-exact inputs, \(rounded) with gradients on others (relative to the largest element)")
   }
 
   @Test func batchNormTrainingAndItsGradient() throws {

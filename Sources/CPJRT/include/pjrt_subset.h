@@ -148,4 +148,36 @@ typedef struct {
   size_t struct_size; void *extension_start; PJRT_Buffer *src; void *host_layout; void *dst; size_t dst_size; PJRT_Event *event;
 } PJRT_Buffer_ToHostBuffer_Args;
 
+// Ahead-of-time compilation for a device topology that need not be present (libtpu compiles for
+// "v5e:2x2" on a host without a TPU).
+typedef struct PJRT_TopologyDescription PJRT_TopologyDescription;
+typedef struct PJRT_SerializedExecutable PJRT_SerializedExecutable;
+typedef struct {
+  size_t struct_size; void *extension_start; const char *topology_name; size_t topology_name_size;
+  const PJRT_NamedValue *create_options; size_t num_options; PJRT_TopologyDescription *topology;
+} PJRT_TopologyDescription_Create_Args;
+typedef struct { size_t struct_size; void *extension_start; PJRT_TopologyDescription *topology; } PJRT_TopologyDescription_Destroy_Args;
+typedef struct {
+  size_t struct_size; void *extension_start; PJRT_TopologyDescription *topology; const char *platform_name; size_t platform_name_size;
+} PJRT_TopologyDescription_PlatformName_Args;
+typedef struct {
+  size_t struct_size; void *extension_start; const PJRT_TopologyDescription *topology; const PJRT_Program *program;
+  const char *compile_options; size_t compile_options_size; PJRT_Client *client; PJRT_Executable *executable;
+} PJRT_Compile_Args;
+typedef struct {
+  size_t struct_size; void *extension_start; const PJRT_Executable *executable;
+  const char *serialized_bytes; size_t serialized_bytes_size;
+  PJRT_SerializedExecutable *serialized_executable; void (*serialized_executable_deleter)(PJRT_SerializedExecutable *);
+} PJRT_Executable_Serialize_Args;
+typedef struct { size_t struct_size; void *extension_start; PJRT_Executable *executable; int64_t size_in_bytes; } PJRT_Executable_SizeOfGeneratedCodeInBytes_Args;
+// Declared with the fields of later versions too (peak, total): a plugin fills what it knows.
+typedef struct {
+  size_t struct_size; void *extension_start; PJRT_Executable *executable;
+  int64_t generated_code_size_in_bytes; int64_t argument_size_in_bytes; int64_t output_size_in_bytes;
+  int64_t alias_size_in_bytes; int64_t temp_size_in_bytes;
+  int64_t host_generated_code_size_in_bytes; int64_t host_argument_size_in_bytes; int64_t host_output_size_in_bytes;
+  int64_t host_alias_size_in_bytes; int64_t host_temp_size_in_bytes;
+  int64_t peak_memory_in_bytes; int64_t total_size_in_bytes;
+} PJRT_Executable_GetCompiledMemoryStats_Args;
+
 #endif
