@@ -101,9 +101,10 @@ public final class Worker {
     let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed)
     if let plugin = options.pjrtPlugin {
       let client = try PJRTClient(plugin: PJRTPlugin(path: plugin), options: ["cpu_device_count": 1])
-      let backend = try XLABackend(client: client, executor: trainer.executor)
+      let backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: size > 1)
       trainer.backend = backend
-      log("worker \(rank): training steps compiled for \(backend.name) in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin)); the optimizer runs on the host")
+      log("worker \(rank): the training step compiled for \(backend.name) in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin)): "
+          + (size > 1 ? "gradients, then the ring on the host, then the update; " : "one program; ") + "the state stays on the device")
     }
     // Each worker looks in its own --model_dir (a shared directory, or a local disk per host):
     // leftovers of a crash mid-save go first, then it finds its newest checkpoint that reads back
@@ -163,8 +164,8 @@ public final class Worker {
       let inputWait = monotonicNow() - started
       if let error = input.report.firstError { log("worker \(rank): warning: skipped a bad record: \(error)") }
       skipped += input.report.skipped
-      let losses = try trainer.computeGradients(images: input.images, labels: input.labels)
-      let rate = trainer.applyGradients()
+      let losses = try trainer.step(images: input.images, labels: input.labels)
+      let rate = Double(losses.learningRate)
       let seconds = monotonicNow() - started
       let communication = trainer.lastCommunication
       try link.send(.metrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: rate,
@@ -206,6 +207,7 @@ public final class Worker {
 
   /// Every rank's parameter checksum must agree; a divergence names the ranks that differ.
   func compareChecksums(_ trainer: Trainer, ring: Ring) throws {
+    try trainer.synchronizeHostState()
     var sum = 0.0
     for i in trainer.trainable.indices {
       let p = trainer.parameterPointer(i)
@@ -226,7 +228,7 @@ public enum Validation {
                           shard: Int = 0, shardCount: Int = 1, useAverages: Bool = true, onBadRecord: BadRecordPolicy = .skip,
                           context: KernelContext) throws -> (top1: Int, top5: Int, count: Int) {
     let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
-    evaluator.load(from: trainer, useAverages: useAverages)
+    try evaluator.load(from: trainer, useAverages: useAverages)
     let validation = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize, onBadRecord: onBadRecord)
     let pixels = network.imageSize * network.imageSize * 3
     let images = UnsafeMutablePointer<Float>.allocateAligned(training.evalBatchSize * pixels)

@@ -163,6 +163,8 @@ extension Graph {
          .maxPoolGrad, .avgPoolGrad, .batchNormGrad, .reluGrad, .sliceChannels, .globalAvgPoolGrad, .biasAddGrad,
          .softmaxCrossEntropyGrad, .broadcastScalar:
       throw .notDifferentiable(op: node.name, reason: "second derivatives are not supported")
+    case .applyRMSProp, .applyMomentum, .applyGradientDescent, .movingAverage, .stepSchedule, .allReduceMean:
+      throw .notDifferentiable(op: node.name, reason: "state updates come after the gradients; differentiate the loss before adding them")
     }
   }
 }

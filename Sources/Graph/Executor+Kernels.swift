@@ -112,6 +112,31 @@ extension Executor {
       y[0][0] = Elementwise.sum(x[0], count: n) / Float(max(n, 1))
     case let .broadcastScalar(scale):
       Elementwise.fill(y[0], count: count, with: x[0][0] * scale, context: ctx)
+    case let .applyRMSProp(decay, momentum, epsilon):
+      TrainingOps.applyRMSProp(weights: x[0], ms: x[1], mom: x[2], gradients: x[3], learningRate: x[4][0], decay: decay,
+                               momentum: momentum, epsilon: epsilon, count: count, into: y[0], newMS: y[1], newMom: y[2], context: ctx)
+    case let .applyMomentum(momentum):
+      TrainingOps.applyMomentum(weights: x[0], accumulation: x[1], gradients: x[2], learningRate: x[3][0], momentum: momentum,
+                                count: count, into: y[0], newAccumulation: y[1], context: ctx)
+    case .applyGradientDescent:
+      TrainingOps.applyGradientDescent(weights: x[0], gradients: x[1], learningRate: x[2][0], count: count, into: y[0], context: ctx)
+    case let .movingAverage(scale):
+      TrainingOps.movingAverage(shadow: x[0], value: x[1], decay: x[2][0], scale: scale, count: count, into: y[0], context: ctx)
+    case let .stepSchedule(schedule):
+      y[0][0] = Float(schedule.value(at: Int(x[0][0])))
+    case .allReduceMean:
+      try allReduceInstruction(instruction)
+    }
+  }
+
+  private func allReduceInstruction(_ instruction: Instruction) throws(ExecutionError) {
+    let counts = instruction.outputShapes.map(\.elementCount)
+    guard let allReduce else {
+      for k in counts.indices { Elementwise.copy(instruction.inputs[k], to: instruction.outputs[k], count: counts[k], context: context) }
+      return
+    }
+    do { try allReduce(Array(instruction.inputs), instruction.outputs, counts) } catch {
+      throw .allReduceFailed(op: graph.nodes[instruction.node].name, reason: "\(error)")
     }
   }
 

@@ -21,8 +21,23 @@ public final class Executor {
   public let outputs: [Value]
   public let plan: MemoryPlan
   public let context: KernelContext
-  /// Mixed into the dropout masks; set it to the global step before each run.
+  /// Mixed into the dropout masks; set it to the global step before each run, or let
+  /// `randomStreamFromStep` derive it.
   public var randomStream: UInt64 = 0
+  /// When set, each run starts with randomStream = offset + the step counter's value, so the masks
+  /// follow a step counter that the graph itself advances.
+  public var randomStreamFromStep: (step: Value, offset: UInt64)?
+  /// The data-parallel boundary (`allReduceMean`): given its inputs, writes their means over the
+  /// workers into its outputs (element counts alongside). Nil: one worker, the outputs are the inputs.
+  public var allReduce: ((_ inputs: [UnsafePointer<Float>], _ outputs: [UnsafeMutablePointer<Float>], _ counts: [Int]) throws -> Void)?
+  /// The training state the graph replaces each run: `next` is computed into `state`'s own storage.
+  public let stateUpdates: [(state: Value, next: Value)]
+  /// The halves of the run around the data-parallel boundary (`run(.gradients)`, `run(.update)`).
+  public let phases: StepPhases
+  /// How much of the schedule a run executes.
+  public enum Part: Sendable { case all, gradients, update }
+  /// Instructions of the first half (the rest are the second).
+  private var firstHalfCount = 0
   /// Nodes executed per run, in order.
   public let schedule: [Int]
   /// Called after each node runs, with its node index (a distributed trainer hands gradients to
@@ -41,22 +56,28 @@ public final class Executor {
   private var valuePointers: [Value: UnsafeMutablePointer<Float>] = [:]
   private var instructions: [Instruction] = []
 
-  public init(graph: Graph, outputs: [Value], context: KernelContext) throws(GraphError) {
+  /// `stateUpdates`: pairs of a parameter and the value that replaces it after each run. The
+  /// value's op must update in place (`Op.updatesInPlace`) and no node may read the parameter after it.
+  public init(graph: Graph, outputs: [Value], stateUpdates: [(state: Value, next: Value)] = [], context: KernelContext) throws(GraphError) {
     self.graph = graph
     self.outputs = outputs
+    self.stateUpdates = stateUpdates
     self.context = context
-    for value in outputs where value.node >= graph.nodes.count || value.output >= graph.nodes[value.node].outputs.count {
+    for value in outputs + stateUpdates.flatMap({ [$0.state, $0.next] })
+    where value.node >= graph.nodes.count || value.output >= graph.nodes[value.node].outputs.count {
       throw .invalidRequest("executor: output \(value) is not in the graph")
     }
 
-    // Schedule: every node an output depends on, in node order.
+    // Schedule: every node an output or a state update depends on, in node order.
     var needed = [Bool](repeating: false, count: graph.nodes.count)
-    for value in outputs { needed[value.node] = true }
+    for value in outputs + stateUpdates.map(\.next) { needed[value.node] = true }
     for index in stride(from: graph.nodes.count - 1, through: 0, by: -1) where needed[index] {
       for input in graph.nodes[index].inputs { needed[input.node] = true }
     }
-    let schedule = graph.nodes.indices.filter { needed[$0] }
+    let phases = try StepPhases(graph: graph, needed: graph.nodes.indices.filter { needed[$0] }, stateUpdates: stateUpdates)
+    let schedule = phases.order(graph.nodes.indices.filter { needed[$0] })
     self.schedule = schedule
+    self.phases = phases
     var step = [Int: Int]()
     for (s, index) in schedule.enumerated() { step[index] = s }
 
@@ -66,6 +87,20 @@ public final class Executor {
       for input in graph.nodes[index].inputs { lastUse[input] = s }
     }
     for value in outputs { lastUse[value] = schedule.count }
+    var inPlace: [Value: Value] = [:]
+    for (state, next) in stateUpdates {
+      let producer = graph.nodes[next.node]
+      guard case .parameter = graph.nodes[state.node].op, graph.shape(state) == graph.shape(next) else {
+        throw .invalidRequest("executor: \(graph.nodes[state.node].name) is not a parameter of the shape of \(producer.name)")
+      }
+      guard producer.op.updatesInPlace, inPlace[next] == nil, !inPlace.values.contains(state) else {
+        throw .invalidRequest("executor: \(producer.name) (\(producer.op.name)) cannot be written over \(graph.nodes[state.node].name)")
+      }
+      if let last = lastUse[state], last > step[next.node]! {
+        throw .invalidRequest("executor: \(graph.nodes[schedule[last]].name) reads \(graph.nodes[state.node].name) after \(producer.name) replaced it")
+      }
+      inPlace[next] = state
+    }
     var buffers: [MemoryPlan.Buffer] = []
     var bufferOfValue: [Value: Int] = [:]
     var bufferOfWorkspace: [Int: Int] = [:]
@@ -74,6 +109,7 @@ public final class Executor {
       if node.op.isLeaf { continue }
       for (output, shape) in node.outputs.enumerated() {
         let value = Value(node: index, output: output)
+        if inPlace[value] != nil { continue }
         bufferOfValue[value] = buffers.count
         buffers.append(.init(elements: shape.elementCount, firstStep: s, lastStep: max(s, lastUse[value] ?? s)))
       }
@@ -98,6 +134,7 @@ public final class Executor {
       valuePointers[Value(node: index)] = storage
     }
     for (value, buffer) in bufferOfValue { valuePointers[value] = arena + plan.offsets[buffer] }
+    for (next, state) in inPlace { valuePointers[next] = leaves[state.node]! }
     for index in schedule where !graph.nodes[index].op.isLeaf {
       let node = graph.nodes[index]
       instructions.append(Instruction(
@@ -109,6 +146,7 @@ public final class Executor {
         workspace: bufferOfWorkspace[index].map { arena + plan.offsets[$0] }))
     }
     scheduledSeconds = [Double](repeating: .infinity, count: instructions.count)
+    firstHalfCount = instructions.prefix { !phases.second.contains($0.node) }.count
   }
 
   deinit {
@@ -119,7 +157,8 @@ public final class Executor {
 
   /// Storage of a leaf or of a requested output (valid until the executor is released).
   public func pointer(_ value: Value) -> UnsafeMutablePointer<Float> {
-    guard let pointer = valuePointers[value], graph.nodes[value.node].op.isLeaf || outputs.contains(value) else {
+    guard let pointer = valuePointers[value], graph.nodes[value.node].op.isLeaf || outputs.contains(value)
+            || stateUpdates.contains(where: { $0.next == value }) else {
       preconditionFailure("executor: \(value) is neither a leaf nor a requested output, so its memory is reused")
     }
     return pointer
@@ -135,20 +174,24 @@ public final class Executor {
     Array(UnsafeBufferPointer(start: pointer(value), count: graph.shape(value).elementCount))
   }
 
-  /// Runs every scheduled node once.
-  public func run() throws(ExecutionError) {
+  /// Runs every scheduled node once; or only the first half of a step (`.gradients`: up to the
+  /// data-parallel boundary) or only the second (`.update`: the boundary and what follows).
+  public func run(_ part: Part = .all) throws(ExecutionError) {
+    if part != .update, let (step, offset) = randomStreamFromStep { randomStream = offset &+ UInt64(pointer(step)[0]) }
+    let range = part == .all ? 0..<instructions.count : part == .gradients ? 0..<firstHalfCount : firstHalfCount..<instructions.count
     if let hook = onExecuted {
-      for instruction in instructions {
+      for instruction in instructions[range] {
         try execute(instruction)
         hook(instruction.node)
       }
       return
     }
     if !profiling {
-      for instruction in instructions { try execute(instruction) }
+      for instruction in instructions[range] { try execute(instruction) }
       return
     }
-    for (index, instruction) in instructions.enumerated() {
+    for index in range {
+      let instruction = instructions[index]
       let start = Executor.monotonicSeconds()
       try execute(instruction)
       scheduledSeconds[index] = min(scheduledSeconds[index], Executor.monotonicSeconds() - start)
@@ -190,9 +233,14 @@ public final class Executor {
 /// Failures detected while running: bad data fed by the caller, never a kernel bug.
 public enum ExecutionError: Error, CustomStringConvertible, Equatable {
   case invalidLabels(op: String, classes: Int)
+  /// The `allReduce` callback failed; its error (a lost peer, a cancelled job) is `reason`, and the
+  /// caller that installed the callback holds the original.
+  case allReduceFailed(op: String, reason: String)
 
   public var description: String {
     switch self {
+    case let .allReduceFailed(op, reason):
+      "\(op): averaging over the workers failed: \(reason)"
     case let .invalidLabels(op, classes):
       "\(op): a label is not a whole number in 0..<\(classes); check the dataset's label range (ImageNet labels are 1...1000 with 1001 classes)"
     }

@@ -1,10 +1,15 @@
-/// Somewhere else to run an executor's graph: an accelerator compiles the same graph and, on each
-/// run, reads the executor's leaves (inputs and parameters as the host last wrote them, and its
-/// `randomStream`) and writes every requested output back into the executor's buffers. Callers
-/// keep reading and writing through the executor, so the CPU path and the device path share one
-/// interface; the Swift executor itself is the backend when none is set.
+/// Somewhere else to run an executor's graph: an accelerator compiles the same graph and keeps the
+/// training state (`Executor.stateUpdates`) in its own memory between runs. Each run reads the
+/// executor's inputs as the host last wrote them and writes the requested outputs back; the state
+/// crosses only when asked (`copyStateToHost` before a checkpoint or an evaluation reads it,
+/// `hostStateChanged` after the host wrote it). The data-parallel boundary calls the executor's
+/// `allReduce` between the backend's two programs. The Swift executor itself is the backend when none is set.
 public protocol GraphBackend: AnyObject {
   /// For logs: "XLA:CPU (PJRT 0.81)".
   var name: String { get }
   func run(_ executor: Executor) throws
+  /// Writes the device's copy of every parameter into the executor's leaves.
+  func copyStateToHost(_ executor: Executor) throws
+  /// The executor's leaves are newer than the device's copy: upload them before the next run.
+  func hostStateChanged()
 }

@@ -74,6 +74,21 @@ public enum Op: Hashable, Sendable {
   case reduceMean                                     // [x] → Σ x / count
   case broadcastScalar(scale: Float)                  // [s] → every element s · scale (shape fixed at build)
 
+  // Training state. The updates are TensorFlow's training ops, element by element, so a backend may
+  // write each result over the state it replaces (`Executor`'s state updates, XLA's donation).
+  /// ms = ρ·ms + (1 − ρ)·g²; mom = μ·mom + lr·g/√(ms + ε); w −= mom (`ApplyRMSProp`).
+  case applyRMSProp(decay: Float, momentum: Float, epsilon: Float)  // [w, ms, mom, g, lr] → (w, ms, mom)
+  /// acc = μ·acc + g; w −= lr·acc (`ApplyMomentum`, no Nesterov).
+  case applyMomentum(momentum: Float)                 // [w, acc, g, lr] → (w, acc)
+  case applyGradientDescent                           // [w, g, lr] → w − lr·g
+  /// shadow − (1 − decay)·(shadow − scale·value): moving averages and BN moving statistics
+  /// (`scale` is the variance's Bessel correction).
+  case movingAverage(scale: Float)                    // [shadow, value, decay (scalar)] → shadow'
+  case stepSchedule(StepSchedule)                     // [step (scalar)] → the schedule's value at step
+  /// The data-parallel boundary: each output is its input averaged over the workers. Where there is
+  /// one worker it is the identity; a backend hands the inputs to the ring and waits (`Executor.allReduce`).
+  case allReduceMean                                  // [g0, g1, …] → (mean g0, mean g1, …)
+
   /// Short name used in node names, errors and plan dumps.
   public var name: String {
     switch self {
@@ -117,6 +132,21 @@ public enum Op: Hashable, Sendable {
     case .reduceSum: "reduce_sum"
     case .reduceMean: "reduce_mean"
     case .broadcastScalar: "broadcast_scalar"
+    case .applyRMSProp: "apply_rms_prop"
+    case .applyMomentum: "apply_momentum"
+    case .applyGradientDescent: "apply_gradient_descent"
+    case .movingAverage: "moving_average"
+    case .stepSchedule: "step_schedule"
+    case .allReduceMean: "all_reduce_mean"
+    }
+  }
+
+  /// Whether output k may be written over input k while the op runs: element i of every output
+  /// reads only element i of the tensor inputs (and scalars), so a state update can happen in place.
+  public var updatesInPlace: Bool {
+    switch self {
+    case .applyRMSProp, .applyMomentum, .applyGradientDescent, .movingAverage, .add: true
+    default: false
     }
   }
 
@@ -151,6 +181,9 @@ public enum Op: Hashable, Sendable {
     case .biasAddGrad, .reduceSum, .reduceMean, .l2Loss: "stablehlo.reduce (add)"
     case .softmaxCrossEntropy, .softmaxCrossEntropyGrad: "stablehlo.reduce (max, add) + exponential + log"
     case .broadcastScalar: "stablehlo.broadcast_in_dim"
+    case .applyRMSProp, .applyMomentum, .applyGradientDescent, .movingAverage: "stablehlo.multiply + add + sqrt (element-wise, donated)"
+    case .stepSchedule: "stablehlo.floor + power + compare + select (f32 scalars)"
+    case .allReduceMean: "identity (one program), or the cut between two programs with the ring between"
     }
   }
 }

@@ -184,6 +184,30 @@ extension Op {
       try arity(1)
       try expect(0, .scalar, "input")
       return [try needDeclared()]
+    case .applyRMSProp:
+      try arity(5)
+      for (i, what) in [(1, "ms"), (2, "mom"), (3, "gradient")] { try expect(i, inputs[0], what) }
+      try expect(4, .scalar, "learning rate")
+      return [inputs[0], inputs[0], inputs[0]]
+    case .applyMomentum:
+      try arity(4)
+      try expect(1, inputs[0], "accumulation"); try expect(2, inputs[0], "gradient"); try expect(3, .scalar, "learning rate")
+      return [inputs[0], inputs[0]]
+    case .applyGradientDescent:
+      try arity(3)
+      try expect(1, inputs[0], "gradient"); try expect(2, .scalar, "learning rate")
+      return [inputs[0]]
+    case .movingAverage:
+      try arity(3)
+      try expect(1, inputs[0], "value"); try expect(2, .scalar, "decay")
+      return [inputs[0]]
+    case .stepSchedule:
+      try arity(1)
+      try expect(0, .scalar, "step")
+      return [.scalar]
+    case .allReduceMean:
+      if inputs.isEmpty { throw fail("needs at least one input") }
+      return inputs
     }
   }
 }

@@ -23,21 +23,27 @@ public struct AmoebaNet: Sendable {
   public let logits: Value
   /// Present in training when `use_aux_head` is on.
   public let auxLogits: Value?
-  /// The drop-path keep probability, fed every step (the reference's linear ramp); nil when drop-path
-  /// is off (`drop_connect_keep_prob = 1`, the DAWNBench recipe).
+  /// The drop-path keep probability (the reference's linear ramp): an input fed every step, or, when
+  /// the model is built with `dropPathRampSteps`, computed from `globalStep`; nil when drop-path is
+  /// off (`drop_connect_keep_prob = 1`, the DAWNBench recipe).
   public let dropPathKeepProbability: Value?
+  /// The step counter (a scalar parameter) the keep probability follows, when it is computed.
+  public let globalStep: Value?
   public let parameters: [ModelParameter]
   public let batchNorms: [BatchNormLayer]
   /// The output of each stage (`conv0`, `cell_stem_0`, …, `cell_5`, `global_pool`), for the summary.
   public let stages: [(name: String, value: Value)]
 
-  public init(config: NetworkConfig, batchSize: Int, mode: Mode) throws(ModelError) {
+  /// `dropPathRampSteps`: the keep probability goes from 1 to `drop_connect_keep_prob` over that
+  /// many steps of a `global_step` parameter in the graph; nil: it is an input.
+  public init(config: NetworkConfig, batchSize: Int, mode: Mode, dropPathRampSteps: Int? = nil) throws(ModelError) {
     try config.validate()
     guard batchSize >= 1 else { throw .invalidConfig("batch size must be at least 1, got \(batchSize)") }
     let genotype = try Genotype.named(config.cellName)
     try genotype.normal.validate("\(config.cellName) normal cell")
     try genotype.reduction.validate("\(config.cellName) reduction cell")
     var builder = Builder(config: config, mode: mode, genotype: genotype)
+    builder.dropPathRampSteps = dropPathRampSteps
     do {
       try builder.build(batchSize: batchSize)
     } catch let error as ModelError {
@@ -53,6 +59,7 @@ public struct AmoebaNet: Sendable {
     logits = builder.logits!
     auxLogits = builder.auxLogits
     dropPathKeepProbability = builder.dropPathKeep
+    globalStep = builder.globalStep
     parameters = builder.parameters
     batchNorms = builder.batchNorms
     stages = builder.stages
@@ -94,6 +101,8 @@ struct Builder {
   var logits: Value?
   var auxLogits: Value?
   var dropPathKeep: Value?
+  var dropPathRampSteps: Int?
+  var globalStep: Value?
   var randomSeeds: UInt64 = 1
 
   init(config: NetworkConfig, mode: AmoebaNet.Mode, genotype: Genotype) {
@@ -108,7 +117,14 @@ struct Builder {
     let images = try graph.input("images", [batchSize, config.imageSize, config.imageSize, 3])
     self.images = images
     if training && config.dropConnectKeepProb < 1 {
-      dropPathKeep = try graph.input("drop_path_keep_prob", .scalar)
+      if let steps = dropPathRampSteps {
+        let step = try graph.parameter("global_step", .scalar)
+        globalStep = step
+        dropPathKeep = try graph.add(.stepSchedule(.linearRamp(final: config.dropConnectKeepProb, steps: steps)), [step],
+                                     name: "drop_path_keep_prob")
+      } else {
+        dropPathKeep = try graph.input("drop_path_keep_prob", .scalar)
+      }
     }
     // Stem: conv0 3×3 stride 2 VALID → BN, then the stem reduction cells.
     var net = try inScope("stem") { b in

@@ -46,6 +46,9 @@ public struct CheckpointStore {
     try FileIO.makeDirectory(directory)
     let step = trainer.globalStep
     let base = "model.ckpt-\(step)"
+    do { try trainer.synchronizeHostState() } catch {
+      throw .checkpoint("\(base): could not copy the training state from the device: \(error)")
+    }
     let tensors = CheckpointStore.tensors(of: trainer)
     let bytes = SafeTensors.encode(tensors.map { ($0.name, $0.shape, UnsafePointer($0.pointer)) },
                                    metadata: ["global_step": String(step), "format": "amoeba"])

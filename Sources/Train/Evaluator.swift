@@ -17,7 +17,8 @@ public final class Evaluator {
   }
 
   /// Copies weights and statistics from the trainer: the averages when `useAverages`, else the live values.
-  public func load(from trainer: Trainer, useAverages: Bool = true) {
+  public func load(from trainer: Trainer, useAverages: Bool = true) throws {
+    try trainer.synchronizeHostState()
     var live: [String: UnsafeMutablePointer<Float>] = [:]
     for (i, p) in trainer.trainable.enumerated() { live[p.name] = trainer.parameterPointer(i) }
     for parameter in model.parameters {

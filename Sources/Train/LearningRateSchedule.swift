@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Graph
 
 /// The reference's learning rate (`_build_learning_rate_schedule`, `build_learning_rate`):
 ///
@@ -28,19 +24,14 @@ public struct LearningRateSchedule: Hashable, Sendable {
 
   public var decaySteps: Int { config.stepsPerEpochForLearningRate * config.lrNumEpochsPerDecay }
 
-  public func learningRate(at step: Int) -> Double {
-    let lr = config.lr
-    var rate: Double
+  /// The schedule as the graph computes it.
+  public var stepSchedule: StepSchedule {
     switch config.lrDecayMethod {
-    case "cosine":
-      rate = 0.5 * lr * (1 + cos(Double.pi * Double(step) / Double(max(config.totalSteps, 1))))
-    case "constant":
-      rate = lr
-    default:
-      rate = lr * pow(config.lrDecayValue, Double(step / max(decaySteps, 1)))
+    case "cosine": .cosineDecay(base: config.lr, totalSteps: config.totalSteps, warmupSteps: warmupSteps)
+    case "constant": .constant(base: config.lr, warmupSteps: warmupSteps)
+    default: .exponentialDecay(base: config.lr, rate: config.lrDecayValue, decaySteps: decaySteps, warmupSteps: warmupSteps)
     }
-    let warmup = warmupSteps
-    if step < warmup { rate = lr * Double(step) / Double(warmup) }
-    return max(rate, 1e-4 * lr)
   }
+
+  public func learningRate(at step: Int) -> Double { stepSchedule.value(at: step) }
 }

@@ -3,12 +3,13 @@ import Graph
 import Model
 import Tensor
 
-/// One worker's training state and step: the AmoebaNet training graph with its loss and gradients,
-/// the optimizer, the batch-norm moving statistics and the exponential moving averages.
+/// One worker's training step and state: the whole step as one graph (`TrainingGraph`: forward,
+/// loss, backward, the data-parallel boundary, optimizer, batch-norm moving statistics, step counter,
+/// moving averages), its training state as the graph's parameters, replaced in place every run.
 ///
-/// A step is split in two so the distributed worker can average gradients in between:
-/// `computeGradients` runs forward and backward on one batch, `applyGradients` runs the optimizer,
-/// folds the batch moments into the moving statistics and updates the averages.
+/// `step` runs it all. `computeGradients` and `applyGradients` run the halves on either side of the
+/// boundary, for callers that do something with the local gradients in between (accumulation over
+/// micro-batches, tests); with a ring attached the boundary averages them over the workers.
 public final class Trainer {
   public let network: NetworkConfig
   public let training: TrainingConfig
@@ -19,20 +20,26 @@ public final class Trainer {
   /// Trainable parameters, in model order; `gradients[i]` belongs to `trainable[i]`.
   public let trainable: [ModelParameter]
   public let executor: Executor
-  /// Everything kept outside the graph: slots, moving statistics, averages.
+  /// The rest of the training state by name (slots, moving statistics, averages): views of the
+  /// graph's parameters, in checkpoint order.
   public let state = TensorStore()
+  /// Steps completed; the graph's own counter holds the same number.
   public private(set) var globalStep = 0
   /// Mixed into every dropout and drop-path mask.
   public let seed: UInt64
 
   let images: Value
   let labels: Value
-  let dropPathKeep: Value?
+  let stepCounter: Value
   public let totalLoss: Value
   public let crossEntropy: Value
+  public let learningRate: Value
+  /// Each worker's own gradients, before the boundary averages them.
   public let gradients: [Value]
-  let moments: [(layer: BatchNormLayer, mean: Value, variance: Value)]
-  private var slots: [[UnsafeMutablePointer<Float>]] = []
+  /// The gradients the update used (averaged over the workers when a ring is attached).
+  public let averagedGradients: [Value]
+  public let moments: [(layer: BatchNormLayer, mean: Value, variance: Value)]
+  let parameterValuesInGraph: [Value]
 
   public init(network: NetworkConfig, training: TrainingConfig, batchSize: Int, context: KernelContext, seed: UInt64 = 0) throws {
     try training.validate()
@@ -46,66 +53,76 @@ public final class Trainer {
     model = step.model
     trainable = step.trainable
     gradients = step.gradients
+    averagedGradients = step.averagedGradients
     moments = step.moments
     images = step.images
     labels = step.labels
-    dropPathKeep = step.dropPathKeep
+    stepCounter = step.globalStep
     totalLoss = step.totalLoss
     crossEntropy = step.crossEntropy
-    let parameterValues = step.parameters
-    executor = try Executor(graph: step.graph, outputs: [totalLoss, crossEntropy] + gradients + moments.flatMap { [$0.mean, $0.variance] },
-                            context: context)
-    parameterValuesInGraph = parameterValues
+    learningRate = step.learningRate
+    parameterValuesInGraph = step.parameters
+    // The moments stay readable (tests, diagnostics): a few floats per layer.
+    executor = try Executor(graph: step.graph, outputs: [totalLoss, crossEntropy, learningRate] + gradients + averagedGradients
+                              + step.moments.flatMap { [$0.mean, $0.variance] },
+                            stateUpdates: step.stateUpdates, context: context)
+    executor.randomStreamFromStep = (step.globalStep, seed &* 0x9E37_79B9_7F4A_7C15)
 
-    // Initial values, optimizer slots, moving statistics and their averages.
-    for (parameter, value) in zip(trainable, parameterValues) {
+    // Initial values: the parameters' initialisers, slots and statistics filled, averages as copies.
+    for (parameter, value) in zip(trainable, step.parameters) {
       executor.write(value, parameter.initialValues(seed: seed))
     }
-    for (parameter, value) in zip(trainable, parameterValues) {
-      let names = optimizer == .rmsprop ? ["RMSProp", "RMSProp_1"] : optimizer == .momentum ? ["Momentum"] : []
-      slots.append(zip(names, optimizer.slotInitialValues).map { state.add(parameter.name + "/" + $0, parameter.shape, filledWith: $1) })
-      let shadow = state.add(parameter.name + "/ExponentialMovingAverage", parameter.shape, filledWith: 0)
-      shadow.update(from: executor.pointer(value), count: parameter.shape.elementCount)
+    for tensor in step.state {
+      let pointer = executor.pointer(tensor.value)
+      switch tensor.initial {
+      case let .filled(value): pointer.update(repeating: value, count: tensor.shape.elementCount)
+      case let .copyOf(i): pointer.update(from: executor.pointer(step.parameters[i]), count: tensor.shape.elementCount)
+      }
+      state.adopt(tensor.name, tensor.shape, pointer)
     }
-    for (layer, _, _) in moments {
-      state.add(layer.name + "/moving_mean", [layer.channels], filledWith: 0)
-      state.add(layer.name + "/moving_variance", [layer.channels], filledWith: 1)
-      state.add(layer.name + "/moving_mean/ExponentialMovingAverage", [layer.channels], filledWith: 0)
-      state.add(layer.name + "/moving_variance/ExponentialMovingAverage", [layer.channels], filledWith: 1)
-    }
+    executor.pointer(stepCounter)[0] = 0
   }
-
-  let parameterValuesInGraph: [Value]
 
   /// Storage of trainable parameter i (in the graph's leaf memory).
   public func parameterPointer(_ i: Int) -> UnsafeMutablePointer<Float> { executor.pointer(parameterValuesInGraph[i]) }
-  /// Storage of the gradient of trainable parameter i after `computeGradients`.
+  /// Storage of this worker's gradient of trainable parameter i after `computeGradients`.
   public func gradientPointer(_ i: Int) -> UnsafeMutablePointer<Float> { executor.pointer(gradients[i]) }
+  /// The gradient of trainable parameter i that the last update used.
+  public func averagedGradientPointer(_ i: Int) -> UnsafeMutablePointer<Float> { executor.pointer(averagedGradients[i]) }
 
   /// The drop-path keep probability at a step: 1 − min(1, t/T)·(1 − keep), T = int(N/B · epochs).
   public func dropPathKeepProbability(at step: Int) -> Float {
-    let burnIn = Double(Int(Double(training.numTrainImages) / Double(training.trainBatchSize) * training.numEpochs))
-    let ratio = min(1, Double(step) / max(burnIn, 1))
-    return Float(1 - ratio * (1 - network.dropConnectKeepProb))
+    let burnIn = Int(Double(training.numTrainImages) / Double(training.trainBatchSize) * training.numEpochs)
+    return Float(StepSchedule.linearRamp(final: network.dropConnectKeepProb, steps: max(burnIn, 1)).value(at: step))
   }
 
-  /// Forward and backward on one batch: `images` is `[batch, S, S, 3]`, `labels` class indices.
-  /// Returns the total loss and the main cross-entropy.
+  /// What one step reports.
+  public struct StepResult: Sendable {
+    public let total: Float
+    public let crossEntropy: Float
+    public let learningRate: Float
+  }
+
+  /// One whole step on a batch: `images` is `[batch, S, S, 3]`, `labels` class indices.
+  @discardableResult
+  public func step(images pixels: UnsafePointer<Float>, labels classes: UnsafePointer<Float>) throws -> StepResult {
+    feed(pixels, classes)
+    if let backend {
+      try averagingErrors { try backend.run(executor) }
+    } else {
+      try averagingErrors { try executor.run() }
+    }
+    globalStep += 1
+    return try result()
+  }
+
+  /// The first half of a step: forward and backward on one batch, this worker's gradients in
+  /// `gradientPointer`. Returns the total loss and the main cross-entropy. (The Swift executor only.)
   @discardableResult
   public func computeGradients(images pixels: UnsafePointer<Float>, labels classes: UnsafePointer<Float>) throws -> (total: Float, crossEntropy: Float) {
-    executor.pointer(images).update(from: pixels, count: executor.graph.shape(images).elementCount)
-    executor.pointer(labels).update(from: classes, count: batchSize)
-    if let keep = dropPathKeep { executor.pointer(keep)[0] = dropPathKeepProbability(at: globalStep) }
-    executor.randomStream = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(globalStep)
-    prepareBuckets()
-    if let backend {
-      // The whole backward pass comes back at once: every bucket is ready when the step is.
-      try backend.run(executor)
-      if let buckets { for g in gradientsFinalAt.values.flatMap({ $0 }) { handOver(g, to: buckets) } }
-    } else {
-      try executor.run()
-    }
-    try finishBuckets()
+    precondition(backend == nil, "computeGradients runs half a step on the Swift executor; use step(images:labels:) with a backend")
+    feed(pixels, classes)
+    try executor.run(.gradients)
     let total = executor.pointer(totalLoss)[0], ce = executor.pointer(crossEntropy)[0]
     guard total.isFinite else {
       throw TrainError.diverged("step \(globalStep): the loss is \(total); lower --lr or check the input data")
@@ -113,40 +130,51 @@ public final class Trainer {
     return (total, ce)
   }
 
-  /// The optimizer step with the gradients now in the gradient buffers, then the moving statistics
-  /// and the moving averages. Returns the learning rate used.
+  /// The second half: the boundary (the ring, when attached, or the gradients as they are), the
+  /// update, moving statistics and averages. Returns the learning rate used.
   @discardableResult
-  public func applyGradients() -> Double {
-    let rate = schedule.learningRate(at: globalStep)
-    for i in trainable.indices {
-      optimizer.apply(weights: parameterPointer(i), gradients: gradientPointer(i), count: trainable[i].shape.elementCount,
-                      slots: slots[i], learningRate: Float(rate))
-    }
-    let bnDecay = Float(network.batchNormDecay)
-    for (layer, mean, variance) in moments {
-      let bessel = Float(layer.rows) / Float(max(layer.rows - 1, 1))
-      MovingAverage.update(shadow: state[layer.name + "/moving_mean"]!.pointer, toward: executor.pointer(mean),
-                           count: layer.channels, decay: bnDecay)
-      MovingAverage.update(shadow: state[layer.name + "/moving_variance"]!.pointer, toward: executor.pointer(variance),
-                           count: layer.channels, decay: bnDecay, scale: bessel)
-    }
+  public func applyGradients() throws -> Double {
+    try averagingErrors { try executor.run(.update) }
     globalStep += 1
-    let decay = MovingAverage.effectiveDecay(training.movingAverageDecay, step: globalStep)
-    for i in trainable.indices {
-      MovingAverage.update(shadow: state[trainable[i].name + "/ExponentialMovingAverage"]!.pointer, toward: parameterPointer(i),
-                           count: trainable[i].shape.elementCount, decay: decay)
+    return Double(executor.pointer(learningRate)[0])
+  }
+
+  private func feed(_ pixels: UnsafePointer<Float>, _ classes: UnsafePointer<Float>) {
+    executor.pointer(images).update(from: pixels, count: executor.graph.shape(images).elementCount)
+    executor.pointer(labels).update(from: classes, count: batchSize)
+    prepareBuckets()
+  }
+
+  private func result() throws -> StepResult {
+    let total = executor.pointer(totalLoss)[0], ce = executor.pointer(crossEntropy)[0]
+    guard total.isFinite else {
+      throw TrainError.diverged("step \(globalStep - 1): the loss is \(total); lower --lr or check the input data")
     }
-    for (layer, _, _) in moments {
-      for statistic in ["moving_mean", "moving_variance"] {
-        MovingAverage.update(shadow: state[layer.name + "/\(statistic)/ExponentialMovingAverage"]!.pointer,
-                             toward: state[layer.name + "/\(statistic)"]!.pointer, count: layer.channels, decay: decay)
-      }
+    return StepResult(total: total, crossEntropy: ce, learningRate: executor.pointer(learningRate)[0])
+  }
+
+  /// Runs `body`; a failure of the ring inside the boundary is rethrown as the ring's own error.
+  private func averagingErrors(_ body: () throws -> Void) throws {
+    averagingError = nil
+    do { try body() } catch {
+      if let averagingError { throw averagingError }
+      throw error
     }
-    return rate
   }
 
   /// Sets the step counter (restore from a checkpoint).
-  public func setGlobalStep(_ step: Int) { globalStep = step }
+  public func setGlobalStep(_ step: Int) {
+    globalStep = step
+    executor.pointer(stepCounter)[0] = Float(step)
+    backend?.hostStateChanged()
+  }
+
+  /// Brings the executor's copy of the state up to date with the backend's (before a checkpoint
+  /// or an evaluation reads parameters, slots or averages).
+  public func synchronizeHostState() throws { try backend?.copyStateToHost(executor) }
+
+  /// Says the state was written on the host (a restore): the backend uploads it before the next step.
+  public func hostStateChanged() { backend?.hostStateChanged() }
 
   // MARK: Data-parallel gradient averaging
 
@@ -156,9 +184,12 @@ public final class Trainer {
   private var gradientsFinalAtStart: [Int] = []
   private var pendingPerBucket: [Int] = []
   private var bucketCounts: [Int] = []
-  /// Where forward and backward run; nil: the Swift executor. With a backend, gradients reach the
-  /// ring once the step has finished (no overlap with backward yet).
-  public var backend: GraphBackend?
+  /// Where the step runs; nil: the Swift executor. With a device backend the gradients reach the
+  /// ring when its first program has finished (no overlap with backward there yet).
+  public var backend: GraphBackend? {
+    didSet { backend?.hostStateChanged() }
+  }
+  private var averagingError: Error?
   /// Communication of the last step: seconds spent all-reducing, and seconds not hidden by backward.
   public private(set) var lastCommunication: GradientBuckets.Statistics?
   /// How many buckets the gradients are all-reduced in (0 until `attach`).
@@ -198,6 +229,20 @@ public final class Trainer {
       guard let finals = self.gradientsFinalAt[node] else { return }
       for g in finals { self.handOver(g, to: buckets) }
     }
+    executor.allReduce = { [unowned self] _, outputs, counts in
+      // A device backend's gradients arrive all at once, when its first program is done.
+      if self.backend != nil { for g in self.gradientsFinalAt.values.flatMap({ $0 }) { self.handOver(g, to: buckets) } }
+      do {
+        self.lastCommunication = try buckets.waitAll()
+      } catch {
+        self.averagingError = error
+        throw error
+      }
+      for g in outputs.indices {
+        let (b, offset) = self.bucketOfGradient[g]
+        outputs[g].update(from: buckets.buffer(b).baseAddress! + offset, count: counts[g])
+      }
+    }
   }
 
   /// Stops the communication thread (call before dropping a trainer that was attached to a ring).
@@ -205,6 +250,7 @@ public final class Trainer {
     buckets?.shutDown()
     buckets = nil
     executor.onExecuted = nil
+    executor.allReduce = nil
   }
 
   private func handOver(_ g: Int, to buckets: GradientBuckets) {
@@ -222,13 +268,4 @@ public final class Trainer {
     for g in gradientsFinalAtStart { handOver(g, to: buckets) }
   }
 
-  /// After a run: wait for the buckets and copy the averaged gradients back.
-  func finishBuckets() throws {
-    guard let buckets else { return }
-    lastCommunication = try buckets.waitAll()
-    for g in gradients.indices {
-      let (b, offset) = bucketOfGradient[g]
-      gradientPointer(g).update(from: buckets.buffer(b).baseAddress! + offset, count: trainable[g].shape.elementCount)
-    }
-  }
 }

@@ -19,23 +19,52 @@ public struct StableHLOLowering {
   public let graph: Graph
   public let outputs: [Value]
   public let precision: Precision
+  /// Values that arrive as arguments (after the leaves) instead of being computed: the cut
+  /// between two programs, such as the averaged gradients after the ring.
+  public let cut: [Value]
+  /// When set, the random stream is computed in the program as offset + the step counter's value
+  /// (as `Executor.randomStreamFromStep`), so no stream argument is passed.
+  public let randomStreamFromStep: (step: Value, offset: UInt64)?
+  /// Arguments donated to outputs (argument value → output index): the state a step replaces is
+  /// updated in the device memory it came in (XLA's input–output aliasing).
+  public let aliases: [Value: Int]
+  /// The nodes the outputs need, cut values excluded.
+  let needed: Set<Int>
 
-  public init(graph: Graph, outputs: [Value], precision: Precision = .float32) {
+  public init(graph: Graph, outputs: [Value], precision: Precision = .float32, cut: [Value] = [],
+              randomStreamFromStep: (step: Value, offset: UInt64)? = nil, aliases: [Value: Int] = [:]) {
     self.graph = graph
     self.outputs = outputs
     self.precision = precision
+    self.cut = cut
+    self.randomStreamFromStep = randomStreamFromStep
+    self.aliases = aliases
+    let cutSet = Set(cut)
+    var needed = Set<Int>()
+    var stack = outputs.filter { !cutSet.contains($0) }.map(\.node)
+    while let node = stack.popLast() {
+      guard needed.insert(node).inserted else { continue }
+      stack += graph.nodes[node].inputs.filter { !cutSet.contains($0) }.map(\.node)
+    }
+    let random = needed.contains { if case .dropout = graph.nodes[$0].op { true } else if case .dropPath = graph.nodes[$0].op { true } else { false } }
+    if random, let (step, _) = randomStreamFromStep { needed.insert(step.node) }
+    self.needed = needed
   }
 
-  /// Whether the needed nodes draw random masks (dropout, drop-path): `@main` then takes one more
-  /// argument after the leaves, the run's random stream (`tensor<ui64>`, the executor's `randomStream`).
+  /// Whether the needed nodes draw random masks (dropout, drop-path). Without
+  /// `randomStreamFromStep`, `@main` then takes one more argument after the others, the run's
+  /// random stream (`tensor<ui64>`, the executor's `randomStream`).
   public var usesRandomStream: Bool {
-    graph.nodes.contains { if case .dropout = $0.op { true } else if case .dropPath = $0.op { true } else { false } }
+    needed.contains { if case .dropout = graph.nodes[$0].op { true } else if case .dropPath = graph.nodes[$0].op { true } else { false } }
   }
 
-  /// The leaves, in the order of `@main`'s arguments.
+  /// Whether `@main` takes the random stream as its last argument.
+  public var takesRandomStream: Bool { usesRandomStream && randomStreamFromStep == nil }
+
+  /// `@main`'s arguments: the leaves the outputs need, in node order, then the cut values.
   public var arguments: [Value] {
-    graph.nodes.indices.filter { if case .input = graph.nodes[$0].op { true } else if case .parameter = graph.nodes[$0].op { true } else { false } }
-      .map { Value(node: $0) }
+    needed.sorted().filter { if case .input = graph.nodes[$0].op { true } else if case .parameter = graph.nodes[$0].op { true } else { false } }
+      .map { Value(node: $0) } + cut
   }
 
   static func type(_ shape: Shape) -> String {
@@ -68,12 +97,11 @@ public struct StableHLOLowering {
       return result
     }
 
-    // Only nodes the outputs depend on.
-    var needed = Set<Int>()
-    var stack = outputs.map(\.node)
-    while let node = stack.popLast() {
-      guard needed.insert(node).inserted else { continue }
-      stack += graph.nodes[node].inputs.map(\.node)
+    if usesRandomStream, let (step, offset) = randomStreamFromStep {
+      let bits = fresh(), start = fresh()
+      body.append("\(start) = stablehlo.constant dense<\(offset)> : tensor<ui64>")
+      body.append("\(bits) = stablehlo.convert \(name(step)) : (tensor<f32>) -> tensor<ui64>")
+      body.append("%stream = stablehlo.add \(start), \(bits) : tensor<ui64>")
     }
     for index in needed.sorted() {
       let node = graph.nodes[index]
@@ -87,6 +115,64 @@ public struct StableHLOLowering {
         continue
       case let .constant(value):
         body.append("\(result) = stablehlo.constant dense<\(StableHLOLowering.float(value))> : \(resultType)")
+      case .allReduceMean:
+        // One program means one worker here: the boundary is the identity (two programs cut here).
+        for k in node.inputs.indices { names[Value(node: index, output: k)] = name(node.inputs[k]) }
+        continue
+      case let .applyRMSProp(rho, mu, epsilon):
+        let (w, ms, mom, g) = (name(node.inputs[0]), name(node.inputs[1]), name(node.inputs[2]), name(node.inputs[3]))
+        let shape = node.outputs[0], t = resultType
+        let rate = fresh(), decayed = fresh(), scaledG = fresh(), squared = fresh(), newMS = fresh(), shifted = fresh(),
+            root = fresh(), numerator = fresh(), quotient = fresh(), kept = fresh(), newMom = fresh(), newW = fresh()
+        body.append("\(rate) = stablehlo.broadcast_in_dim \(name(node.inputs[4])), dims = [] : (tensor<f32>) -> \(t)")
+        body.append("\(decayed) = stablehlo.multiply \(splat(rho, shape)), \(ms) : \(t)")
+        body.append("\(scaledG) = stablehlo.multiply \(splat(1 - rho, shape)), \(g) : \(t)")
+        body.append("\(squared) = stablehlo.multiply \(scaledG), \(g) : \(t)")
+        body.append("\(newMS) = stablehlo.add \(decayed), \(squared) : \(t)")
+        body.append("\(shifted) = stablehlo.add \(newMS), \(splat(epsilon, shape)) : \(t)")
+        body.append("\(root) = stablehlo.sqrt \(shifted) : \(t)")
+        body.append("\(numerator) = stablehlo.multiply \(rate), \(g) : \(t)")
+        body.append("\(quotient) = stablehlo.divide \(numerator), \(root) : \(t)")
+        body.append("\(kept) = stablehlo.multiply \(splat(mu, shape)), \(mom) : \(t)")
+        body.append("\(newMom) = stablehlo.add \(kept), \(quotient) : \(t)")
+        body.append("\(newW) = stablehlo.subtract \(w), \(newMom) : \(t)")
+        for (k, value) in [newW, newMS, newMom].enumerated() { names[Value(node: index, output: k)] = value }
+        continue
+      case let .applyMomentum(mu):
+        let (w, accumulation, g) = (name(node.inputs[0]), name(node.inputs[1]), name(node.inputs[2]))
+        let t = resultType, rate = fresh(), kept = fresh(), newAccumulation = fresh(), step = fresh(), newW = fresh()
+        body.append("\(rate) = stablehlo.broadcast_in_dim \(name(node.inputs[3])), dims = [] : (tensor<f32>) -> \(t)")
+        body.append("\(kept) = stablehlo.multiply \(splat(mu, node.outputs[0])), \(accumulation) : \(t)")
+        body.append("\(newAccumulation) = stablehlo.add \(kept), \(g) : \(t)")
+        body.append("\(step) = stablehlo.multiply \(rate), \(newAccumulation) : \(t)")
+        body.append("\(newW) = stablehlo.subtract \(w), \(step) : \(t)")
+        names[Value(node: index, output: 1)] = newAccumulation
+        names[out] = newW
+        continue
+      case .applyGradientDescent:
+        let rate = fresh(), step = fresh()
+        body.append("\(rate) = stablehlo.broadcast_in_dim \(name(node.inputs[2])), dims = [] : (tensor<f32>) -> \(resultType)")
+        body.append("\(step) = stablehlo.multiply \(rate), \(name(node.inputs[1])) : \(resultType)")
+        body.append("\(result) = stablehlo.subtract \(x), \(step) : \(resultType)")
+      case let .movingAverage(scale):
+        let one = fresh(), rate = fresh(), spread = fresh(), difference = fresh(), step = fresh()
+        var value = name(node.inputs[1])
+        if scale != 1 {
+          let scaled = fresh()
+          body.append("\(scaled) = stablehlo.multiply \(value), \(splat(scale, node.outputs[0])) : \(resultType)")
+          value = scaled
+        }
+        body.append("\(one) = stablehlo.constant dense<\(StableHLOLowering.float(1))> : tensor<f32>")
+        body.append("\(rate) = stablehlo.subtract \(one), \(name(node.inputs[2])) : tensor<f32>")
+        body.append("\(spread) = stablehlo.broadcast_in_dim \(rate), dims = [] : (tensor<f32>) -> \(resultType)")
+        body.append("\(difference) = stablehlo.subtract \(x), \(value) : \(resultType)")
+        body.append("\(step) = stablehlo.multiply \(spread), \(difference) : \(resultType)")
+        body.append("\(result) = stablehlo.subtract \(x), \(step) : \(resultType)")
+      case let .stepSchedule(schedule):
+        let (lines, value) = StableHLOLowering.schedule(schedule, step: x, fresh: fresh)
+        body += lines
+        names[out] = value
+        continue
       case let .dropout(keep, seed):
         // CounterRandom(seed, stream, element index) as ui64 arithmetic: the CPU's mask, bit for bit.
         let shape = node.outputs[0], count = shape.elementCount
@@ -359,13 +445,65 @@ public struct StableHLOLowering {
       }
       names[out] = result
     }
-    var argumentList = leaves.enumerated().map { "%arg\($0.offset): \(type($0.element))" }.joined(separator: ", ")
-    if usesRandomStream { argumentList += (leaves.isEmpty ? "" : ", ") + "%stream: tensor<ui64>" }
+    var argumentList = leaves.enumerated().map { i, leaf in
+      "%arg\(i): \(type(leaf))" + (aliases[leaf].map { " {tf.aliasing_output = \($0) : i32}" } ?? "")
+    }.joined(separator: ", ")
+    if takesRandomStream { argumentList += (leaves.isEmpty ? "" : ", ") + "%stream: tensor<ui64>" }
     let resultTypes = outputs.map(type).joined(separator: ", ")
     var text = "module @\(moduleName) {\n  func.func public @main(\(argumentList)) -> (\(resultTypes)) {\n"
     for line in body { text += "    \(line)\n" }
     text += "    return \(outputs.map(name).joined(separator: ", ")) : \(resultTypes)\n  }\n}\n"
     return text
+  }
+
+  /// A `StepSchedule` in float32 scalar arithmetic on the step counter.
+  static func schedule(_ schedule: StepSchedule, step t: String, fresh: () -> String) -> (lines: [String], value: String) {
+    var lines: [String] = []
+    let f = "tensor<f32>"
+    func constant(_ value: Double) -> String {
+      let name = fresh()
+      lines.append("\(name) = stablehlo.constant dense<\(float(Float(value)))> : \(f)")
+      return name
+    }
+    func binary(_ op: String, _ a: String, _ b: String) -> String {
+      let name = fresh()
+      lines.append("\(name) = stablehlo.\(op) \(a), \(b) : \(f)")
+      return name
+    }
+    func unary(_ op: String, _ a: String) -> String {
+      let name = fresh()
+      lines.append("\(name) = stablehlo.\(op) \(a) : \(f)")
+      return name
+    }
+    /// Linear warm-up below `warmup`, then `decayed`; never below 1e-4 of `base`.
+    func warmedUp(_ decayed: String, base: Double, warmup: Int) -> String {
+      var rate = decayed
+      if warmup > 0 {
+        let warm = binary("multiply", constant(base / Double(warmup)), t), early = fresh(), chosen = fresh()
+        lines.append("\(early) = stablehlo.compare LT, \(t), \(constant(Double(warmup))) : (\(f), \(f)) -> tensor<i1>")
+        lines.append("\(chosen) = stablehlo.select \(early), \(warm), \(decayed) : tensor<i1>, \(f)")
+        rate = chosen
+      }
+      return binary("maximum", rate, constant(1e-4 * base))
+    }
+    let value: String
+    switch schedule {
+    case let .exponentialDecay(base, rate, decaySteps, warmup):
+      let periods = unary("floor", binary("divide", t, constant(Double(max(decaySteps, 1)))))
+      value = warmedUp(binary("multiply", constant(base), binary("power", constant(rate), periods)), base: base, warmup: warmup)
+    case let .cosineDecay(base, totalSteps, warmup):
+      let angle = binary("multiply", t, constant(Double.pi / Double(max(totalSteps, 1))))
+      let decayed = binary("multiply", constant(0.5 * base), binary("add", constant(1), unary("cosine", angle)))
+      value = warmedUp(decayed, base: base, warmup: warmup)
+    case let .constant(base, warmup):
+      value = warmedUp(constant(base), base: base, warmup: warmup)
+    case let .movingAverageDecay(decay):
+      value = binary("minimum", constant(decay), binary("divide", binary("add", constant(1), t), binary("add", constant(10), t)))
+    case let .linearRamp(final, steps):
+      let ratio = binary("minimum", constant(1), binary("divide", t, constant(Double(max(steps, 1)))))
+      value = binary("subtract", constant(1), binary("multiply", ratio, constant(1 - final)))
+    }
+    return (lines, value)
   }
 
   static func list(_ values: [Int]) -> String { values.map(String.init).joined(separator: ", ") }

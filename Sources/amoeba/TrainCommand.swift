@@ -73,8 +73,8 @@ struct TrainCommand {
       inputWait += now() - waitStarted
       if let error = batch.report.firstError { print("warning: skipped a bad record: \(error)") }
       skipped += batch.report.skipped
-      let losses = try trainer.computeGradients(images: batch.images, labels: batch.labels)
-      let rate = trainer.applyGradients()
+      let losses = try trainer.step(images: batch.images, labels: batch.labels)
+      let rate = Double(losses.learningRate)
       windowImages += training.trainBatchSize
       lossSum += Double(losses.total); lossCount += 1
       if trainer.globalStep % logEvery == 0 || trainer.globalStep == total {

@@ -55,9 +55,9 @@ struct XLACompileCommand {
     }
     let buildStart = now()
     let step = try TrainingGraph(network: network, training: training, batchSize: batch, fuseBatchNormRelu: false)
-    let lowering = StableHLOLowering(graph: step.graph, outputs: [step.totalLoss, step.crossEntropy] + step.gradients
-                                     + step.moments.flatMap { [$0.mean, $0.variance] },
-                                     precision: precision)
+    let lowering = XLABackend.wholeStep(graph: step.graph, outputs: [step.totalLoss, step.crossEntropy, step.learningRate],
+                                        stateUpdates: step.stateUpdates, randomStreamFromStep: (step.globalStep, 0),
+                                        precision: precision)
     let program = lowering.module(named: "train_step")
     let buildSeconds = now() - buildStart
     let loaded = try PJRTPlugin(path: plugin)

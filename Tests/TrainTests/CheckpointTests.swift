@@ -56,7 +56,7 @@ import Checksums
     for _ in 0..<steps {
       _ = try! batcher.fill(batch: trainer.globalStep, images: images, labels: labels, context: context)
       try trainer.computeGradients(images: images, labels: labels)
-      trainer.applyGradients()
+      try trainer.applyGradients()
     }
   }
 

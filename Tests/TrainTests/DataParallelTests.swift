@@ -49,11 +49,11 @@ final class Shared<T>: @unchecked Sendable { var value: T; init(_ value: T) { se
           defer { trainer.detach() }
           let (images, labels) = batch(shard: rank, step: 0)
           try trainer.computeGradients(images: images, labels: labels)
-          let averaged = trainer.trainable.indices.map { Array(UnsafeBufferPointer(start: trainer.gradientPointer($0), count: trainer.trainable[$0].shape.elementCount)) }
-          trainer.applyGradients()
+          try trainer.applyGradients()
+          let averaged = trainer.trainable.indices.map { Array(UnsafeBufferPointer(start: trainer.averagedGradientPointer($0), count: trainer.trainable[$0].shape.elementCount)) }
           let (images1, labels1) = batch(shard: rank, step: 1)
           try trainer.computeGradients(images: images1, labels: labels1)
-          trainer.applyGradients()
+          try trainer.applyGradients()
           let parameters = trainer.trainable.indices.map { Array(UnsafeBufferPointer(start: trainer.parameterPointer($0), count: trainer.trainable[$0].shape.elementCount)) }
           results.withLock { $0[rank] = (averaged, parameters, trainer.lastCommunication?.communicationSeconds ?? -1) }
         } catch {
@@ -67,14 +67,16 @@ final class Shared<T>: @unchecked Sendable { var value: T; init(_ value: T) { se
     let r = results.withLock { $0 }
     guard let rank0 = r[0], let rank1 = r[1] else { return }
     // The averaged gradient is the mean of the two local ones, identical on both ranks.
-    #expect(rank0.0 == rank1.0)
+    let sameAverages = rank0.0 == rank1.0
+    #expect(sameAverages, "the ranks' averaged gradients differ")
     var worst: Float = 0
     for t in local[0].indices { for e in local[0][t].indices {
       worst = max(worst, abs(rank0.0[t][e] - (local[0][t][e] + local[1][t][e]) / 2))
     } }
     #expect(worst < 1e-5)
     // Identical optimizer steps: the parameters agree bitwise after two steps.
-    #expect(rank0.1 == rank1.1)
+    let sameParameters = rank0.1 == rank1.1
+    #expect(sameParameters, "the ranks' parameters differ")
     #expect(rank0.2 > 0)
   }
 }

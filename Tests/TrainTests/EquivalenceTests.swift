@@ -51,7 +51,7 @@ import Tensor
         let g = t.gradientPointer(i)
         for e in sums[i].indices { g[e] = sums[i][e] * (1 / Float(n)) }
       }
-      t.applyGradients()
+      try t.applyGradients()
     }
     return parameters(t)
   }
@@ -71,7 +71,7 @@ import Tensor
           for step in 0..<steps {
             let (images, labels) = group(rank, of: n, step: step)
             try t.computeGradients(images: images, labels: labels)
-            t.applyGradients()
+            try t.applyGradients()
           }
           results.withLock { $0[rank] = parameters(t) }
         } catch { failures.withLock { $0.append("rank \(rank): \(error)") } }

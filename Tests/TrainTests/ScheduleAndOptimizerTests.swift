@@ -1,4 +1,6 @@
 import Testing
+import Graph
+import Tensor
 @testable import Train
 
 @Suite struct LearningRateScheduleTests {
@@ -30,13 +32,21 @@ import Testing
 }
 
 @Suite struct OptimizerTests {
+  /// One in-place update through the kernel (results written over the state, as the executor does).
+  func rmsprop(_ w: inout [Float], _ ms: inout [Float], _ mom: inout [Float], _ g: [Float], lr: Float) {
+    w.withUnsafeMutableBufferPointer { w in ms.withUnsafeMutableBufferPointer { ms in mom.withUnsafeMutableBufferPointer { mom in
+      TrainingOps.applyRMSProp(weights: w.baseAddress!, ms: ms.baseAddress!, mom: mom.baseAddress!, gradients: g, learningRate: lr,
+                               decay: OptimizerKind.rmspropDecay, momentum: OptimizerKind.momentumRate, epsilon: OptimizerKind.rmspropEpsilon,
+                               count: g.count, into: w.baseAddress!, newMS: ms.baseAddress!, newMom: mom.baseAddress!,
+                               context: KernelContext(threads: 1))
+    } } }
+  }
+
   @Test func rmspropMatchesTensorFlowByHand() {
     var w: [Float] = [1.0, -2.0], ms: [Float] = [1, 1], mom: [Float] = [0, 0]
     let g: [Float] = [0.5, 3.0]
     // Step 1: ms = 0.9 + 0.1·g², mom = lr·g/√(ms + 1), w −= mom.
-    ms.withUnsafeMutableBufferPointer { ms in mom.withUnsafeMutableBufferPointer { mom in
-      OptimizerKind.rmsprop.apply(weights: &w, gradients: g, count: 2, slots: [ms.baseAddress!, mom.baseAddress!], learningRate: 0.1)
-    } }
+    rmsprop(&w, &ms, &mom, g, lr: 0.1)
     let ms1: [Float] = [0.9 + 0.1 * 0.25, 0.9 + 0.1 * 9]
     let mom1: [Float] = [0.1 * 0.5 / (ms1[0] + 1).squareRoot(), 0.1 * 3 / (ms1[1] + 1).squareRoot()]
     func close(_ a: [Float], _ b: [Float]) -> Bool { zip(a, b).allSatisfy { abs($0 - $1) <= 1e-6 * max(1, abs($1)) } }
@@ -44,9 +54,7 @@ import Testing
     #expect(close(mom, mom1))
     #expect(close(w, [1 - mom1[0], -2 - mom1[1]]))
     // Step 2 carries the momentum.
-    ms.withUnsafeMutableBufferPointer { ms in mom.withUnsafeMutableBufferPointer { mom in
-      OptimizerKind.rmsprop.apply(weights: &w, gradients: g, count: 2, slots: [ms.baseAddress!, mom.baseAddress!], learningRate: 0.1)
-    } }
+    rmsprop(&w, &ms, &mom, g, lr: 0.1)
     let ms2 = (0.9 * ms1[0]) + 0.1 * 0.25
     #expect(abs(ms[0] - ms2) < 1e-7)
     #expect(abs(mom[0] - (0.9 * mom1[0] + 0.1 * 0.5 / (ms2 + 1).squareRoot())) < 1e-7)
@@ -54,26 +62,39 @@ import Testing
 
   @Test func momentumAndSGD() {
     var w: [Float] = [1], acc: [Float] = [0]
-    acc.withUnsafeMutableBufferPointer { a in
-      OptimizerKind.momentum.apply(weights: &w, gradients: [2], count: 1, slots: [a.baseAddress!], learningRate: 0.5)
-      OptimizerKind.momentum.apply(weights: &w, gradients: [2], count: 1, slots: [a.baseAddress!], learningRate: 0.5)
+    let context = KernelContext(threads: 1)
+    for _ in 0..<2 {
+      w.withUnsafeMutableBufferPointer { w in acc.withUnsafeMutableBufferPointer { a in
+        TrainingOps.applyMomentum(weights: w.baseAddress!, accumulation: a.baseAddress!, gradients: [2], learningRate: 0.5,
+                                  momentum: OptimizerKind.momentumRate, count: 1, into: w.baseAddress!, newAccumulation: a.baseAddress!,
+                                  context: context)
+      } }
     }
     #expect(acc == [0.9 * 2 + 2])
     #expect(w == [1 - 0.5 * 2 - 0.5 * 3.8])
     var v: [Float] = [1]
-    OptimizerKind.sgd.apply(weights: &v, gradients: [4], count: 1, slots: [], learningRate: 0.25)
+    v.withUnsafeMutableBufferPointer { v in
+      TrainingOps.applyGradientDescent(weights: v.baseAddress!, gradients: [4], learningRate: 0.25, count: 1, into: v.baseAddress!, context: context)
+    }
     #expect(v == [0])
   }
 
   @Test func movingAverageDecayFollowsNumUpdates() {
-    #expect(MovingAverage.effectiveDecay(0.9999, step: 0) == Float(0.1))
-    #expect(MovingAverage.effectiveDecay(0.9999, step: 90) == Float(0.91))
-    #expect(MovingAverage.effectiveDecay(0.9999, step: 1_000_000) == Float(0.9999))
+    func decay(_ step: Int) -> Float { Float(StepSchedule.movingAverageDecay(0.9999).value(at: step)) }
+    #expect(decay(0) == Float(0.1))
+    #expect(decay(90) == Float(0.91))
+    #expect(decay(1_000_000) == Float(0.9999))
     var shadow: [Float] = [1]
-    MovingAverage.update(shadow: &shadow, toward: [3], count: 1, decay: 0.75)
+    func update(toward value: Float, decay: Float, scale: Float = 1) {
+      shadow.withUnsafeMutableBufferPointer { s in
+        TrainingOps.movingAverage(shadow: s.baseAddress!, value: [value], decay: decay, scale: scale, count: 1, into: s.baseAddress!,
+                                  context: KernelContext(threads: 1))
+      }
+    }
+    update(toward: 3, decay: 0.75)
     #expect(shadow == [1.5])
     // The batch-norm variance enters with Bessel's correction as a scale.
-    MovingAverage.update(shadow: &shadow, toward: [1], count: 1, decay: 0.5, scale: 4)
+    update(toward: 1, decay: 0.5, scale: 4)
     #expect(shadow == [2.75])
   }
 }

@@ -22,10 +22,10 @@ import Tensor
     defer { images.deallocate(); labels.deallocate() }
     _ = try! batcher.fill(batch: 0, images: images, labels: labels, context: context)
     let first = try trainer.computeGradients(images: images, labels: labels).crossEntropy
-    trainer.applyGradients()
+    try trainer.applyGradients()
     for _ in 0..<25 {
       try trainer.computeGradients(images: images, labels: labels)
-      trainer.applyGradients()
+      try trainer.applyGradients()
     }
     let last = try trainer.computeGradients(images: images, labels: labels).crossEntropy
     #expect(last < first / 2, "cross-entropy \(first) -> \(last)")
@@ -42,7 +42,7 @@ import Tensor
     let layer = trainer.moments[0]
     let batchMean = trainer.executor.read(layer.mean), batchVariance = trainer.executor.read(layer.variance)
     let weightsBefore = Array(UnsafeBufferPointer(start: trainer.parameterPointer(0), count: trainer.trainable[0].shape.elementCount))
-    trainer.applyGradients()
+    try trainer.applyGradients()
     let movingMean = trainer.state[layer.layer.name + "/moving_mean"]!.pointer
     let movingVariance = trainer.state[layer.layer.name + "/moving_variance"]!.pointer
     let n = Float(layer.layer.rows)
