@@ -14,6 +14,8 @@ import Train
 /// this job. A worker that sends nothing for `heartbeatTimeout` is named (rank and address), the
 /// others are stopped (their ring waits end at once), and the run fails.
 public final class Coordinator {
+  /// Where the workers' steps run, once they have all started ("2× XLA:cpu (PJRT 0.81)").
+  private var deviceSummary = ""
   public struct Options: Sendable {
     public var host = "0.0.0.0"
     public var port = 0
@@ -102,6 +104,7 @@ public final class Coordinator {
     var stepReports: [Int: [Report]] = [:]
     var evaluation = (top1: 0, top5: 0, count: 0, reports: 0, step: 0)
     var starts: [Int: Int] = [:]
+    var devices: [Int: String] = [:]
     let started = monotonicNow()
     // Workers hear from us as often as we expect to hear from them, so a hung coordinator is found too.
     let beat = max(0.05, min(1, options.heartbeatTimeout / 4))
@@ -158,14 +161,17 @@ public final class Coordinator {
           }
         case .heartbeat:
           break
-        case let .started(_, step, source):
+        case let .started(_, step, source, device):
           starts[rank] = step
+          devices[rank] = device
           if starts.count == members.count {
             let steps = Set(starts.values)
             guard steps.count == 1 else {
               return fail(members, "the workers start at different steps (\(starts.keys.sorted().map { "\(members[$0].name): \(starts[$0]!)" }.joined(separator: ", "))); they would train different models")
             }
-            log("coordinator: every worker starts at step \(step)" + (source >= 0 ? " (restored from rank \(source)'s checkpoint, broadcast to all)" : ""))
+            deviceSummary = Coordinator.summary(of: devices)
+            log("coordinator: every worker starts at step \(step)" + (source >= 0 ? " (restored from rank \(source)'s checkpoint, broadcast to all)" : "")
+                + "; devices: " + devices.keys.sorted().map { "rank \($0) \(devices[$0]!)" }.joined(separator: ", "))
           }
         case .done:
           members[rank].done = true
@@ -221,6 +227,13 @@ public final class Coordinator {
                  samples: perRank { Double($0.badRecords) })
   }
 
+  /// "2× cpu" or "1× cpu, 1× XLA:cpu (PJRT 0.81)": where the job's steps run, for the progress line.
+  static func summary(of devices: [Int: String]) -> String {
+    var counts: [String: Int] = [:]
+    for device in devices.values { counts[device, default: 0] += 1 }
+    return counts.keys.sorted().map { "\(counts[$0]!)× \($0)" }.joined(separator: ", ")
+  }
+
   func progress(step: Int, _ reports: [Report], started: Double) {
     let loss = reports.map(\.loss).reduce(0, +) / Double(reports.count)
     let rate = reports.map(\.rate).reduce(0, +)
@@ -228,7 +241,7 @@ public final class Coordinator {
     let hidden = reports.map(\.hidden).reduce(0, +) / Double(reports.count)
     let skipped = reports.map(\.badRecords).reduce(0, +)
     let remaining = Double(options.totalSteps - step) * Double(options.globalBatch) / max(rate, 1e-9)
-    log("step \(step)/\(options.totalSteps) epoch \(format(Double(step) / Double(max(options.stepsPerEpoch, 1)))) loss \(format(loss)) lr \(format(reports[0].lr, 5)) images/s \(format(rate, 1)) eta \(Int(remaining))s step-time spread \(format((slowest.seconds - fastest.seconds) * 1000, 1)) ms (slowest rank \(slowest.rank)) comm hidden \(Int(hidden * 100))% input wait \(format(reports.map(\.inputWait).max()! * 1000, 1)) ms" + (skipped > 0 ? " bad records skipped \(skipped)" : ""))
+    log("step \(step)/\(options.totalSteps) epoch \(format(Double(step) / Double(max(options.stepsPerEpoch, 1)))) loss \(format(loss)) lr \(format(reports[0].lr, 5)) images/s \(format(rate, 1)) eta \(Int(remaining))s step-time spread \(format((slowest.seconds - fastest.seconds) * 1000, 1)) ms (slowest rank \(slowest.rank)) comm hidden \(Int(hidden * 100))% input wait \(format(reports.map(\.inputWait).max()! * 1000, 1)) ms" + (skipped > 0 ? " bad records skipped \(skipped)" : "") + (deviceSummary.isEmpty ? "" : " on \(deviceSummary)"))
   }
 
   func fail(_ members: [Member], _ reason: String) -> Int32 {

@@ -27,8 +27,13 @@ public final class Worker {
     public var connectTimeout = 120.0
     /// Forming the ring, and each ring exchange (a stop from the coordinator ends either at once).
     public var ringTimeout = 120.0
-    /// Run forward and backward through this PJRT plugin (XLA:CPU); nil: the Swift executor.
+    /// Where the step runs: the Swift kernels, or a PJRT plugin's device.
+    public var device: Accelerator = .cpu
+    /// The plugin (`--pjrt_plugin`); nil: where the device's wheel installs it.
     public var pjrtPlugin: String?
+    public var precision: StableHLOLowering.Precision = .float32
+    /// Compiled programs kept between runs (`--compilation_cache_dir`); nil: compile every time.
+    public var compilationCache: String?
     /// Where this worker keeps and looks for checkpoints, when not the job's --model_dir (a local
     /// disk of its own host, say).
     public var modelDir: String?
@@ -99,11 +104,17 @@ public final class Worker {
       log("worker \(rank): warning: --data_dir \(data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
     }
     let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed)
-    if let plugin = options.pjrtPlugin {
-      let client = try PJRTClient(plugin: PJRTPlugin(path: plugin), options: ["cpu_device_count": 1])
-      let backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: size > 1)
+    if options.device != .cpu {
+      guard let plugin = options.pjrtPlugin ?? options.device.defaultPluginPath else {
+        throw UsageError("--device \(options.device.rawValue): no PJRT plugin found; \(options.device.installHint)")
+      }
+      let client = try PJRTClient(plugin: PJRTPlugin(path: plugin), options: options.device.clientOptions)
+      let backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: size > 1, precision: options.precision,
+                                   cache: options.compilationCache.map(CompileCache.init)) { log("worker \(rank): compile cache: \($0)") }
       trainer.backend = backend
-      log("worker \(rank): the training step compiled for \(backend.name) in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin)): "
+      let cached = backend.sources.allSatisfy { $0 != .compiled }
+      log("worker \(rank): the training step " + (cached ? "loaded from the compile cache" : "compiled")
+          + " for \(backend.name) in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin), \(options.precision)): "
           + (size > 1 ? "gradients, then the ring on the host, then the update; " : "one program; ") + "the state stays on the device")
     }
     // Each worker looks in its own --model_dir (a shared directory, or a local disk per host):
@@ -140,7 +151,7 @@ public final class Worker {
       trainer.setGlobalStep(plan.step)
       if plan.source != rank { log("worker \(rank): resumed at step \(plan.step) from rank \(plan.source)'s checkpoint") }
     }
-    try link.send(.started(rank: rank, step: trainer.globalStep, source: plan?.source ?? -1))
+    try link.send(.started(rank: rank, step: trainer.globalStep, source: plan?.source ?? -1, device: trainer.backend?.name ?? "cpu"))
     ring.chunkBytes = communication.chunkBytes
     trainer.attach(ring: ring, bucketBytes: communication.bucketBytes, compression: communication.compression)
     let wire = communication.compression == .none ? "float32" : communication.compression.rawValue

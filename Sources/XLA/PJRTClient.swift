@@ -8,6 +8,8 @@ public final class PJRTClient: @unchecked Sendable {
   let client: OpaquePointer
   public let devices: [OpaquePointer]
   public let platformName: String
+  /// The platform's own version string (XLA:CPU: "cpu"; CUDA: the driver's), for cache keys.
+  public let platformVersion: String
 
   /// `options`: the plugin's create options, integers only (XLA:CPU's `cpu_device_count`).
   public init(plugin: PJRTPlugin, options: [String: Int64] = [:]) throws(PJRTError) {
@@ -40,6 +42,10 @@ public final class PJRTClient: @unchecked Sendable {
                                               client: created, platform_name: nil, platform_name_size: 0)
     try plugin.call(.clientPlatformName, "PJRT_Client_PlatformName", &name)
     platformName = name.platform_name.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: name.platform_name_size), as: UTF8.self) } ?? "?"
+    var version = PJRT_Client_PlatformVersion_Args(struct_size: MemoryLayout<PJRT_Client_PlatformVersion_Args>.size, extension_start: nil,
+                                                   client: created, platform_version: nil, platform_version_size: 0)
+    try plugin.call(.clientPlatformVersion, "PJRT_Client_PlatformVersion", &version)
+    platformVersion = version.platform_version.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: version.platform_version_size), as: UTF8.self) } ?? "?"
     var list = PJRT_Client_AddressableDevices_Args(struct_size: MemoryLayout<PJRT_Client_AddressableDevices_Args>.size, extension_start: nil,
                                                     client: created, addressable_devices: nil, num_addressable_devices: 0)
     try plugin.call(.clientAddressableDevices, "PJRT_Client_AddressableDevices", &list)

@@ -33,7 +33,7 @@ enum PJRTSlot: Int {
        executableSizeOfGeneratedCode, executableCostAnalysis, executableOutputMemoryKinds, executableOptimizedProgram,
        executableSerialize
   case loadedExecutableDestroy = 50, loadedExecutableGetExecutable, loadedExecutableAddressableDevices,
-       loadedExecutableDelete, loadedExecutableIsDeleted, loadedExecutableExecute
+       loadedExecutableDelete, loadedExecutableIsDeleted, loadedExecutableExecute, executableDeserializeAndLoad
   case bufferDestroy = 58
   case bufferToHostBuffer = 70
   case topologyCreate = 82, topologyDestroy, topologyPlatformName

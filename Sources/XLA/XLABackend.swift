@@ -34,9 +34,14 @@ public final class XLABackend: GraphBackend {
   private var device: [Value: PJRTBuffer] = [:]
   private var deviceIsCurrent = false
 
-  /// `averagesOverWorkers`: compile the two programs the ring goes between (else one).
+  /// Whether each program was compiled now or loaded from the compile cache.
+  public private(set) var sources: [PJRTClient.CompileSource] = []
+
+  /// `averagesOverWorkers`: compile the two programs the ring goes between (else one). `cache`:
+  /// where compiled programs are kept between runs; `note` hears what happened to it.
   public init(client: PJRTClient, executor: Executor, averagesOverWorkers: Bool = false,
-              precision: StableHLOLowering.Precision = .float32) throws {
+              precision: StableHLOLowering.Precision = .float32, cache: CompileCache? = nil,
+              note: (String) -> Void = { _ in }) throws {
     self.client = client
     self.precision = precision
     let graph = executor.graph
@@ -65,13 +70,17 @@ public final class XLABackend: GraphBackend {
       let second = StableHLOLowering(graph: graph, outputs: secondOutputs, precision: precision, cut: boundaryOutputs + crossing,
                                      randomStreamFromStep: executor.randomStreamFromStep,
                                      aliases: XLABackend.aliases(executor.stateUpdates, after: secondOutputs.count - nexts.count))
-      programs = [Program(lowering: first, executable: try client.compile(mlir: first.module(named: "train_step_gradients"))),
-                  Program(lowering: second, executable: try client.compile(mlir: second.module(named: "train_step_update")))]
+      let (gradients, gradientsSource) = try client.compile(mlir: first.module(named: "train_step_gradients"), cache: cache, note: note)
+      let (update, updateSource) = try client.compile(mlir: second.module(named: "train_step_update"), cache: cache, note: note)
+      programs = [Program(lowering: first, executable: gradients), Program(lowering: second, executable: update)]
+      sources = [gradientsSource, updateSource]
     } else {
       crossing = []
       let lowering = XLABackend.wholeStep(graph: graph, outputs: hostOutputs, stateUpdates: executor.stateUpdates,
                                           randomStreamFromStep: executor.randomStreamFromStep, precision: precision)
-      programs = [Program(lowering: lowering, executable: try client.compile(mlir: lowering.module(named: "train_step")))]
+      let (executable, source) = try client.compile(mlir: lowering.module(named: "train_step"), cache: cache, note: note)
+      programs = [Program(lowering: lowering, executable: executable)]
+      sources = [source]
     }
     compileSeconds = XLABackend.now() - started
   }

@@ -14,7 +14,7 @@ struct LaunchCommand {
   var workers: Int
   var forwarded: [String]
   var threadsPerWorker: Int
-  /// Worker flags: where forward and backward run (`--device`, `--pjrt_plugin`).
+  /// Worker flags: where the step runs (`--device`, `--pjrt_plugin`, `--precision`, `--compilation_cache_dir`).
   var workerFlags: [String] = []
   /// Drain the children's output without printing it (benchmarks).
   var quiet = false
@@ -25,9 +25,12 @@ struct LaunchCommand {
     threadsPerWorker = try flags.int("threads_per_worker", default: max(1, ThreadPool.onlineCores / max(workers, 1)))
     guard workers >= 1 else { throw UsageError("--workers must be at least 1") }
     if flags.has("device") { workerFlags += ["--device", flags.string("device", default: "cpu")] }
-    if flags.has("pjrt_plugin") { workerFlags += ["--pjrt_plugin", flags.string("pjrt_plugin", default: "")] }
+    for name in ["pjrt_plugin", "precision", "compilation_cache_dir"] where flags.has(name) {
+      workerFlags += ["--" + name, flags.string(name, default: "")]
+    }
     // Everything else goes to the coordinator, which validates it.
-    forwarded = LaunchCommand.removing(["workers", "threads_per_worker", "device", "pjrt_plugin"], from: arguments)
+    forwarded = LaunchCommand.removing(["workers", "threads_per_worker", "device", "pjrt_plugin", "precision", "compilation_cache_dir"],
+                                       from: arguments)
   }
 
   /// `arguments` without the named flags in either form (`--name=value`, `--name value`).

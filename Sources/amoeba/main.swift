@@ -10,7 +10,7 @@ let usage = """
   commands:
     summary [model flags]                                  per-stage shapes, parameter counts, multiply-adds
     lr-schedule [training flags] --steps 0,100,437         the learning rate at each step
-    launch --workers N [--device cpu|xla_cpu] [model, training and data flags]
+    launch --workers N [--device cpu|xla_cpu|gpu|tpu] [--precision …] [model, training and data flags]
                                                           a coordinator and N workers on this machine
     train [model, training and data flags]                 single-process training with progress and evaluation
     data inspect FILE...                                   TFRecord record counts, labels, image sizes, damage

@@ -39,6 +39,37 @@ import Data
     #expect(attributes["xla_version"] != nil || !attributes.isEmpty, "\(attributes)")
   }
 
+  /// A second compile of the same program comes from the cache and computes the same; a damaged
+  /// cache file is compiled again and replaced, with a note; another program gets another file.
+  @Test func theCompileCacheLoadsWhatItStoredAndSurvivesDamage() throws {
+    guard let client = PJRTTests.client else { return }
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amoeba-cache-\(getpid())").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let cache = CompileCache(directory: directory + "/xla")
+    func program(_ op: String) -> String {
+      "module @m { func.func public @main(%x: tensor<3xf32>) -> tensor<3xf32> { %0 = stablehlo.\(op) %x, %x : tensor<3xf32>\n return %0 : tensor<3xf32> } }"
+    }
+    let (first, firstSource) = try client.compile(mlir: program("add"), cache: cache)
+    let (second, secondSource) = try client.compile(mlir: program("add"), cache: cache)
+    #expect(firstSource == .compiled)
+    guard case let .loadedFromCache(path) = secondSource else { Issue.record("not loaded from the cache: \(secondSource)"); return }
+    let x = try client.buffer([1, 2, -3], dims: [3])
+    #expect(try first.execute([x])[0].toHost() == [2, 4, -6])
+    #expect(try second.execute([x])[0].toHost() == [2, 4, -6])
+    let (_, otherSource) = try client.compile(mlir: program("multiply"), cache: cache)
+    #expect(otherSource == .compiled)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/xla").filter { $0.hasSuffix(".pjrt") }.count == 2)
+    // Damage: the file is half its size.
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+    try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: path))
+    var notes: [String] = []
+    let (third, thirdSource) = try client.compile(mlir: program("add"), cache: cache) { notes.append($0) }
+    #expect(thirdSource == .compiled)
+    #expect(notes.contains { $0.contains("does not load") }, "\(notes)")
+    #expect(try third.execute([x])[0].toHost() == [2, 4, -6])
+    #expect(try Data(contentsOf: URL(fileURLWithPath: path)).count == bytes.count)
+  }
+
   @Test func elementwiseStableHLOMatchesSwift() throws {
     guard let client = PJRTTests.client else { return }
     let program = """

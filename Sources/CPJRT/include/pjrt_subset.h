@@ -179,5 +179,14 @@ typedef struct {
   int64_t host_alias_size_in_bytes; int64_t host_temp_size_in_bytes;
   int64_t peak_memory_in_bytes; int64_t total_size_in_bytes;
 } PJRT_Executable_GetCompiledMemoryStats_Args;
+typedef struct {
+  size_t struct_size; void *extension_start; PJRT_Client *client;
+  const char *serialized_executable; size_t serialized_executable_size;
+  PJRT_LoadedExecutable *loaded_executable;
+  const char *overridden_serialized_compile_options; size_t overridden_serialized_compile_options_size;
+} PJRT_Executable_DeserializeAndLoad_Args;
+typedef struct {
+  size_t struct_size; void *extension_start; PJRT_Client *client; const char *platform_version; size_t platform_version_size;
+} PJRT_Client_PlatformVersion_Args;
 
 #endif

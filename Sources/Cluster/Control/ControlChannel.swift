@@ -16,8 +16,9 @@ public enum ControlMessage: Codable, Sendable, Equatable {
   case metrics(rank: Int, step: Int, loss: Double, learningRate: Double, imagesPerSecond: Double,
                stepSeconds: Double, communicationSeconds: Double, hiddenFraction: Double, busBandwidth: Double,
                inputWaitSeconds: Double, badRecords: Int)
-  /// The step a worker starts training at, and the rank whose checkpoint it was restored from (−1: none).
-  case started(rank: Int, step: Int, source: Int)
+  /// The step a worker starts training at, the rank whose checkpoint it was restored from (−1:
+  /// none) and where its step runs ("cpu", "XLA:cpu (PJRT 0.81)").
+  case started(rank: Int, step: Int, source: Int, device: String)
   case heartbeat(rank: Int)
   case evaluation(rank: Int, step: Int, top1: Int, top5: Int, count: Int)
   case done(rank: Int)
