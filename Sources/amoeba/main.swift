@@ -28,7 +28,7 @@ let usage = """
                                                           the same across hosts: run once per host, rank 0 prints
     bench scaling --preset bench-small|tiny --workers 1,2,4 [--steps N]
                                                           images/s and exposed communication per worker count
-    bench train --preset bench-small|tiny [--steps N] [--threads N] [--profile]
+    bench train --preset bench-small|tiny [--steps N] [--threads N] [--profile] [--device cpu|xla_cpu]
                                                           whole-model training images/s and peak RSS
     bench data [--out DIR] [--image_size 224] [--images 64] [--repeats 5]
                                                           JPEG decode MB/s and images/s, pipeline images/s on 1 and 2 threads

@@ -6,9 +6,12 @@ import Data
 import Model
 import Tensor
 import Train
+import XLA
 
-/// `amoeba bench train --preset bench-small|tiny`: training images/s (forward, backward, optimizer,
-/// moving averages) of a whole AmoebaNet-D step on fake data, and the process's peak RSS.
+/// `amoeba bench train --preset bench-small|tiny [--device cpu|xla_cpu]`: training images/s
+/// (forward, backward, optimizer, moving averages: the whole step) of AmoebaNet-D on fake data, and
+/// the process's peak RSS; with `--device xla_cpu` the same step as one XLA program through PJRT,
+/// its state on the device, and the compile time.
 /// bench-small: num_cells 6, reduction_size 64, image_size 128, batch 32, aux head, 1001 classes.
 /// tiny: num_cells 3, reduction_size 16, image_size 32, batch 64, 10 classes, no aux head.
 struct TrainBenchmark {
@@ -18,6 +21,8 @@ struct TrainBenchmark {
   var steps: Int
   var threads: Int
   var profile: Bool
+  var device: Accelerator
+  var plugin: String?
 
   init(flags: Flags) throws {
     var flags = flags
@@ -25,7 +30,12 @@ struct TrainBenchmark {
     steps = try flags.int("steps", default: 10)
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
     profile = try flags.bool("profile")
+    let deviceName = flags.string("device", default: "cpu")
+    plugin = flags.has("pjrt_plugin") ? flags.string("pjrt_plugin", default: "") : nil
     try flags.finish()
+    guard let device = Accelerator(rawValue: deviceName) else { throw UsageError("--device must be cpu, xla_cpu, gpu or tpu, got '\(deviceName)'") }
+    if let missing = device.missingHardware() { throw UsageError(missing) }
+    self.device = device
     (network, training.trainBatchSize) = try TrainBenchmark.preset(preset)
     training.numTrainImages = 1_281_167
     guard steps >= 2 else { throw UsageError("--steps must be at least 2") }
@@ -58,6 +68,14 @@ struct TrainBenchmark {
     let labels = UnsafeMutablePointer<Float>.allocateAligned(training.trainBatchSize)
     defer { images.deallocate(); labels.deallocate() }
     _ = try batcher.fill(batch: 0, images: images, labels: labels, context: context)
+    var compiled = ""
+    if device != .cpu {
+      guard let path = plugin ?? device.defaultPluginPath else { throw UsageError("no PJRT plugin for --device \(device.rawValue): \(device.installHint)") }
+      let client = try PJRTClient(plugin: PJRTPlugin(path: path), options: device.clientOptions)
+      let backend = try XLABackend(client: client, executor: trainer.executor)
+      trainer.backend = backend
+      compiled = "; the step compiled for \(backend.name) in \(round1(backend.compileSeconds)) s"
+    }
     var times: [Double] = []
     trainer.executor.profiling = profile
     for _ in 0..<steps {
@@ -70,7 +88,7 @@ struct TrainBenchmark {
     let median = times[times.count / 2], best = times[0]
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
-    print("machine: \(machineDescription()); \(threads) threads")
+    print("machine: \(machineDescription()); \(threads) threads" + compiled)
     print("preset \(preset): \(trainer.model.trainableParameterCount) parameters, batch \(training.trainBatchSize), memory plan \(round1(Double(trainer.executor.plan.plannedPeakBytes) / 1_048_576)) MiB")
     if profile {
       let byOp = trainer.executor.secondsByOp()
