@@ -104,6 +104,7 @@ public final class Worker {
       log("worker \(rank): warning: --data_dir \(data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
     }
     let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed)
+    var evaluator: Evaluator?
     if options.device != .cpu {
       guard let plugin = options.pjrtPlugin ?? options.device.defaultPluginPath else {
         throw UsageError("--device \(options.device.rawValue): no PJRT plugin found; \(options.device.installHint)")
@@ -116,6 +117,15 @@ public final class Worker {
       log("worker \(rank): the training step " + (cached ? "loaded from the compile cache" : "compiled")
           + " for \(backend.name) in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin), \(options.precision)): "
           + (size > 1 ? "gradients, then the ring on the host, then the update; " : "one program; ") + "the state stays on the device")
+      if training.mode != "train" {
+        let onDevice = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
+        let evaluation = try XLABackend(client: client, executor: onDevice.executor, precision: options.precision,
+                                        cache: options.compilationCache.map(CompileCache.init)) { log("worker \(rank): compile cache: \($0)") }
+        onDevice.backend = evaluation
+        evaluator = onDevice
+        log("worker \(rank): the evaluation network " + (evaluation.sources.allSatisfy { $0 != .compiled } ? "loaded from the compile cache" : "compiled")
+            + " for \(evaluation.name) in \(Int(evaluation.compileSeconds.rounded())) s")
+      }
     }
     // Each worker looks in its own --model_dir (a shared directory, or a local disk per host):
     // leftovers of a crash mid-save go first, then it finds its newest checkpoint that reads back
@@ -190,7 +200,7 @@ public final class Worker {
       }
       if training.mode == "train_and_eval", trainer.globalStep % evalEvery == 0, trainer.globalStep < total {
         try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
-                     onBadRecord: data.onBadRecord, context: context, link: link)
+                     onBadRecord: data.onBadRecord, context: context, link: link, evaluator: evaluator)
       }
       // Rank 0 writes the checkpoints (atomically); the others hold identical parameters, and a
       // restart resumes from whichever rank holds the newest checkpoint.
@@ -201,7 +211,7 @@ public final class Worker {
     trainer.detach()
     if training.mode != "train" {
       try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
-                   onBadRecord: data.onBadRecord, context: context, link: link)
+                   onBadRecord: data.onBadRecord, context: context, link: link, evaluator: evaluator)
     }
     try link.send(.done(rank: rank))
     try link.awaitFinish(timeout: options.connectTimeout)
@@ -210,9 +220,9 @@ public final class Worker {
   /// This worker's share of the validation set (batches b ≡ rank mod size), on the moving averages;
   /// the coordinator sums the shares.
   func evaluate(_ trainer: Trainer, dataset: any Dataset, network: NetworkConfig, training: TrainingConfig, rank: Int, size: Int,
-                onBadRecord: BadRecordPolicy, context: KernelContext, link: CoordinatorLink) throws {
+                onBadRecord: BadRecordPolicy, context: KernelContext, link: CoordinatorLink, evaluator: Evaluator?) throws {
     let hits = try Validation.hits(trainer, network: network, training: training, dataset: dataset, shard: rank,
-                                   shardCount: size, onBadRecord: onBadRecord, context: context)
+                                   shardCount: size, onBadRecord: onBadRecord, context: context, evaluator: evaluator)
     try link.send(.evaluation(rank: rank, step: trainer.globalStep, top1: hits.top1, top5: hits.top5, count: hits.count))
   }
 
@@ -235,10 +245,11 @@ public final class Worker {
 /// Top-1 and top-5 hits of the evaluation network over a share of the validation set: batches
 /// b ≡ shard mod shardCount, `--eval_batch_size` images each, up to `--num_eval_images`.
 public enum Validation {
+  /// `evaluator`: one made before (with a device backend, say); nil: a fresh one on the Swift executor.
   public static func hits(_ trainer: Trainer, network: NetworkConfig, training: TrainingConfig, dataset: any Dataset,
                           shard: Int = 0, shardCount: Int = 1, useAverages: Bool = true, onBadRecord: BadRecordPolicy = .skip,
-                          context: KernelContext) throws -> (top1: Int, top5: Int, count: Int) {
-    let evaluator = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
+                          context: KernelContext, evaluator: Evaluator? = nil) throws -> (top1: Int, top5: Int, count: Int) {
+    let evaluator = try evaluator ?? Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
     try evaluator.load(from: trainer, useAverages: useAverages)
     let validation = Batcher(dataset: dataset, split: .validation, batchSize: training.evalBatchSize, onBadRecord: onBadRecord)
     let pixels = network.imageSize * network.imageSize * 3

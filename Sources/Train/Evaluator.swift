@@ -9,6 +9,10 @@ public final class Evaluator {
   public let model: AmoebaNet
   public let executor: Executor
   public let batchSize: Int
+  /// Where the evaluation graph runs; nil: the Swift executor. Weights go to it once per `load`.
+  public var backend: GraphBackend? {
+    didSet { backend?.hostStateChanged() }
+  }
 
   public init(network: NetworkConfig, batchSize: Int, context: KernelContext) throws {
     model = try AmoebaNet(config: network, batchSize: batchSize, mode: .evaluation)
@@ -28,12 +32,13 @@ public final class Evaluator {
       guard let source else { preconditionFailure("evaluator: no value for \(parameter.name)") }
       executor.pointer(parameter.value!).update(from: source, count: parameter.shape.elementCount)
     }
+    backend?.hostStateChanged()
   }
 
   /// Top-1 and top-5 hits of one batch.
   public func evaluate(images: UnsafePointer<Float>, labels: UnsafePointer<Float>, count: Int) throws -> (top1: Int, top5: Int) {
     executor.pointer(model.images).update(from: images, count: executor.graph.shape(model.images).elementCount)
-    try executor.run()
+    if let backend { try backend.run(executor) } else { try executor.run() }
     let logits = executor.pointer(model.logits), classes = model.config.numLabelClasses
     var top1 = 0, top5 = 0
     for n in 0..<min(count, batchSize) {

@@ -499,6 +499,23 @@ extension AmoebaNetOnXLATests {
     print("trainer on \(backend.name) as \(twoPrograms ? "two programs" : "one program") (compiled in \(Int(backend.compileSeconds)) s): the whole state after steps 1 and 2 within \(worst) of each family's largest element")
   }
 
+  /// The evaluation network on XLA, loaded with a trainer's averages, gives the Swift evaluator's logits.
+  @Test func evaluationOnXLAMatchesTheSwiftEvaluator() throws {
+    guard let (cpu, _, backend) = try trainers(lr: 0.04, twoPrograms: false) else { return }
+    for _ in 0..<2 { try cpu.step(images: XLATrainerTests.images, labels: XLATrainerTests.labels) }
+    let swift = try Evaluator(network: cpu.network, batchSize: 8, context: KernelContext(threads: 1))
+    let device = try Evaluator(network: cpu.network, batchSize: 8, context: KernelContext(threads: 1))
+    device.backend = try XLABackend(client: backend.client, executor: device.executor)
+    try swift.load(from: cpu); try device.load(from: cpu)
+    let a = try swift.evaluate(images: XLATrainerTests.images, labels: XLATrainerTests.labels, count: 8)
+    let b = try device.evaluate(images: XLATrainerTests.images, labels: XLATrainerTests.labels, count: 8)
+    let x = swift.executor.read(swift.model.logits), y = device.executor.read(device.model.logits)
+    let scale = x.map(abs).max()!, difference = zip(x, y).map { abs($0 - $1) }.max()! / scale
+    #expect(difference <= 1e-4, "logits differ by \(difference) of the largest")
+    #expect(a == b)
+    print("evaluation on XLA:CPU: logits within \(difference) of the largest, top-1/top-5 hits \(b) as on the Swift executor")
+  }
+
   /// Twenty steps, each from the Swift trainer's state: free-running, the two trajectories part
   /// after a few steps however small the rounding (this configuration is chaotic: a 1e-5 change of
   /// the initial weights moves the third step's loss by 15%), so every step starts the XLA trainer
