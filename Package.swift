@@ -55,7 +55,7 @@ let package = Package(
     .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checksums", "CLI", "Collective", "Train", "Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "ChecksumsTests", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"], swiftSettings: numericFlags),
-    .testTarget(name: "XLATests", dependencies: ["XLA", "Graph", "Model", "Tensor", "Train", "Data"], swiftSettings: numericFlags),
+    .testTarget(name: "XLATests", dependencies: ["XLA", "Graph", "Model", "Tensor", "Train", "Data", "Collective"], swiftSettings: numericFlags),
     .testTarget(name: "FuzzingTests", dependencies: ["Fuzzing"], swiftSettings: numericFlags),
     .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checksums", "JPEG"], swiftSettings: numericFlags),
   ]

@@ -1,13 +1,47 @@
 #!/usr/bin/env bash
-# Checks of the accelerator path with the real executables: the worker's training step compiled
-# ahead of time for a TPU topology by libtpu (no TPU needed), in float32 and bfloat16. libtpu comes
-# from Scripts/fetch-libtpu.sh; without it the check says so and skips. CI runs this after `swift test`.
+# Checks of the accelerator path with the real executables: a 2-worker job with --device xla_cpu
+# (the step as XLA programs, the ring between them) against the same job on the Swift kernels, a
+# restart that loads the programs from the compile cache, and the worker's training step compiled
+# ahead of time for a TPU topology by libtpu (no TPU needed), in float32 and bfloat16. The plugins
+# come from Scripts/fetch-pjrt-cpu.sh and Scripts/fetch-libtpu.sh; without one, its check says so
+# and skips. CI runs this after `swift test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release --product amoeba >/dev/null
+swift build -c release --product amoeba-coordinator >/dev/null
+swift build -c release --product amoeba-worker >/dev/null
 bin=.build/release
+work=$(mktemp -d)
+trap 'rm -rf "$work"; pkill -P $$ 2>/dev/null || true' EXIT
 fail() { echo "xla-checks: FAILED: $*"; exit 1; }
 tiny=(--num_cells=3 --reduction_size=16 --image_size=32 --num_label_classes=10 --use_aux_head=false --drop_connect_keep_prob=0.7)
+
+# 1. The demo's recipe, 4 epochs, on both backends: XLA's accuracy must be the CPU job's within noise
+#    (runs differ by several points at this length: training is chaotic, see BENCHMARKS.md).
+demo=(--num_cells=3 --reduction_size=16 --image_size=32 --use_aux_head=false --train_batch_size=64 --lr=0.04
+      --num_epochs=4 --num_epochs_per_eval=4 --eval_batch_size=250 --log_every=200)
+top1() { grep -o "eval step [0-9]*: top_1_accuracy [0-9.]*" "$1" | tail -1 | awk '{print $NF}'; }
+if [ -s .pjrt/xla_cpu_pjrt.so ]; then
+  timeout 300 "$bin/amoeba" launch --workers 2 "${demo[@]}" > "$work/cpu.log" 2>&1 || { cat "$work/cpu.log"; fail "the CPU job failed"; }
+  timeout 600 "$bin/amoeba" launch --workers 2 --device xla_cpu --compilation_cache_dir "$work/cache" "${demo[@]}" \
+    > "$work/xla.log" 2>&1 || { cat "$work/xla.log"; fail "the xla_cpu job failed"; }
+  grep -q "on 2× XLA:cpu" "$work/xla.log" || { cat "$work/xla.log"; fail "the progress line does not name the workers' device"; }
+  cpu=$(top1 "$work/cpu.log"); xla=$(top1 "$work/xla.log")
+  python3 -c "import sys; c, x = float('$cpu'), float('$xla'); sys.exit(0 if x >= 0.75 and x >= c - 0.1 else 1)" \
+    || { cat "$work/xla.log"; fail "xla_cpu reached top-1 $xla, the CPU job $cpu"; }
+  echo "xla_cpu job: top-1 $xla (CPU job $cpu); $(grep -o 'compiled for XLA:cpu [^:]*' "$work/xla.log" | head -1)"
+  # 2. A short job twice with the same flags: the second loads every program from the compile cache.
+  short=(--num_cells=3 --reduction_size=8 --image_size=24 --use_aux_head=false --train_batch_size=32 --num_train_images=640
+         --num_epochs=1 --num_eval_images=100 --eval_batch_size=50 --log_every=10)
+  for run in first again; do
+    timeout 600 "$bin/amoeba" launch --workers 2 --device xla_cpu --compilation_cache_dir "$work/short-cache" "${short[@]}" \
+      > "$work/short-$run.log" 2>&1 || { cat "$work/short-$run.log"; fail "the short xla_cpu job ($run) failed"; }
+  done
+  [ "$(grep -c 'loaded from the compile cache' "$work/short-again.log")" -ge 4 ] || { cat "$work/short-again.log"; fail "the restarted job compiled again"; }
+  echo "xla_cpu restart: $(grep -o 'training step compiled for [^(]*in [0-9]* s' "$work/short-first.log" | head -1), then $(grep -o 'training step loaded from the compile cache for [^(]*in [0-9]* s' "$work/short-again.log" | head -1)"
+else
+  echo "xla-checks: skipped the xla_cpu jobs: no .pjrt/xla_cpu_pjrt.so (run Scripts/fetch-pjrt-cpu.sh)"
+fi
 
 if [ -s .pjrt/libtpu.so ]; then
   for precision in float32 bfloat16; do

@@ -439,21 +439,22 @@ extension AmoebaNetOnXLATests {
   static func compare(_ a: Trainer, _ b: Trainer) throws -> (difference: Float, tensor: String) {
     try a.synchronizeHostState(); try b.synchronizeHostState()
     let left = CheckpointStore.tensors(of: a), right = CheckpointStore.tensors(of: b)
+    return compare(names: left.map(\.name),
+                   left.map { Array(UnsafeBufferPointer(start: $0.pointer, count: $0.shape.elementCount)) },
+                   right.map { Array(UnsafeBufferPointer(start: $0.pointer, count: $0.shape.elementCount)) })
+  }
+
+  static func compare(names: [String], _ left: [[Float]], _ right: [[Float]]) -> (difference: Float, tensor: String) {
     func family(_ name: String) -> String {
       let last = String(name.split(separator: "/").last ?? "")
       return ["RMSProp", "RMSProp_1", "Momentum", "ExponentialMovingAverage", "moving_mean", "moving_variance"].contains(last) ? last : "parameter"
     }
     var scales: [String: Float] = [:]
-    for p in left {
-      let largest = UnsafeBufferPointer(start: p.pointer, count: p.shape.elementCount).map(abs).max() ?? 0
-      scales[family(p.name)] = max(scales[family(p.name)] ?? 1e-12, largest)
-    }
+    for (name, x) in zip(names, left) { scales[family(name)] = max(scales[family(name)] ?? 1e-12, x.map(abs).max() ?? 0) }
     var worst: (Float, String) = (0, "")
-    for (p, q) in zip(left, right) {
-      let count = p.shape.elementCount
-      let x = UnsafeBufferPointer(start: p.pointer, count: count), y = UnsafeBufferPointer(start: q.pointer, count: count)
-      let difference = (zip(x, y).map { abs($0 - $1) }.max() ?? 0) / scales[family(p.name)]!
-      if difference > worst.0 { worst = (difference, p.name) }
+    for (name, (x, y)) in zip(names, zip(left, right)) {
+      let difference = (zip(x, y).map { abs($0 - $1) }.max() ?? 0) / scales[family(name)]!
+      if difference > worst.0 { worst = (difference, name) }
     }
     return worst
   }
