@@ -10,13 +10,31 @@ public struct UsageError: Error, CustomStringConvertible {
   public var description: String { message }
 }
 
+/// `--help` was given: `listing` holds every flag the command reads, with its default, in the
+/// order it reads them — taken from the parsing code itself, so the help cannot fall behind it.
+public struct HelpRequested: Error, CustomStringConvertible {
+  public let listing: [(name: String, defaultValue: String)]
+  public var description: String {
+    let width = min(max(listing.map(\.name.count).max() ?? 0, 8) + 4, 36)
+    return listing.map { flag in
+      let name = "  --" + flag.name
+      return name + String(repeating: " ", count: max(1, width - name.count + 2)) + (flag.defaultValue.isEmpty ? "(no default)" : "default \(flag.defaultValue)")
+    }.joined(separator: "\n")
+  }
+}
+
 /// `--name=value`, `--name value` and bare `--name` (true) flags, in the reference's snake_case.
 /// Every flag must be read by the command (`finish()`), so a misspelt flag is an error, not ignored.
+/// With `--help` (or `-h`) every read returns its default and `finish()` throws `HelpRequested`.
 public struct Flags {
   private var values: [String: String] = [:]
   private var read: Set<String> = []
+  private let helpRequested: Bool
+  private var listing: [(name: String, defaultValue: String)] = []
 
   public init(_ arguments: [String]) throws {
+    helpRequested = arguments.contains("--help") || arguments.contains("-h")
+    if helpRequested { return }
     var index = 0
     while index < arguments.count {
       let argument = arguments[index]
@@ -38,17 +56,17 @@ public struct Flags {
 
   /// Whether the flag was given (marks it read).
   public mutating func has(_ name: String) -> Bool {
-    read.insert(name)
+    note(name, "")
     return values[name] != nil
   }
 
   public mutating func string(_ name: String, default value: String) -> String {
-    read.insert(name)
+    note(name, value)
     return values[name] ?? value
   }
 
   public mutating func int(_ name: String, default value: Int) throws -> Int {
-    read.insert(name)
+    note(name, String(value))
     guard let text = values[name] else { return value }
     guard let parsed = Int(text) else { throw UsageError("--\(name) must be an integer, got '\(text)'") }
     return parsed
@@ -62,7 +80,7 @@ public struct Flags {
   }
 
   public mutating func intList(_ name: String, default value: [Int]) throws -> [Int] {
-    read.insert(name)
+    note(name, value.map(String.init).joined(separator: ","))
     guard let text = values[name] else { return value }
     let parts = text.split(separator: ",").map { Int($0) }
     guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! > 0 }) else {
@@ -72,7 +90,7 @@ public struct Flags {
   }
 
   public mutating func bool(_ name: String, default value: Bool = false) throws -> Bool {
-    read.insert(name)
+    note(name, String(value))
     switch values[name] {
     case nil: return value
     case "false", "False", "0": return false
@@ -82,14 +100,26 @@ public struct Flags {
   }
 
   public mutating func double(_ name: String, default value: Double) throws -> Double {
-    read.insert(name)
+    note(name, String(value))
     guard let text = values[name] else { return value }
     guard let parsed = Double(text), parsed.isFinite else { throw UsageError("--\(name) must be a number, got '\(text)'") }
     return parsed
   }
 
-  /// Throws for any flag the command did not read.
+  /// Marks a flag read; in help mode, lists it (a flag read twice, once by `has`, keeps its default).
+  private mutating func note(_ name: String, _ defaultValue: String) {
+    read.insert(name)
+    guard helpRequested else { return }
+    if let index = listing.firstIndex(where: { $0.name == name }) {
+      if listing[index].defaultValue.isEmpty { listing[index].defaultValue = defaultValue }
+    } else {
+      listing.append((name, defaultValue))
+    }
+  }
+
+  /// Throws for any flag the command did not read; with `--help`, throws the listing instead.
   public func finish() throws {
+    if helpRequested { throw HelpRequested(listing: listing) }
     let unknown = values.keys.filter { !read.contains($0) }.sorted()
     if !unknown.isEmpty {
       throw UsageError("unknown flag\(unknown.count > 1 ? "s" : "") \(unknown.map { "--" + $0 }.joined(separator: ", "))")

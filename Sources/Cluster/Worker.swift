@@ -103,7 +103,8 @@ public final class Worker {
     if data.useData == "real" && (counted.numTrainImages != training.numTrainImages || counted.numEvalImages != training.numEvalImages) {
       log("worker \(rank): warning: --data_dir \(data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
     }
-    let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed)
+    let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed,
+                              fuseBatchNormRelu: options.device == .cpu)
     var evaluator: Evaluator?
     if options.device != .cpu {
       guard let plugin = options.pjrtPlugin ?? options.device.defaultPluginPath else {

@@ -41,7 +41,10 @@ public final class Trainer {
   public let moments: [(layer: BatchNormLayer, mean: Value, variance: Value)]
   let parameterValuesInGraph: [Value]
 
-  public init(network: NetworkConfig, training: TrainingConfig, batchSize: Int, context: KernelContext, seed: UInt64 = 0) throws {
+  /// `fuseBatchNormRelu`: the CPU backend's pass (on by default); a trainer meant for a device
+  /// backend leaves the graph plain for the device's compiler.
+  public init(network: NetworkConfig, training: TrainingConfig, batchSize: Int, context: KernelContext, seed: UInt64 = 0,
+              fuseBatchNormRelu: Bool = true) throws {
     try training.validate()
     self.network = network
     self.training = training
@@ -49,7 +52,7 @@ public final class Trainer {
     self.batchSize = batchSize
     self.seed = seed
     optimizer = OptimizerKind(rawValue: training.optimizer)!
-    let step = try TrainingGraph(network: network, training: training, batchSize: batchSize, fuseBatchNormRelu: true)
+    let step = try TrainingGraph(network: network, training: training, batchSize: batchSize, fuseBatchNormRelu: fuseBatchNormRelu)
     model = step.model
     trainable = step.trainable
     gradients = step.gradients

@@ -77,6 +77,9 @@ do {
     if let f = fopen(temporary, "w") { fputs("\(coordinator.port)\n", f); fclose(f); rename(temporary, portFile) }
   }
   exit(coordinator.run())
+} catch let help as HelpRequested {
+  print("\(usage)\nflags:\n\(help)")
+  exit(0)
 } catch let error as UsageError {
   printError("amoeba-coordinator: \(error.message)\n\(usage)")
   exit(ExitStatus.usage)

@@ -75,6 +75,9 @@ do {
   options.precision = precision
   options.compilationCache = cacheDirectory.isEmpty ? nil : cacheDirectory
   exit(Worker(options: options).run())
+} catch let help as HelpRequested {
+  print("\(usage)\nflags:\n\(help)")
+  exit(0)
 } catch let error as UsageError {
   printError("amoeba-worker: \(error.message)\n\(usage)")
   exit(ExitStatus.usage)

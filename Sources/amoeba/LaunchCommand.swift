@@ -28,6 +28,8 @@ struct LaunchCommand {
     for name in ["pjrt_plugin", "precision", "compilation_cache_dir"] where flags.has(name) {
       workerFlags += ["--" + name, flags.string(name, default: "")]
     }
+    // With --help, list these; the coordinator's own flags are behind `amoeba-coordinator --help`.
+    if arguments.contains("--help") || arguments.contains("-h") { try flags.finish() }
     // Everything else goes to the coordinator, which validates it.
     forwarded = LaunchCommand.removing(["workers", "threads_per_worker", "device", "pjrt_plugin", "precision", "compilation_cache_dir"],
                                        from: arguments)

@@ -83,6 +83,11 @@ do {
   default:
     throw UsageError("unknown command '\(arguments.joined(separator: " "))'")
   }
+} catch let help as HelpRequested {
+  let command = arguments.prefix { !$0.hasPrefix("-") }.joined(separator: " ")
+  print("usage: amoeba \(command) [flags]\n\nflags (the reference's names where it has them):\n\(help)"
+        + (command == "launch" ? "\n  and every amoeba-coordinator flag (amoeba-coordinator --help), passed on to the coordinator" : ""))
+  exit(0)
 } catch let error as UsageError {
   printError("amoeba: \(error.message)\n\(usage)")
   exit(ExitStatus.usage)

@@ -4,6 +4,8 @@ import Synchronization
 import Checksums
 import Collective
 import CLI
+import Model
+@testable import Train
 @testable import Cluster
 
 /// Coordinator and workers in one process, on loopback threads: the same code paths as the
@@ -90,6 +92,23 @@ import CLI
     var defaults = try Flags([])
     let options = try defaults.communicationOptions()
     #expect(options.bucketBytes == 25 << 20 && options.compression == .none && options.chunkBytes == 512 << 10)
+  }
+
+  /// `--help` lists what the command reads, with defaults, instead of "unknown flag --help".
+  @Test func helpListsEveryFlagTheCommandReads() throws {
+    var flags = try Flags(["--num_cells=6", "--help"])
+    let network = try flags.networkConfig()
+    let training = try flags.trainingConfig()
+    #expect(network.numCells == NetworkConfig().numCells, "help mode reads defaults")
+    #expect(training.lr == TrainingConfig().lr)
+    do {
+      try flags.finish()
+      Issue.record("finish() did not ask for help")
+    } catch let help as HelpRequested {
+      let names = help.listing.map(\.name)
+      #expect(names.contains("num_cells") && names.contains("train_batch_size") && names.contains("lr"))
+      #expect(help.description.contains("--num_cells") && help.description.contains("default 12"))
+    }
   }
 
   @Test func aWorkerWithTheWrongTokenIsRefusedOnBothSides() throws {

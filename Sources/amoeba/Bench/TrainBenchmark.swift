@@ -60,7 +60,8 @@ struct TrainBenchmark {
 
   func run() throws {
     let context = KernelContext(threads: threads)
-    let trainer = try Trainer(network: network, training: training, batchSize: training.trainBatchSize, context: context)
+    let trainer = try Trainer(network: network, training: training, batchSize: training.trainBatchSize, context: context,
+                              fuseBatchNormRelu: device == .cpu)
     let data = FakeDataset(imageSize: network.imageSize, classCount: network.numLabelClasses)
     let batcher = Batcher(dataset: data, split: .train, batchSize: training.trainBatchSize)
     let pixels = network.imageSize * network.imageSize * 3
