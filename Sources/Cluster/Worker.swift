@@ -104,7 +104,7 @@ public final class Worker {
       log("worker \(rank): warning: --data_dir \(data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
     }
     let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed,
-                              fuseBatchNormRelu: options.device == .cpu)
+                              fuseBatchNormRelu: options.device == .cpu, exampleOffset: rank * batch)
     var evaluator: Evaluator?
     if options.device != .cpu {
       guard let plugin = options.pjrtPlugin ?? options.device.defaultPluginPath else {

@@ -56,10 +56,12 @@ extension Executor {
     case .multiplyByScalar:
       Elementwise.scale(x[0], by: x[1][0], into: y[0], count: count, context: ctx)
     case let .dropout(keep, seed):
-      Elementwise.dropout(x[0], keep: keep, seed: seed, stream: randomStream, into: y[0], count: count, context: ctx)
+      let perExample = count / max(instruction.outputShapes[0][0], 1)
+      Elementwise.dropout(x[0], keep: keep, seed: seed, stream: randomStream, firstIndex: UInt64(exampleOffset * perExample),
+                          into: y[0], count: count, context: ctx)
     case let .dropPath(seed):
       let batch = instruction.inputShapes[0][0]
-      Elementwise.dropPath(x[0], keep: x[1][0], seed: seed, stream: randomStream, batch: batch,
+      Elementwise.dropPath(x[0], keep: x[1][0], seed: seed, stream: randomStream, firstExample: UInt64(exampleOffset), batch: batch,
                            elementsPerExample: count / max(batch, 1), into: y[0], context: ctx)
     case .reshape:
       Elementwise.copy(x[0], to: y[0], count: count, context: ctx)

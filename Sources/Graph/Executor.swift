@@ -27,6 +27,10 @@ public final class Executor {
   /// When set, each run starts with randomStream = offset + the step counter's value, so the masks
   /// follow a step counter that the graph itself advances.
   public var randomStreamFromStep: (step: Value, offset: UInt64)?
+  /// The global index of this batch's first example (a worker's rank × its batch): dropout and
+  /// drop-path masks are keyed on the global example, so N workers draw the masks one process
+  /// with the global batch would.
+  public var exampleOffset = 0
   /// The data-parallel boundary (`allReduceMean`): given its inputs, writes their means over the
   /// workers into its outputs (element counts alongside). Nil: one worker, the outputs are the inputs.
   public var allReduce: ((_ inputs: [UnsafePointer<Float>], _ outputs: [UnsafeMutablePointer<Float>], _ counts: [Int]) throws -> Void)?

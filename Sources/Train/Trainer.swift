@@ -43,8 +43,10 @@ public final class Trainer {
 
   /// `fuseBatchNormRelu`: the CPU backend's pass (on by default); a trainer meant for a device
   /// backend leaves the graph plain for the device's compiler.
+  /// `exampleOffset`: the global index of this worker's first example (rank × batch), which its
+  /// dropout and drop-path masks are keyed on.
   public init(network: NetworkConfig, training: TrainingConfig, batchSize: Int, context: KernelContext, seed: UInt64 = 0,
-              fuseBatchNormRelu: Bool = true) throws {
+              fuseBatchNormRelu: Bool = true, exampleOffset: Int = 0) throws {
     try training.validate()
     self.network = network
     self.training = training
@@ -70,6 +72,7 @@ public final class Trainer {
                               + step.moments.flatMap { [$0.mean, $0.variance] },
                             stateUpdates: step.stateUpdates, context: context)
     executor.randomStreamFromStep = (step.globalStep, seed &* 0x9E37_79B9_7F4A_7C15)
+    executor.exampleOffset = exampleOffset
 
     // Initial values: the parameters' initialisers, slots and statistics filled, averages as copies.
     for (parameter, value) in zip(trainable, step.parameters) {
@@ -84,6 +87,13 @@ public final class Trainer {
       state.adopt(tensor.name, tensor.shape, pointer)
     }
     executor.pointer(stepCounter)[0] = 0
+  }
+
+  /// The global index of the batch's first example for the masks (a single process running a
+  /// global batch in groups sets it per group).
+  public var exampleOffset: Int {
+    get { executor.exampleOffset }
+    set { executor.exampleOffset = newValue }
   }
 
   /// Storage of trainable parameter i (in the graph's leaf memory).

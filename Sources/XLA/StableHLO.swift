@@ -28,11 +28,14 @@ public struct StableHLOLowering {
   /// Arguments donated to outputs (argument value → output index): the state a step replaces is
   /// updated in the device memory it came in (XLA's input–output aliasing).
   public let aliases: [Value: Int]
+  /// The global index of the batch's first example (`Executor.exampleOffset`), baked into the masks.
+  public let exampleOffset: Int
   /// The nodes the outputs need, cut values excluded.
   let needed: Set<Int>
 
   public init(graph: Graph, outputs: [Value], precision: Precision = .float32, cut: [Value] = [],
-              randomStreamFromStep: (step: Value, offset: UInt64)? = nil, aliases: [Value: Int] = [:]) {
+              randomStreamFromStep: (step: Value, offset: UInt64)? = nil, aliases: [Value: Int] = [:], exampleOffset: Int = 0) {
+    self.exampleOffset = exampleOffset
     self.graph = graph
     self.outputs = outputs
     self.precision = precision
@@ -176,7 +179,7 @@ public struct StableHLOLowering {
       case let .dropout(keep, seed):
         // CounterRandom(seed, stream, element index) as ui64 arithmetic: the CPU's mask, bit for bit.
         let shape = node.outputs[0], count = shape.elementCount
-        let u = uniform(seed: seed, count: count, fresh: fresh, body: &body)
+        let u = uniform(seed: seed, count: count, firstIndex: UInt64(exampleOffset * (count / max(shape[0], 1))), fresh: fresh, body: &body)
         let shaped = fresh(), keeps = fresh(), scaled = fresh()
         body.append("\(shaped) = stablehlo.reshape \(u) : (tensor<\(count)xf32>) -> \(resultType)")
         let keepSplat = splat(keep, shape), inverse = splat(1 / keep, shape), zero = splat(0, shape)
@@ -188,7 +191,7 @@ public struct StableHLOLowering {
         // from the scalar, as the CPU kernel does).
         let shape = node.outputs[0], batch = shape[0], rowType = StableHLOLowering.type([batch])
         let keep = name(node.inputs[1])
-        let u = uniform(seed: seed, count: batch, fresh: fresh, body: &body)
+        let u = uniform(seed: seed, count: batch, firstIndex: UInt64(exampleOffset), fresh: fresh, body: &body)
         let keepRow = fresh(), sum = fresh(), floored = fresh(), kept = fresh(), one = splat(1, [batch]), zero = splat(0, [batch])
         let inverse = fresh(), inverseRow = fresh(), factor = fresh(), spread = fresh(), unit = splat(1, .scalar)
         body.append("\(keepRow) = stablehlo.broadcast_in_dim \(keep), dims = [] : (tensor<f32>) -> \(rowType)")
@@ -510,7 +513,7 @@ public struct StableHLOLowering {
 
   /// `count` uniform floats in [0, 1): CounterRandom.uniform(seed, stream, i) for i in 0..<count,
   /// computed with wrapping ui64 multiplies, xors and shifts.
-  func uniform(seed: UInt64, count: Int, fresh: () -> String, body: inout [String]) -> String {
+  func uniform(seed: UInt64, count: Int, firstIndex: UInt64, fresh: () -> String, body: inout [String]) -> String {
     let scalar = "tensor<ui64>", vector = "tensor<\(count)xui64>"
     func constant(_ value: UInt64, _ type: String) -> String {
       let name = fresh()
@@ -539,7 +542,12 @@ public struct StableHLOLowering {
     // The per-element part: mix(key ^ (i · c1 + c2)).
     let index = fresh(), product = fresh(), offset = fresh(), spreadKey = fresh(), combined = fresh()
     body.append("\(index) = stablehlo.iota dim = 0 : \(vector)")
-    body.append("\(product) = stablehlo.multiply \(index), \(constant(0xBF58_476D_1CE4_E5B9, vector)) : \(vector)")
+    var counter = index
+    if firstIndex != 0 {
+      counter = fresh()
+      body.append("\(counter) = stablehlo.add \(index), \(constant(firstIndex, vector)) : \(vector)")
+    }
+    body.append("\(product) = stablehlo.multiply \(counter), \(constant(0xBF58_476D_1CE4_E5B9, vector)) : \(vector)")
     body.append("\(offset) = stablehlo.add \(product), \(constant(0x94D0_49BB_1331_11EB, vector)) : \(vector)")
     body.append("\(spreadKey) = stablehlo.broadcast_in_dim \(key), dims = [] : (\(scalar)) -> \(vector)")
     body.append("\(combined) = stablehlo.xor \(spreadKey), \(offset) : \(vector)")

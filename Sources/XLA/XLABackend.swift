@@ -66,10 +66,11 @@ public final class XLABackend: GraphBackend {
       let firstOutputs = boundaryInputs + crossing + hostOutputs.filter { firstHalf.contains($0.node) }
       let secondOutputs = hostOutputs.filter { !firstHalf.contains($0.node) } + nexts
       let first = StableHLOLowering(graph: graph, outputs: firstOutputs, precision: precision,
-                                    randomStreamFromStep: executor.randomStreamFromStep)
+                                    randomStreamFromStep: executor.randomStreamFromStep, exampleOffset: executor.exampleOffset)
       let second = StableHLOLowering(graph: graph, outputs: secondOutputs, precision: precision, cut: boundaryOutputs + crossing,
                                      randomStreamFromStep: executor.randomStreamFromStep,
-                                     aliases: XLABackend.aliases(executor.stateUpdates, after: secondOutputs.count - nexts.count))
+                                     aliases: XLABackend.aliases(executor.stateUpdates, after: secondOutputs.count - nexts.count),
+                                     exampleOffset: executor.exampleOffset)
       let (gradients, gradientsSource) = try client.compile(mlir: first.module(named: "train_step_gradients"), cache: cache, note: note)
       let (update, updateSource) = try client.compile(mlir: second.module(named: "train_step_update"), cache: cache, note: note)
       programs = [Program(lowering: first, executable: gradients), Program(lowering: second, executable: update)]
@@ -77,7 +78,8 @@ public final class XLABackend: GraphBackend {
     } else {
       crossing = []
       let lowering = XLABackend.wholeStep(graph: graph, outputs: hostOutputs, stateUpdates: executor.stateUpdates,
-                                          randomStreamFromStep: executor.randomStreamFromStep, precision: precision)
+                                          randomStreamFromStep: executor.randomStreamFromStep, precision: precision,
+                                          exampleOffset: executor.exampleOffset)
       let (executable, source) = try client.compile(mlir: lowering.module(named: "train_step"), cache: cache, note: note)
       programs = [Program(lowering: lowering, executable: executable)]
       sources = [source]
@@ -89,9 +91,10 @@ public final class XLABackend: GraphBackend {
   /// replacement (what `amoeba xla compile` compiles ahead of time, too).
   public static func wholeStep(graph: Graph, outputs: [Value], stateUpdates: [(state: Value, next: Value)],
                                randomStreamFromStep: (step: Value, offset: UInt64)?,
-                               precision: StableHLOLowering.Precision) -> StableHLOLowering {
+                               precision: StableHLOLowering.Precision, exampleOffset: Int = 0) -> StableHLOLowering {
     StableHLOLowering(graph: graph, outputs: outputs + stateUpdates.map(\.next), precision: precision,
-                      randomStreamFromStep: randomStreamFromStep, aliases: aliases(stateUpdates, after: outputs.count))
+                      randomStreamFromStep: randomStreamFromStep, aliases: aliases(stateUpdates, after: outputs.count),
+                      exampleOffset: exampleOffset)
   }
 
   /// Each state parameter donated to the output that replaces it.
@@ -100,6 +103,9 @@ public final class XLABackend: GraphBackend {
   }
 
   public func run(_ executor: Executor) throws {
+    guard executor.exampleOffset == programs[0].lowering.exampleOffset else {
+      throw GraphError.invalidRequest("the XLA programs draw masks for examples from \(programs[0].lowering.exampleOffset), the executor's batch starts at \(executor.exampleOffset); compile a backend per offset")
+    }
     if !deviceIsCurrent {
       device = [:]
       for program in programs {

@@ -137,4 +137,28 @@ struct MiniNetwork {
     #expect(first.allSatisfy { $0 == 0 || $0 == 2 })
     #expect((16...48).contains(first.filter { $0 == 2 }.count))
   }
+
+  /// Masks are keyed on the global example: the halves of a batch of 8, run as two batches of 4
+  /// with example offsets 0 and 4, draw exactly the whole batch's dropout and drop-path masks.
+  @Test func aWorkersShareOfTheBatchDrawsThatShareOfTheMasks() throws {
+    func masks(batch: Int, offset: Int) throws -> [Float] {
+      var g = Graph()
+      let x = try g.input("x", [batch, 2, 2, 3])
+      let keep = try g.input("keep", .scalar)
+      let pathed = try g.dropPath(x, keepProbability: keep, seed: 7)
+      let y = try g.dropout(try g.reshape(pathed, to: [batch, 12]), keepProbability: 0.5, seed: 3)
+      let executor = try Executor(graph: g, outputs: [y], context: KernelContext(threads: 1))
+      executor.write(x, [Float](repeating: 1, count: batch * 12))
+      executor.write(keep, [0.5])
+      executor.randomStream = 9
+      executor.exampleOffset = offset
+      try executor.run()
+      return executor.read(y)
+    }
+    let whole = try masks(batch: 8, offset: 0)
+    let halves = try masks(batch: 4, offset: 0) + masks(batch: 4, offset: 4)
+    #expect(halves == whole)
+    #expect(try masks(batch: 4, offset: 4) != masks(batch: 4, offset: 0), "ranks must not share masks")
+    #expect(Set(whole) == [0, 4])  // dropped, or kept by both (1 / 0.5 / 0.5)
+  }
 }

@@ -9,17 +9,19 @@ import Tensor
 
 /// N workers at global batch B against one process at batch B with batch norm per group of B/N:
 /// the single process runs the groups one after another on one trainer, averages their gradients
-/// in rank order and applies them.
+/// in rank order and applies them. Dropout and drop-path are on: their masks are keyed on the
+/// global example, so every worker count draws the same ones.
 @Suite struct EquivalenceTests {
   let globalBatch = 8, steps = 3
 
-  func trainer(batch: Int) throws -> Trainer {
+  func trainer(batch: Int, rank: Int = 0) throws -> Trainer {
     var network = NetworkConfig()
     network.numCells = 3; network.reductionSize = 8; network.imageSize = 24; network.useAuxHead = false
-    network.denseDropoutKeepProb = 1  // the masks would differ between batch shapes
+    network.denseDropoutKeepProb = 0.5; network.dropConnectKeepProb = 0.7
     var training = TrainingConfig()
     training.trainBatchSize = globalBatch; training.numTrainImages = 800; training.lr = 0.05
-    return try Trainer(network: network, training: training, batchSize: batch, context: KernelContext(threads: 1), seed: 21)
+    return try Trainer(network: network, training: training, batchSize: batch, context: KernelContext(threads: 1), seed: 21,
+                       exampleOffset: rank * batch)
   }
 
   func group(_ rank: Int, of n: Int, step: Int) -> ([Float], [Float]) {
@@ -41,6 +43,7 @@ import Tensor
       var sums: [[Float]] = []
       for rank in 0..<n {
         let (images, labels) = group(rank, of: n, step: step)
+        t.exampleOffset = rank * (globalBatch / n)
         try t.computeGradients(images: images, labels: labels)
         for i in t.trainable.indices {
           let g = UnsafeBufferPointer(start: t.gradientPointer(i), count: t.trainable[i].shape.elementCount)
@@ -64,7 +67,7 @@ import Tensor
     for rank in 0..<n {
       Thread {
         do {
-          let t = try trainer(batch: globalBatch / n)
+          let t = try trainer(batch: globalBatch / n, rank: rank)
           t.attach(ring: Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listeners[rank].value, timeout: 30)),
                    bucketBytes: 32 << 10, firstBucketBytes: 4 << 10)
           defer { t.detach() }

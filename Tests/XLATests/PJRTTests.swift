@@ -266,9 +266,10 @@ extension AmoebaNetOnXLATests {
   /// difference relative to each tensor's largest element, and where.
   /// `bfloat16Exact`: inputs are multiples of 1/64 in [−1, 1], which bf16 holds exactly.
   static func compare(_ graph: Graph, _ outputs: [Value], positive: Set<Value> = [], labels: [Value: [Float]] = [:],
-                      precision: StableHLOLowering.Precision = .float32, bfloat16Exact: Bool = false) throws -> (Float, String) {
+                      precision: StableHLOLowering.Precision = .float32, bfloat16Exact: Bool = false,
+                      exampleOffset: Int = 0) throws -> (Float, String) {
     guard let client = PJRTTests.client else { return (0, "skipped") }
-    let lowering = StableHLOLowering(graph: graph, outputs: outputs, precision: precision)
+    let lowering = StableHLOLowering(graph: graph, outputs: outputs, precision: precision, exampleOffset: exampleOffset)
     let leaves = lowering.arguments
     let values = leaves.enumerated().map { k, leaf -> [Float] in
       if let fixed = labels[leaf] { return fixed }
@@ -280,6 +281,7 @@ extension AmoebaNetOnXLATests {
       }
     }
     let executor = try Executor(graph: graph, outputs: outputs, context: KernelContext(threads: 1))
+    executor.exampleOffset = exampleOffset
     for (leaf, data) in zip(leaves, values) { executor.write(leaf, data) }
     let stream: UInt64 = 0xDEAD_BEEF_1234
     executor.randomStream = stream
@@ -399,22 +401,25 @@ extension AmoebaNetOnXLATests {
     #expect(difference < 1e-5, "\(output): \(difference)")
   }
 
-  @Test func dropoutMasksAreTheCPUsBitForBit() throws {
+  /// Also as rank 2 of 4 would draw them (example offset 6 of a global batch of 12).
+  @Test(arguments: [0, 6])
+  func dropoutMasksAreTheCPUsBitForBit(exampleOffset: Int) throws {
     let (g, outputs) = try LoweredOpTests.withGradients({ g, x in
       try g.add(.dropout(keepProbability: 0.6, seed: 77), [x[0]])
     }, inputs: [[3, 5, 5, 4]])
     // The masked output and its gradient exactly (the loss, a sum, is left out: summation order).
-    let (difference, output) = try LoweredOpTests.compare(g, [outputs[0], outputs[2]])
+    let (difference, output) = try LoweredOpTests.compare(g, [outputs[0], outputs[2]], exampleOffset: exampleOffset)
     #expect(difference == 0, "\(output): \(difference)")
   }
 
-  @Test func dropPathKeepsTheCPUsExamplesBitForBit() throws {
+  @Test(arguments: [0, 6])
+  func dropPathKeepsTheCPUsExamplesBitForBit(exampleOffset: Int) throws {
     var g = Graph()
     let x = try g.input("x", [16, 3, 3, 2]), keep = try g.input("keep", [])
     let y = try g.add(.dropPath(seed: 5), [x, keep])
     let loss = try g.l2Loss(y)
     let outputs = [y] + (try g.gradients(of: loss, withRespectTo: [x]))
-    let (difference, output) = try LoweredOpTests.compare(g, outputs, labels: [keep: [0.7]])
+    let (difference, output) = try LoweredOpTests.compare(g, outputs, labels: [keep: [0.7]], exampleOffset: exampleOffset)
     #expect(difference == 0, "\(output): \(difference)")
   }
 
