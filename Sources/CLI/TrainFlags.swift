@@ -20,6 +20,13 @@ extension Flags {
     c.numEpochsPerEval = try double("num_epochs_per_eval", default: c.numEpochsPerEval)
     c.mode = string("mode", default: c.mode)
     c.keepCheckpointMax = try int("keep_checkpoint_max", default: c.keepCheckpointMax)
+    switch string("micro_batch_size", default: "whole") {
+    case "whole": break
+    case "auto": c.microBatchSize = .auto
+    case let text:
+      guard let n = Int(text), n >= 1 else { throw UsageError("--micro_batch_size must be a positive number or auto, got '\(text)'") }
+      c.microBatchSize = .fixed(n)
+    }
     return c
   }
 }

@@ -62,7 +62,10 @@ public final class Executor {
 
   /// `stateUpdates`: pairs of a parameter and the value that replaces it after each run. The
   /// value's op must update in place (`Op.updatesInPlace`) and no node may read the parameter after it.
-  public init(graph: Graph, outputs: [Value], stateUpdates: [(state: Value, next: Value)] = [], context: KernelContext) throws(GraphError) {
+  /// `memoryLimit`: bytes the executor may allocate (arena and leaves); a plan that needs more is
+  /// refused before anything is allocated (`GraphError.insufficientMemory`).
+  public init(graph: Graph, outputs: [Value], stateUpdates: [(state: Value, next: Value)] = [], context: KernelContext,
+              memoryLimit: Int? = nil) throws(GraphError) {
     self.graph = graph
     self.outputs = outputs
     self.stateUpdates = stateUpdates
@@ -72,58 +75,15 @@ public final class Executor {
       throw .invalidRequest("executor: output \(value) is not in the graph")
     }
 
-    // Schedule: every node an output or a state update depends on, in node order.
-    var needed = [Bool](repeating: false, count: graph.nodes.count)
-    for value in outputs + stateUpdates.map(\.next) { needed[value.node] = true }
-    for index in stride(from: graph.nodes.count - 1, through: 0, by: -1) where needed[index] {
-      for input in graph.nodes[index].inputs { needed[input.node] = true }
+    let planned = try ExecutionPlan(graph: graph, outputs: outputs, stateUpdates: stateUpdates)
+    if let memoryLimit, planned.totalBytes > memoryLimit {
+      throw .insufficientMemory(needed: planned.totalBytes, available: memoryLimit)
     }
-    let phases = try StepPhases(graph: graph, needed: graph.nodes.indices.filter { needed[$0] }, stateUpdates: stateUpdates)
-    let schedule = phases.order(graph.nodes.indices.filter { needed[$0] })
+    let (schedule, phases, bufferOfValue, bufferOfWorkspace, inPlace) =
+      (planned.schedule, planned.phases, planned.bufferOfValue, planned.bufferOfWorkspace, planned.inPlace)
     self.schedule = schedule
     self.phases = phases
-    var step = [Int: Int]()
-    for (s, index) in schedule.enumerated() { step[index] = s }
-
-    // Liveness of every non-leaf output and of each node's scratch.
-    var lastUse = [Value: Int]()
-    for (s, index) in schedule.enumerated() {
-      for input in graph.nodes[index].inputs { lastUse[input] = s }
-    }
-    for value in outputs { lastUse[value] = schedule.count }
-    var inPlace: [Value: Value] = [:]
-    for (state, next) in stateUpdates {
-      let producer = graph.nodes[next.node]
-      guard case .parameter = graph.nodes[state.node].op, graph.shape(state) == graph.shape(next) else {
-        throw .invalidRequest("executor: \(graph.nodes[state.node].name) is not a parameter of the shape of \(producer.name)")
-      }
-      guard producer.op.updatesInPlace, inPlace[next] == nil, !inPlace.values.contains(state) else {
-        throw .invalidRequest("executor: \(producer.name) (\(producer.op.name)) cannot be written over \(graph.nodes[state.node].name)")
-      }
-      if let last = lastUse[state], last > step[next.node]! {
-        throw .invalidRequest("executor: \(graph.nodes[schedule[last]].name) reads \(graph.nodes[state.node].name) after \(producer.name) replaced it")
-      }
-      inPlace[next] = state
-    }
-    var buffers: [MemoryPlan.Buffer] = []
-    var bufferOfValue: [Value: Int] = [:]
-    var bufferOfWorkspace: [Int: Int] = [:]
-    for (s, index) in schedule.enumerated() {
-      let node = graph.nodes[index]
-      if node.op.isLeaf { continue }
-      for (output, shape) in node.outputs.enumerated() {
-        let value = Value(node: index, output: output)
-        if inPlace[value] != nil { continue }
-        bufferOfValue[value] = buffers.count
-        buffers.append(.init(elements: shape.elementCount, firstStep: s, lastStep: max(s, lastUse[value] ?? s)))
-      }
-      let scratch = Executor.workspaceElements(node, graph: graph)
-      if scratch > 0 {
-        bufferOfWorkspace[index] = buffers.count
-        buffers.append(.init(elements: scratch, firstStep: s, lastStep: s))
-      }
-    }
-    plan = MemoryPlan(buffers: buffers)
+    plan = planned.memory
     arena = .allocateAligned(plan.arenaElements)
 
     for index in schedule where graph.nodes[index].op.isLeaf {

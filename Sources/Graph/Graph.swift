@@ -84,6 +84,8 @@ public enum GraphError: Error, CustomStringConvertible, Equatable {
   case unknownValue(op: String, value: Value)
   case notDifferentiable(op: String, reason: String)
   case invalidRequest(String)
+  /// The plan needs more memory than the process has (bytes).
+  case insufficientMemory(needed: Int, available: Int)
 
   public var description: String {
     switch self {
@@ -95,6 +97,15 @@ public enum GraphError: Error, CustomStringConvertible, Equatable {
       "\(op): cannot differentiate: \(reason)"
     case let .invalidRequest(message):
       message
+    case let .insufficientMemory(needed, available):
+      "the step needs \(GraphError.gibibytes(needed)) GiB of memory and this process has \(GraphError.gibibytes(available)) GiB"
     }
+  }
+}
+
+extension GraphError {
+  static func gibibytes(_ bytes: Int) -> String {
+    let tenths = (Double(bytes) / 1_073_741_824 * 10).rounded() / 10
+    return String(tenths)
   }
 }

@@ -44,9 +44,11 @@ public final class Trainer {
   /// `fuseBatchNormRelu`: the CPU backend's pass (on by default); a trainer meant for a device
   /// backend leaves the graph plain for the device's compiler.
   /// `exampleOffset`: the global index of this worker's first example (rank × batch), which its
-  /// dropout and drop-path masks are keyed on.
+  /// dropout and drop-path masks are keyed on. `memoryLimit`: bytes the step may take (default:
+  /// what the system and the process's cgroup have left); a step that needs more is refused with
+  /// both figures and what to change, and `--micro_batch_size=auto` picks a size that fits.
   public init(network: NetworkConfig, training: TrainingConfig, batchSize: Int, context: KernelContext, seed: UInt64 = 0,
-              fuseBatchNormRelu: Bool = true, exampleOffset: Int = 0) throws {
+              fuseBatchNormRelu: Bool = true, exampleOffset: Int = 0, memoryLimit: Int? = SystemMemory.availableBytes()) throws {
     try training.validate()
     self.network = network
     self.training = training
@@ -54,7 +56,11 @@ public final class Trainer {
     self.batchSize = batchSize
     self.seed = seed
     optimizer = OptimizerKind(rawValue: training.optimizer)!
-    let step = try TrainingGraph(network: network, training: training, batchSize: batchSize, fuseBatchNormRelu: fuseBatchNormRelu)
+    let micro = try Trainer.microBatch(network: network, training: training, batchSize: batchSize,
+                                       fuseBatchNormRelu: fuseBatchNormRelu, memoryLimit: memoryLimit)
+    microBatch = micro
+    self.exampleOffset = exampleOffset
+    let step = try TrainingGraph(network: network, training: training, batchSize: micro, fuseBatchNormRelu: fuseBatchNormRelu)
     model = step.model
     trainable = step.trainable
     gradients = step.gradients
@@ -67,12 +73,10 @@ public final class Trainer {
     crossEntropy = step.crossEntropy
     learningRate = step.learningRate
     parameterValuesInGraph = step.parameters
-    // The moments stay readable (tests, diagnostics): a few floats per layer.
-    executor = try Executor(graph: step.graph, outputs: [totalLoss, crossEntropy, learningRate] + gradients + averagedGradients
-                              + step.moments.flatMap { [$0.mean, $0.variance] },
-                            stateUpdates: step.stateUpdates, context: context)
+    executor = try Trainer.executor(for: step, context: context, memoryLimit: memoryLimit, micro: micro, batchSize: batchSize)
     executor.randomStreamFromStep = (step.globalStep, seed &* 0x9E37_79B9_7F4A_7C15)
     executor.exampleOffset = exampleOffset
+    if micro < batchSize { accumulated = gradients.map { UnsafeMutablePointer<Float>.allocateAligned(step.graph.shape($0).elementCount) } }
 
     // Initial values: the parameters' initialisers, slots and statistics filled, averages as copies.
     for (parameter, value) in zip(trainable, step.parameters) {
@@ -91,9 +95,62 @@ public final class Trainer {
 
   /// The global index of the batch's first example for the masks (a single process running a
   /// global batch in groups sets it per group).
-  public var exampleOffset: Int {
-    get { executor.exampleOffset }
-    set { executor.exampleOffset = newValue }
+  public var exampleOffset: Int
+  /// Examples per forward and backward pass (`--micro_batch_size`); `batchSize` when whole.
+  public let microBatch: Int
+  /// Gradient sums over a step's micro-batches but the last.
+  private var accumulated: [UnsafeMutablePointer<Float>] = []
+
+  deinit { for buffer in accumulated { buffer.deallocate() } }
+
+  /// What the executor keeps readable: the scalars, both sets of gradients, and the moments (a
+  /// few floats per layer; tests and diagnostics read them).
+  static func outputs(of step: TrainingGraph) -> [Value] {
+    [step.totalLoss, step.crossEntropy, step.learningRate] + step.gradients + step.averagedGradients
+      + step.moments.flatMap { [$0.mean, $0.variance] }
+  }
+
+  /// The micro-batch size `training.microBatchSize` asks for: the whole batch, a given divisor, or
+  /// (auto) the largest divisor whose step fits in `memoryLimit`.
+  static func microBatch(network: NetworkConfig, training: TrainingConfig, batchSize: Int, fuseBatchNormRelu: Bool,
+                         memoryLimit: Int?) throws -> Int {
+    switch training.microBatchSize {
+    case .whole:
+      return batchSize
+    case let .fixed(n):
+      guard n >= 1, batchSize % n == 0 else {
+        throw TrainError.invalidConfig("--micro_batch_size=\(n) does not divide this worker's batch of \(batchSize) (--train_batch_size / workers)")
+      }
+      return n
+    case .auto:
+      var needed = 0
+      for candidate in (1...batchSize).reversed() where batchSize % candidate == 0 {
+        let step = try TrainingGraph(network: network, training: training, batchSize: candidate, fuseBatchNormRelu: fuseBatchNormRelu)
+        needed = try Executor.requiredBytes(graph: step.graph, outputs: outputs(of: step), stateUpdates: step.stateUpdates)
+        if memoryLimit.map({ needed <= $0 }) ?? true { return candidate }
+      }
+      throw TrainError.invalidConfig(memoryAdvice(needed: needed, available: memoryLimit ?? 0, micro: 1, batchSize: batchSize))
+    }
+  }
+
+  static func executor(for step: TrainingGraph, context: KernelContext, memoryLimit: Int?, micro: Int, batchSize: Int) throws -> Executor {
+    do {
+      return try Executor(graph: step.graph, outputs: outputs(of: step), stateUpdates: step.stateUpdates, context: context,
+                          memoryLimit: memoryLimit)
+    } catch {
+      guard case let .insufficientMemory(needed, available) = error else { throw error }
+      throw TrainError.invalidConfig(memoryAdvice(needed: needed, available: available, micro: micro, batchSize: batchSize))
+    }
+  }
+
+  static func memoryAdvice(needed: Int, available: Int, micro: Int, batchSize: Int) -> String {
+    let gib = { (bytes: Int) in
+      bytes >= 1 << 30 ? "\((Double(bytes) / 1_073_741_824 * 10).rounded() / 10) GiB" : "\((Double(bytes) / 1_048_576 * 10).rounded() / 10) MiB"
+    }
+    let what = micro < batchSize ? "a micro-batch of \(micro) (of this worker's \(batchSize))" : "this worker's batch of \(batchSize)"
+    return "the training step at \(what) needs \(gib(needed)) of memory and this process has \(gib(available)); "
+      + (micro > 1 ? "pass --micro_batch_size=auto (gradients accumulate over smaller passes; the global batch and the learning-rate schedule stay), " : "")
+      + "use more workers, or a smaller --image_size, --num_cells or --reduction_size"
   }
 
   /// Storage of trainable parameter i (in the graph's leaf memory).
@@ -119,6 +176,7 @@ public final class Trainer {
   /// One whole step on a batch: `images` is `[batch, S, S, 3]`, `labels` class indices.
   @discardableResult
   public func step(images pixels: UnsafePointer<Float>, labels classes: UnsafePointer<Float>) throws -> StepResult {
+    if microBatch < batchSize { return try accumulatingStep(images: pixels, labels: classes) }
     feed(pixels, classes)
     if let backend {
       try averagingErrors { try backend.run(executor) }
@@ -133,7 +191,7 @@ public final class Trainer {
   /// `gradientPointer`. Returns the total loss and the main cross-entropy. (The Swift executor only.)
   @discardableResult
   public func computeGradients(images pixels: UnsafePointer<Float>, labels classes: UnsafePointer<Float>) throws -> (total: Float, crossEntropy: Float) {
-    precondition(backend == nil, "computeGradients runs half a step on the Swift executor; use step(images:labels:) with a backend")
+    precondition(backend == nil && microBatch == batchSize, "computeGradients runs half a step of a whole batch on the Swift executor; use step(images:labels:)")
     feed(pixels, classes)
     try executor.run(.gradients)
     let total = executor.pointer(totalLoss)[0], ce = executor.pointer(crossEntropy)[0]
@@ -152,10 +210,57 @@ public final class Trainer {
     return Double(executor.pointer(learningRate)[0])
   }
 
-  private func feed(_ pixels: UnsafePointer<Float>, _ classes: UnsafePointer<Float>) {
-    executor.pointer(images).update(from: pixels, count: executor.graph.shape(images).elementCount)
-    executor.pointer(labels).update(from: classes, count: batchSize)
-    prepareBuckets()
+  private func feed(_ pixels: UnsafePointer<Float>, _ classes: UnsafePointer<Float>, micro: Int = 0) {
+    let pixelsPerPass = executor.graph.shape(images).elementCount
+    executor.pointer(images).update(from: pixels + micro * pixelsPerPass, count: pixelsPerPass)
+    executor.pointer(labels).update(from: classes + micro * microBatch, count: microBatch)
+    executor.exampleOffset = exampleOffset + micro * microBatch
+    if micro == 0 { prepareBuckets() }
+  }
+
+  /// A step over micro-batches: forward and backward on each (batch norm over each), the gradients
+  /// averaged over them — the last pass hands each one to the ring as it becomes final — then
+  /// the update. The moving statistics follow the last micro-batch's moments.
+  /// Gradient g becomes (the sum of the earlier passes + this pass's) × scale.
+  private func averageAccumulated(_ g: Int, scale: Float) {
+    let count = executor.graph.shape(gradients[g]).elementCount
+    let sum = accumulated[g], gradient = gradientPointer(g)
+    for e in 0..<count { gradient[e] = (sum[e] + gradient[e]) * scale }
+  }
+
+  private func accumulatingStep(images pixels: UnsafePointer<Float>, labels classes: UnsafePointer<Float>) throws -> StepResult {
+    guard backend == nil else {
+      throw TrainError.invalidConfig("--micro_batch_size runs on the Swift executor only so far; use --device cpu, or a whole batch on the device")
+    }
+    let passes = batchSize / microBatch, scale = 1 / Float(passes)
+    let ring = executor.onExecuted
+    defer { executor.onExecuted = ring; executor.exampleOffset = exampleOffset }
+    var total: Float = 0, ce: Float = 0
+    for micro in 0..<passes {
+      feed(pixels, classes, micro: micro)
+      let last = micro == passes - 1
+      if last, let ring {
+        executor.onExecuted = { [unowned self] node in
+          for g in self.gradientsFinalAt[node] ?? [] { self.averageAccumulated(g, scale: scale) }
+          ring(node)
+        }
+      } else {
+        executor.onExecuted = nil
+      }
+      try averagingErrors { try executor.run(.gradients) }
+      total += executor.pointer(totalLoss)[0]; ce += executor.pointer(crossEntropy)[0]
+      for g in gradients.indices {
+        let count = executor.graph.shape(gradients[g]).elementCount
+        if micro == 0 { accumulated[g].update(from: gradientPointer(g), count: count) }
+        else if !last { for e in 0..<count { accumulated[g][e] += gradientPointer(g)[e] } }
+        else if ring == nil || gradientsFinalAtStart.contains(g) { averageAccumulated(g, scale: scale) }
+      }
+    }
+    try averagingErrors { try executor.run(.update) }
+    globalStep += 1
+    let mean = total * scale
+    guard mean.isFinite else { throw TrainError.diverged("step \(globalStep - 1): the loss is \(mean); lower --lr or check the input data") }
+    return StepResult(total: mean, crossEntropy: ce * scale, learningRate: executor.pointer(learningRate)[0])
   }
 
   private func result() throws -> StepResult {

@@ -22,6 +22,25 @@ public struct TrainingConfig: Hashable, Sendable {
   public var mode = "train_and_eval"
   /// Newest checkpoints kept in --model_dir.
   public var keepCheckpointMax = 5
+  /// `--micro_batch_size`: how many of a worker's examples go through forward and backward at
+  /// once; the gradients of its passes are averaged before the update, so the global batch and the
+  /// learning-rate schedule stay what they are.
+  public var microBatchSize: MicroBatchSize = .whole
+
+  public enum MicroBatchSize: Hashable, Sendable, CustomStringConvertible {
+    /// The worker's whole batch in one pass (the reference).
+    case whole
+    case fixed(Int)
+    /// The largest size dividing the worker's batch whose step fits in the memory available.
+    case auto
+    public var description: String {
+      switch self {
+      case .whole: "whole"
+      case let .fixed(n): String(n)
+      case .auto: "auto"
+      }
+    }
+  }
 
   public init() {}
 
@@ -51,6 +70,7 @@ public struct TrainingConfig: Hashable, Sendable {
     guard lrNumEpochsPerDecay >= 1 else { throw .invalidConfig("--lr_num_epochs_per_decay must be at least 1") }
     guard movingAverageDecay >= 0, movingAverageDecay <= 1 else { throw .invalidConfig("--moving_average_decay must be in [0, 1]") }
     guard keepCheckpointMax >= 1 else { throw .invalidConfig("--keep_checkpoint_max must be at least 1, got \(keepCheckpointMax)") }
+    if case let .fixed(n) = microBatchSize, n < 1 { throw .invalidConfig("--micro_batch_size must be a positive number or auto, got \(n)") }
   }
 }
 
@@ -77,6 +97,7 @@ extension TrainingConfig {
                   "iterations_per_loop": String(iterationsPerLoop), "mode": mode, "num_epochs_per_eval": String(numEpochsPerEval),
                   "keep_checkpoint_max": String(keepCheckpointMax)]
     if let warmup = lrWarmupEpochs { values["lr_warmup_epochs"] = String(warmup) }
+    if microBatchSize != .whole { values["micro_batch_size"] = microBatchSize.description }
     return values
   }
 }

@@ -4,6 +4,7 @@ import Synchronization
 import Collective
 import Data
 import Model
+import Graph
 import Tensor
 @testable import Train
 
@@ -14,12 +15,13 @@ import Tensor
 @Suite struct EquivalenceTests {
   let globalBatch = 8, steps = 3
 
-  func trainer(batch: Int, rank: Int = 0) throws -> Trainer {
+  func trainer(batch: Int, rank: Int = 0, micro: Int? = nil) throws -> Trainer {
     var network = NetworkConfig()
     network.numCells = 3; network.reductionSize = 8; network.imageSize = 24; network.useAuxHead = false
     network.denseDropoutKeepProb = 0.5; network.dropConnectKeepProb = 0.7
     var training = TrainingConfig()
     training.trainBatchSize = globalBatch; training.numTrainImages = 800; training.lr = 0.05
+    if let micro { training.microBatchSize = .fixed(micro) }
     return try Trainer(network: network, training: training, batchSize: batch, context: KernelContext(threads: 1), seed: 21,
                        exampleOffset: rank * batch)
   }
@@ -106,5 +108,47 @@ import Tensor
     var worst: Float = 0
     for (a, b) in zip(ranks[0], single) { for (x, y) in zip(a, b) { worst = max(worst, abs(x - y)) } }
     #expect(worst < 1e-5, "largest difference \(worst)")
+  }
+
+  /// One process with micro-batches of B/2 accumulates exactly what one process running the two
+  /// groups by hand does: the same parameters, bitwise.
+  @Test func microBatchesMatchOneProcessWithTwoBatchNormGroupsBitwise() throws {
+    let single = try singleProcess(groups: 2)
+    let t = try trainer(batch: globalBatch, micro: globalBatch / 2)
+    #expect(t.microBatch == globalBatch / 2)
+    for step in 0..<steps {
+      let halves = (0..<2).map { group($0, of: 2, step: step) }
+      try t.step(images: halves[0].0 + halves[1].0, labels: halves[0].1 + halves[1].1)
+    }
+    #expect(parameters(t) == single)
+  }
+
+  /// A step that cannot fit is refused before allocating, with both figures and the fix; `auto`
+  /// then picks the largest micro-batch that fits.
+  @Test func aStepThatDoesNotFitIsRefusedAndAutoPicksAMicroBatchThatDoes() throws {
+    var network = NetworkConfig()
+    network.numCells = 3; network.reductionSize = 8; network.imageSize = 24; network.useAuxHead = false
+    var training = TrainingConfig()
+    training.trainBatchSize = 16; training.numTrainImages = 800
+    let context = KernelContext(threads: 1)
+    let whole = try Trainer(network: network, training: training, batchSize: 16, context: context, memoryLimit: nil)
+    let needed = try Executor.requiredBytes(graph: whole.executor.graph, outputs: whole.executor.outputs,
+                                            stateUpdates: whole.executor.stateUpdates)
+    let limit = needed - 1
+    #expect {
+      _ = try Trainer(network: network, training: training, batchSize: 16, context: context, memoryLimit: limit)
+    } throws: { error in
+      let text = "\(error)"
+      return text.contains("needs") && text.contains("MiB") && text.contains("--micro_batch_size=auto")
+    }
+    training.microBatchSize = .auto
+    let fitted = try Trainer(network: network, training: training, batchSize: 16, context: context, memoryLimit: limit)
+    #expect(fitted.microBatch < 16 && 16 % fitted.microBatch == 0)
+    let batcher = Batcher(dataset: BuiltInDataset(imageSize: 24), split: .train, batchSize: 16)
+    let images = UnsafeMutablePointer<Float>.allocateAligned(16 * 24 * 24 * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(16)
+    defer { images.deallocate(); labels.deallocate() }
+    _ = try batcher.fill(batch: 0, images: images, labels: labels, context: context)
+    let result = try fitted.step(images: images, labels: labels)
+    #expect(result.total.isFinite && fitted.globalStep == 1)
   }
 }
