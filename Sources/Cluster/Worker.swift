@@ -105,6 +105,9 @@ public final class Worker {
     }
     let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed,
                               fuseBatchNormRelu: options.device == .cpu, exampleOffset: rank * batch)
+    if trainer.microBatch < batch {
+      log("worker \(rank): micro-batches of \(trainer.microBatch) (\(batch / trainer.microBatch) passes per step, gradients accumulated; batch norm per micro-batch)")
+    }
     var evaluator: Evaluator?
     if options.device != .cpu {
       guard let plugin = options.pjrtPlugin ?? options.device.defaultPluginPath else {

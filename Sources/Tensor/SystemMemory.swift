@@ -7,8 +7,12 @@ import Glibc
 /// `memory.max` − `memory.current`, or v1 `memory.limit_in_bytes` − `memory.usage_in_bytes`), so a
 /// worker in a container or a Slurm allocation sees its own limit, not the host's.
 public enum SystemMemory {
+  /// Set by a launcher that starts several workers on one machine: each one's share, in bytes.
+  public static let shareVariable = "AMOEBA_WORKER_MEMORY_BYTES"
+
   public static func availableBytes() -> Int? {
     var candidates: [Int] = []
+    if let share = getenv(shareVariable).flatMap({ Int(String(cString: $0)) }) { candidates.append(share) }
     if let meminfo = read("/proc/meminfo"),
        let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
        let kib = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) {

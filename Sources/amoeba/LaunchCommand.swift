@@ -53,6 +53,8 @@ struct LaunchCommand {
     let directory = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map { ($0 as NSString).deletingLastPathComponent } ?? "."
     let token = try JobSecret.generateToken()
     setenv("AMOEBA_JOB_TOKEN", token, 1)
+    // The workers share this machine's memory: each plans its step within an equal share.
+    if let available = SystemMemory.availableBytes() { setenv(SystemMemory.shareVariable, String(available / max(workers, 1)), 1) }
     let portFile = NSTemporaryDirectory() + "amoeba-launch-\(getpid()).port"
     defer { unlink(portFile) }
     var processes: [(name: String, pid: pid_t, output: Int32)] = []

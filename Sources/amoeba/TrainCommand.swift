@@ -61,7 +61,9 @@ struct TrainCommand {
       return
     }
     let total = training.totalSteps
-    print("training \(network.cellName) num_cells=\(network.numCells) reduction_size=\(network.reductionSize) image_size=\(network.imageSize) on \(data.useData) data\(data.dataDir.isEmpty ? "" : " from " + data.dataDir) (\(dataset.count(.train)) training, \(dataset.count(.validation)) validation images): \(trainer.model.trainableParameterCount) parameters, \(total) steps of \(training.trainBatchSize) (\(training.numEpochs) epochs), \(threads) threads")
+    print("training \(network.cellName) num_cells=\(network.numCells) reduction_size=\(network.reductionSize) image_size=\(network.imageSize) on \(data.useData) data\(data.dataDir.isEmpty ? "" : " from " + data.dataDir) (\(dataset.count(.train)) training, \(dataset.count(.validation)) validation images): \(trainer.model.trainableParameterCount) parameters, \(total) steps of \(training.trainBatchSize) (\(training.numEpochs) epochs)"
+          + (trainer.microBatch < trainer.batchSize ? " in micro-batches of \(trainer.microBatch) (gradients accumulated; batch norm per micro-batch)" : "")
+          + ", \(threads) threads")
     let evalEvery = training.mode == "train_and_eval" ? max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining))) : Int.max
     var windowStart = now(), windowImages = 0, lossSum = 0.0, lossCount = 0, inputWait = 0.0, skipped = 0
     let started = now()
