@@ -147,3 +147,11 @@ public enum ExitStatus {
     return false
   }
 }
+
+/// The release, printed by every executable's `--version` beside the wire protocol version.
+public enum AmoebaVersion {
+  public static let release = "0.13.0"
+
+  /// True when the command line asks for the version (the executables answer before parsing).
+  public static func requested(_ arguments: [String]) -> Bool { arguments.contains("--version") }
+}

@@ -16,6 +16,10 @@ let usage = """
   one is generated and shown on the terminal only (or written to a 0600 file whose path is printed).
   Exit status: 0 when every worker finished, 1 when the job failed, 2 for a wrong command line.
   """
+if AmoebaVersion.requested(CommandLine.arguments) {
+  print("amoeba-coordinator \(AmoebaVersion.release) (cluster protocol \(Handshake.protocolVersion))")
+  exit(0)
+}
 do {
   var flags = try Flags(Array(CommandLine.arguments.dropFirst()))
   let workers = try flags.int("workers", default: 1)

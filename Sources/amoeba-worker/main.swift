@@ -27,6 +27,10 @@ let usage = """
   checkpoint any worker holds, broadcast to all.
   Exit status: 0 when the job finished, 1 when it failed, 2 for a wrong command line.
   """
+if AmoebaVersion.requested(CommandLine.arguments) {
+  print("amoeba-worker \(AmoebaVersion.release) (cluster protocol \(Handshake.protocolVersion))")
+  exit(0)
+}
 do {
   var flags = try Flags(Array(CommandLine.arguments.dropFirst()))
   let coordinatorText = flags.string("coordinator", default: "")

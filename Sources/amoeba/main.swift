@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLI
+import Cluster
 
 /// `amoeba`: the tools CLI. Subcommands grow with the project; each prints its own usage.
 let usage = """
@@ -42,6 +43,10 @@ let usage = """
   """
 
 var arguments = Array(CommandLine.arguments.dropFirst())
+if AmoebaVersion.requested(arguments) {
+  print("amoeba \(AmoebaVersion.release) (cluster protocol \(Handshake.protocolVersion))")
+  exit(0)
+}
 do {
   switch (arguments.first, arguments.dropFirst().first) {
   case ("lr-schedule", _):
