@@ -18,6 +18,10 @@ import Data
     return FileManager.default.fileExists(atPath: path) ? path : nil
   }()
 
+  /// Programs compiled once per test process are shared by the tests that build the same step
+  /// (the cache is what a restarted worker uses; here it also saves CI a few compiles).
+  static let cache = CompileCache(directory: NSTemporaryDirectory() + "amoeba-test-cache-\(getpid())")
+
   /// One client for the suite: the plugin is loaded once per process.
   static let client: PJRTClient? = {
     guard let pluginPath else {
@@ -474,7 +478,7 @@ extension AmoebaNetOnXLATests {
     if cosine { training.lrDecayMethod = "cosine" }
     let cpu = try Trainer(network: network, training: training, batchSize: batch, context: KernelContext(threads: 1), seed: 3)
     let xla = try Trainer(network: network, training: training, batchSize: batch, context: KernelContext(threads: 1), seed: 3)
-    let backend = try XLABackend(client: client, executor: xla.executor, averagesOverWorkers: twoPrograms)
+    let backend = try XLABackend(client: client, executor: xla.executor, averagesOverWorkers: twoPrograms, cache: PJRTTests.cache)
     xla.backend = backend
     return (cpu, xla, backend)
   }
