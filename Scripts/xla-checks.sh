@@ -29,7 +29,7 @@ if [ -s .pjrt/xla_cpu_pjrt.so ]; then
   cpu=$(top1 "$work/cpu.log"); xla=$(top1 "$work/xla.log")
   python3 -c "import sys; c, x = float('$cpu'), float('$xla'); sys.exit(0 if x >= 0.75 and x >= c - 0.1 else 1)" \
     || { cat "$work/xla.log"; fail "xla_cpu reached top-1 $xla, the CPU job $cpu"; }
-  echo "xla_cpu job: top-1 $xla (CPU job $cpu); $(grep -o 'compiled for XLA:cpu [^:]*' "$work/xla.log" | head -1)"
+  echo "xla_cpu job: top-1 $xla (CPU job $cpu); the step $(grep -m1 -o 'compiled for XLA:cpu (PJRT 0.81) in [0-9]* s' "$work/xla.log")"
   # 2. A short job twice with the same flags: the second loads every program from the compile cache.
   short=(--num_cells=3 --reduction_size=8 --image_size=24 --use_aux_head=false --train_batch_size=32 --num_train_images=640
          --num_epochs=1 --num_eval_images=100 --eval_batch_size=50 --log_every=10)
@@ -38,7 +38,8 @@ if [ -s .pjrt/xla_cpu_pjrt.so ]; then
       > "$work/short-$run.log" 2>&1 || { cat "$work/short-$run.log"; fail "the short xla_cpu job ($run) failed"; }
   done
   [ "$(grep -c 'loaded from the compile cache' "$work/short-again.log")" -ge 4 ] || { cat "$work/short-again.log"; fail "the restarted job compiled again"; }
-  echo "xla_cpu restart: $(grep -o 'training step compiled for [^(]*in [0-9]* s' "$work/short-first.log" | head -1), then $(grep -o 'training step loaded from the compile cache for [^(]*in [0-9]* s' "$work/short-again.log" | head -1)"
+  step_line() { grep -m1 'the training step' "$1" | sed -E 's/.*the training step (.*) in ([0-9]+) s .*/\1 in \2 s/'; }
+  echo "xla_cpu restart: first $(step_line "$work/short-first.log"), then $(step_line "$work/short-again.log")"
 else
   echo "xla-checks: skipped the xla_cpu jobs: no .pjrt/xla_cpu_pjrt.so (run Scripts/fetch-pjrt-cpu.sh)"
 fi
