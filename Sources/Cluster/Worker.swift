@@ -161,6 +161,7 @@ public final class Worker {
     for tensor in CheckpointStore.tensors(of: trainer) {
       try ring.broadcast(UnsafeMutableBufferPointer(start: tensor.pointer, count: tensor.shape.elementCount), root: plan?.source ?? 0)
     }
+    trainer.hostStateChanged()
     if let plan {
       trainer.setGlobalStep(plan.step)
       if plan.source != rank { log("worker \(rank): resumed at step \(plan.step) from rank \(plan.source)'s checkpoint") }
