@@ -237,7 +237,8 @@ struct Instruction {
 }
 
 extension Op {
-  var isLeaf: Bool {
+  /// Inputs, parameters and constants: values with storage of their own, not computed by a run.
+  public var isLeaf: Bool {
     switch self {
     case .input, .parameter, .constant: true
     default: false

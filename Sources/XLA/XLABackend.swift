@@ -57,7 +57,7 @@ public final class XLABackend: GraphBackend {
       let firstHalf = Set(executor.schedule.filter { !phases.second.contains($0) })
       var crossing: [Value] = []
       for index in executor.schedule where phases.second.contains(index) && index != phases.boundary {
-        for input in graph.nodes[index].inputs where firstHalf.contains(input.node) && !graph.nodes[input.node].op.isLeafOp
+        for input in graph.nodes[index].inputs where firstHalf.contains(input.node) && !graph.nodes[input.node].op.isLeaf
           && !crossing.contains(input) && !crossesRing.contains(input) {
           crossing.append(input)
         }
@@ -194,11 +194,5 @@ public final class XLABackend: GraphBackend {
 }
 
 extension Op {
-  var isLeafOp: Bool {
-    switch self {
-    case .input, .parameter, .constant: true
-    default: false
-    }
-  }
   var isParameter: Bool { if case .parameter = self { true } else { false } }
 }
