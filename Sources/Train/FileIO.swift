@@ -31,7 +31,7 @@ public enum FileIO {
     if dfd >= 0 { fsync(dfd); close(dfd) }
   }
 
-  static func read(_ path: String) throws(TrainError) -> [UInt8] {
+  public static func read(_ path: String) throws(TrainError) -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw failure("open", path) }
     defer { close(fd) }

@@ -16,28 +16,31 @@ public enum SafeTensors {
   /// The bytes of a safetensors file holding `tensors` in the given order.
   public static func encode(_ tensors: [(name: String, shape: Shape, data: UnsafePointer<Float>)],
                             metadata: [String: String] = [:]) -> [UInt8] {
-    var out = header(tensors.map { ($0.name, $0.shape) }, metadata: metadata)
+    var out = header(tensors.map { ($0.name, "F32", $0.shape.dims, $0.shape.elementCount * 4) }, metadata: metadata)
     for t in tensors { out.append(contentsOf: UnsafeRawBufferPointer(start: t.data, count: t.shape.elementCount * 4)) }
     return out
   }
 
-  public static func encode(_ tensors: [Tensor], metadata: [String: String] = [:]) -> [UInt8] {
-    var out = header(tensors.map { ($0.name, $0.shape) }, metadata: metadata)
+  /// `bytes`: U8 tensors (flat), written after the F32 ones.
+  public static func encode(_ tensors: [Tensor], bytes: [(name: String, values: [UInt8])] = [],
+                            metadata: [String: String] = [:]) -> [UInt8] {
+    var out = header(tensors.map { ($0.name, "F32", $0.shape.dims, $0.shape.elementCount * 4) }
+                     + bytes.map { ($0.name, "U8", [$0.values.count], $0.values.count) }, metadata: metadata)
     for t in tensors { t.values.withUnsafeBytes { out.append(contentsOf: $0) } }
+    for b in bytes { out.append(contentsOf: b.values) }
     return out
   }
 
   /// The length prefix and the JSON header (padded with spaces to 8 bytes), offsets in order.
-  static func header(_ tensors: [(String, Shape)], metadata: [String: String]) -> [UInt8] {
+  static func header(_ tensors: [(name: String, dtype: String, dims: [Int], bytes: Int)], metadata: [String: String]) -> [UInt8] {
     var header = "{"
     if !metadata.isEmpty {
       header += "\"__metadata__\":{" + metadata.keys.sorted().map { "\(quote($0)):\(quote(metadata[$0]!))" }.joined(separator: ",") + "},"
     }
     var offset = 0
     var entries: [String] = []
-    for (name, shape) in tensors {
-      let bytes = shape.elementCount * 4
-      entries.append("\(quote(name)):{\"dtype\":\"F32\",\"shape\":[\(shape.dims.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+    for (name, dtype, dims, bytes) in tensors {
+      entries.append("\(quote(name)):{\"dtype\":\"\(dtype)\",\"shape\":[\(dims.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
       offset += bytes
     }
     header += entries.joined(separator: ",") + "}"

@@ -47,8 +47,11 @@ public final class Trainer {
   /// dropout and drop-path masks are keyed on. `memoryLimit`: bytes the step may take (default:
   /// what the system and the process's cgroup have left); a step that needs more is refused with
   /// both figures and what to change, and `--micro_batch_size=auto` picks a size that fits.
+  /// `alsoReadable`: values of the step's graph to keep readable after a run besides the usual
+  /// (`amoeba crosscheck` reads every ReLU's output).
   public init(network: NetworkConfig, training: TrainingConfig, batchSize: Int, context: KernelContext, seed: UInt64 = 0,
-              fuseBatchNormRelu: Bool = true, exampleOffset: Int = 0, memoryLimit: Int? = SystemMemory.availableBytes()) throws {
+              fuseBatchNormRelu: Bool = true, exampleOffset: Int = 0, memoryLimit: Int? = SystemMemory.availableBytes(),
+              alsoReadable: (Graph) -> [Value] = { _ in [] }) throws {
     try training.validate()
     self.network = network
     self.training = training
@@ -73,7 +76,8 @@ public final class Trainer {
     crossEntropy = step.crossEntropy
     learningRate = step.learningRate
     parameterValuesInGraph = step.parameters
-    executor = try Trainer.executor(for: step, context: context, memoryLimit: memoryLimit, micro: micro, batchSize: batchSize)
+    executor = try Trainer.executor(for: step, extraOutputs: alsoReadable(step.graph), context: context, memoryLimit: memoryLimit,
+                                    micro: micro, batchSize: batchSize)
     executor.randomStreamFromStep = (step.globalStep, seed &* 0x9E37_79B9_7F4A_7C15)
     executor.exampleOffset = exampleOffset
     if micro < batchSize { accumulated = gradients.map { UnsafeMutablePointer<Float>.allocateAligned(step.graph.shape($0).elementCount) } }
@@ -133,9 +137,10 @@ public final class Trainer {
     }
   }
 
-  static func executor(for step: TrainingGraph, context: KernelContext, memoryLimit: Int?, micro: Int, batchSize: Int) throws -> Executor {
+  static func executor(for step: TrainingGraph, extraOutputs: [Value], context: KernelContext, memoryLimit: Int?, micro: Int,
+                       batchSize: Int) throws -> Executor {
     do {
-      return try Executor(graph: step.graph, outputs: outputs(of: step), stateUpdates: step.stateUpdates, context: context,
+      return try Executor(graph: step.graph, outputs: outputs(of: step) + extraOutputs, stateUpdates: step.stateUpdates, context: context,
                           memoryLimit: memoryLimit)
     } catch {
       guard case let .insufficientMemory(needed, available) = error else { throw error }

@@ -20,6 +20,9 @@ let usage = """
     data make-fake --out DIR [--train_shards 2 --validation_shards 1 --images 1000 --image_size 64]
                                                           ImageNet-format shards with real JPEGs, for tests
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
+    crosscheck --weights W.safetensors --inputs X.f32 --labels 3,1 [--global_step S] [model and training flags] --out R.safetensors
+                                                          eval logits and one training step's losses, gradients, state and masks,
+                                                          for an independent implementation to recompute (Scripts/crosscheck.sh)
     fuzz [--target all|NAME] [--iterations 100000] [--seed 1]
                                                           mutated inputs for every parser of outside bytes
     bench kernels [--threads 1,2] [--repeats N] [--json]   GFLOP/s of the CPU kernels vs the FMA peak
@@ -61,6 +64,8 @@ do {
     try DataDumpCommand(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("data", "inspect"):
     exit(try DataInspectCommand(arguments: Array(arguments.dropFirst(2))).run())
+  case ("crosscheck", _):
+    try CrossCheckCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("export", _):
     try ExportCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("train", _):
