@@ -31,8 +31,9 @@ REDUCTION = (['max_pool_2x2', 'max_pool_3x3', 'none', '3x3', '1x7_7x1', 'max_poo
 
 # Tolerances (max|a - b| / max|b| per tensor) for float32 against float64 over a whole network.
 AMBIGUOUS = 1e-4  # of the largest |value| at a ReLU
-# The momentum slots hold lr·g/√(ms + ε) (or g): they carry the gradients' error.
-TOLERANCE = {'eval/logits': 1e-4, 'loss': 1e-5, 'grad': 2e-3, 'after/RMSProp_1': 2e-3, 'after/Momentum': 2e-3, 'after': 1e-4}
+# The optimizer slots are functions of the gradient (ms = ρ·ms + (1 − ρ)·g², mom = lr·g/√(ms + ε), or g):
+# they carry its error.
+TOLERANCE = {'eval/logits': 1e-4, 'loss': 1e-5, 'grad': 2e-3, 'after/RMSProp': 2e-3, 'after/RMSProp_1': 2e-3, 'after/Momentum': 2e-3, 'after': 1e-4}
 
 
 def read_safetensors(path):
