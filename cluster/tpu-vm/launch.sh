@@ -2,7 +2,8 @@
 # Cloud TPU VM pod slice: a worker on every host of the slice, the coordinator on worker 0.
 #   cluster/tpu-vm/launch.sh TPU_NAME ZONE [training flags...]
 # Workers run the CPU kernels today (the PJRT backend that drives the TPU chips is a later issue).
-# Change: AMOEBA_BIN (copied to every host first, e.g. with `gcloud ... scp --worker=all`), the flags.
+# Change: AMOEBA_TARBALL (the release, Scripts/package.sh; copied to every host and unpacked) or
+# AMOEBA_BIN (where the binaries already are on every host), the flags.
 set -euo pipefail
 name=${1:?usage: launch.sh TPU_NAME ZONE [flags...]}; zone=${2:?zone}; shift 2
 bin=${AMOEBA_BIN:-/home/$USER/amoeba/bin}
@@ -14,6 +15,13 @@ flags="$*"
 read -r -a hosts <<< "$(gcloud compute tpus tpu-vm describe "$name" --zone "$zone" \
   --format='value(networkEndpoints[].ipAddress)' | tr ';' ' ')"
 coordinator=${hosts[0]}
+if [ -n "${AMOEBA_TARBALL:-}" ]; then
+  release=$(basename "$AMOEBA_TARBALL" .tar.gz)
+  gcloud compute tpus tpu-vm scp "$AMOEBA_TARBALL" "$name":amoeba.tar.gz --zone "$zone" --worker=all
+  gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command \
+    "mkdir -p ~/amoeba && tar -C ~/amoeba -xzf ~/amoeba.tar.gz && rm ~/amoeba.tar.gz"
+  bin="~/amoeba/$release/bin"
+fi
 gcloud compute tpus tpu-vm scp "$token_file" "$name":.amoeba-job-token --zone "$zone" --worker=all
 gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command 'chmod 600 ~/.amoeba-job-token'
 gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=0 --command \
