@@ -67,18 +67,26 @@ echo "multi-process rings: 1, 3 and 8 processes, lengths 0 to 262144 floats in s
 # 5. Real input path: ImageNet-format shards with JPEGs from `data make-fake`, one shard damaged;
 #    two workers train from --data_dir, skip and count the bad record, and evaluate.
 "$bin/amoeba" data make-fake --out "$work/imagenet" --train_shards 4 --validation_shards 1 --images 1024 \
-  --validation_images 128 --image_size 24 > /dev/null || fail "data make-fake failed"
+  --validation_images 128 --image_size 24 --jpeg_dir "$work/jpegs" > /dev/null || fail "data make-fake failed"
 python3 - "$work/imagenet/train-00002-of-00004" <<'PY' 2>/dev/null || printf '\xff' | dd of="$work/imagenet/train-00002-of-00004" bs=1 seek=200 conv=notrunc 2>/dev/null
 import sys
 path = sys.argv[1]; data = bytearray(open(path, "rb").read()); data[200] ^= 0xFF; open(path, "wb").write(data)
 PY
 "$bin/amoeba" launch --workers 2 --threads_per_worker 1 --data_dir="$work/imagenet" --num_cells=3 --reduction_size=8 \
   --image_size=24 --use_aux_head=false --train_batch_size=32 --lr=0.04 --num_epochs=2 --eval_batch_size=32 \
-  --log_every=32 > "$work/real.log" 2>&1 || { cat "$work/real.log"; fail "training from --data_dir failed"; }
+  --log_every=32 --model_dir="$work/real" > "$work/real.log" 2>&1 || { cat "$work/real.log"; fail "training from --data_dir failed"; }
 grep -q "bad records skipped 1" "$work/real.log" || { cat "$work/real.log"; fail "the damaged record was not counted"; }
 grep -q "skipped a bad record: .*train-00002-of-00004: record 0 at offset 0: data CRC mismatch" "$work/real.log" \
   || { cat "$work/real.log"; fail "the damaged record was not named"; }
 echo "real data: $(grep -o 'eval step .*' "$work/real.log" | tail -1); $(grep -o 'bad records skipped [0-9]*' "$work/real.log" | tail -1)"
+# 5b. `amoeba predict` on picture files with that job's checkpoint, class names from the shards; a
+#     file that is not a JPEG is named and makes the exit status 1, the others still answered.
+printf 'not a picture' > "$work/jpegs/broken.JPEG"
+"$bin/amoeba" predict --model_dir "$work/real" --data_dir "$work/imagenet" --top 3 "$work/jpegs/FAKE_val_00000.JPEG" \
+  "$work/jpegs/broken.JPEG" "$work/jpegs/FAKE_val_00001.JPEG" > "$work/predict.log" 2>&1 && fail "predict exited 0 with a broken file"
+[ "$(grep -c '^  [123]\. [0-9.]*  [0-9]* n000000' "$work/predict.log")" = 6 ] && grep -q 'broken.JPEG: corrupt JPEG' "$work/predict.log" \
+  || { cat "$work/predict.log"; fail "predict did not rank 3 named classes for each picture and name the broken file"; }
+echo "predict: FAKE_val_00000.JPEG → $(grep -m1 '^  1\.' "$work/predict.log" | sed 's/^ *//'); the broken file named"
 # 6. The probes that used to end a job: while the coordinator waits for its workers, 500 garbage
 #    connections, 100 connect-then-close, 20 idle ones held open; then the real workers join and the
 #    job runs to the end.

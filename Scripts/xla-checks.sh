@@ -17,7 +17,8 @@ fail() { echo "xla-checks: FAILED: $*"; exit 1; }
 tiny=(--num_cells=3 --reduction_size=16 --image_size=32 --num_label_classes=10 --use_aux_head=false --drop_connect_keep_prob=0.7)
 
 # 1. The demo's recipe, 4 epochs, on both backends: XLA's accuracy must be the CPU job's within noise
-#    (runs differ by several points at this length: training is chaotic, see BENCHMARKS.md).
+#    (runs differ by several points at this length: training is chaotic, and XLA:CPU's reductions are not
+#    bitwise repeatable — 0.868 and 0.705 have been seen against the CPU job's 0.698; chance is 0.1).
 demo=(--num_cells=3 --reduction_size=16 --image_size=32 --use_aux_head=false --train_batch_size=64 --lr=0.04
       --num_epochs=4 --num_epochs_per_eval=4 --eval_batch_size=250 --log_every=200)
 top1() { grep -o "eval step [0-9]*: top_1_accuracy [0-9.]*" "$1" | tail -1 | awk '{print $NF}'; }
@@ -27,7 +28,7 @@ if [ -s .pjrt/xla_cpu_pjrt.so ]; then
     > "$work/xla.log" 2>&1 || { cat "$work/xla.log"; fail "the xla_cpu job failed"; }
   grep -q "on 2× XLA:cpu" "$work/xla.log" || { cat "$work/xla.log"; fail "the progress line does not name the workers' device"; }
   cpu=$(top1 "$work/cpu.log"); xla=$(top1 "$work/xla.log")
-  python3 -c "import sys; c, x = float('$cpu'), float('$xla'); sys.exit(0 if x >= 0.75 and x >= c - 0.1 else 1)" \
+  python3 -c "import sys; c, x = float('$cpu'), float('$xla'); sys.exit(0 if x >= 0.5 and x >= c - 0.1 else 1)" \
     || { cat "$work/xla.log"; fail "xla_cpu reached top-1 $xla, the CPU job $cpu"; }
   echo "xla_cpu job: top-1 $xla (CPU job $cpu); the step $(grep -m1 -o 'compiled for XLA:cpu (PJRT 0.81) in [0-9]* s' "$work/xla.log")"
   # 2. A short job twice with the same flags: the second loads every program from the compile cache.

@@ -19,6 +19,9 @@ public struct FakeImageNet: Sendable {
   public var imageSize = 64
   public var quality = 90
   public var seed: UInt64 = 2018
+  /// Where to write each validation image also as a plain JPEG file under its `image/filename`
+  /// (nil: not at all) — pictures for `amoeba predict`.
+  public var jpegDirectory: String?
 
   public init() {}
 
@@ -34,11 +37,21 @@ public struct FakeImageNet: Sendable {
         let records = UnsafeMutablePointer<[UInt8]>.allocate(capacity: range.count)
         records.initialize(repeating: [], count: range.count)
         defer { records.deinitialize(count: range.count); records.deallocate() }
-        pool.parallelFor(range.count) { i, _ in records[i] = record(split, range.lowerBound + i) }
+        pool.parallelFor(range.count) { i, _ in records[i] = record(split, range.lowerBound + i).example }
         let name = "\(directory)/\(split.rawValue)-\(Self.digits(shard))-of-\(Self.digits(shards))"
         try Self.writeAtomically(TFRecord.encode(Array(UnsafeBufferPointer(start: records, count: range.count))), to: name)
         written.append(name)
       }
+    }
+    if let jpegDirectory, validationShards > 0 {
+      if mkdir(jpegDirectory, 0o755) != 0 && errno != EEXIST {
+        throw .io(file: jpegDirectory, reason: "cannot create the directory: \(String(cString: strerror(errno)))")
+      }
+      for index in 0..<validationImages {
+        let (_, jpeg, name) = record(.validation, index)
+        try Self.writeAtomically(jpeg, to: jpegDirectory + "/" + name)
+      }
+      written.append(jpegDirectory + "/FAKE_val_*.JPEG")
     }
     return written
   }
@@ -48,8 +61,8 @@ public struct FakeImageNet: Sendable {
     return String(repeating: "0", count: max(0, 5 - s.count)) + s
   }
 
-  /// One serialized `tf.train.Example`.
-  func record(_ split: Split, _ index: Int) -> [UInt8] {
+  /// One serialized `tf.train.Example`, its JPEG and its file name.
+  func record(_ split: Split, _ index: Int) -> (example: [UInt8], jpeg: [UInt8], name: String) {
     let drawn = imageSize * 5 / 4
     let source = BuiltInDataset(imageSize: drawn, seed: seed)
     var floats = [Float](repeating: 0, count: drawn * drawn * 3)
@@ -69,12 +82,13 @@ public struct FakeImageNet: Sendable {
     let synset = "n" + String(repeating: "0", count: max(0, 8 - String(label).count)) + String(label)
     let name = split == .train ? "\(synset)_\(index).JPEG" : "FAKE_val_\(Self.digits(index)).JPEG"
     func bytes(_ s: String) -> Example.Feature { .bytes([Array(s.utf8)]) }
-    return Example(features: [
+    let example = Example(features: [
       "image/encoded": .bytes([jpeg]), "image/format": bytes("JPEG"),
       "image/class/label": .int64s([Int64(label)]), "image/class/synset": bytes(synset),
       "image/height": .int64s([Int64(height)]), "image/width": .int64s([Int64(width)]),
       "image/colorspace": bytes("RGB"), "image/channels": .int64s([3]), "image/filename": bytes(name),
     ]).encoded()
+    return (example, jpeg, name)
   }
 
   static func writeAtomically(_ bytes: [UInt8], to path: String) throws(DataError) {

@@ -177,21 +177,32 @@ public struct CheckpointStore {
 }
 
 extension CheckpointStore {
-  /// Writes the moving averages of the newest valid checkpoint as a safetensors file, each under its
-  /// variable's own name (`cell_0/1x1/weights`, `cell_0/beginning_bn/moving_mean`, …). Optimizer
-  /// slots are left out.
-  public func exportAverages(to file: String, report: (String) -> Void) throws(TrainError) -> (count: Int, step: Int) {
+  /// The moving averages of the newest checkpoint that reads back whole — every trainable variable's
+  /// and batch-norm statistic's, under the variable's own name (`cell_0/1x1/weights`,
+  /// `cell_0/beginning_bn/moving_mean`, …): the weights evaluation uses. Damaged checkpoints are
+  /// reported and skipped.
+  public func newestAverages(report: (String) -> Void) throws(TrainError)
+    -> (step: Int, config: [String: String], averages: [String: SafeTensors.Tensor]) {
     for step in checkpointSteps() {
-      let tensors: [String: SafeTensors.Tensor]
-      do { tensors = try readVerified(step: step, config: nil).tensors } catch { report(error.description); continue }
+      let read: (sidecar: Sidecar, tensors: [String: SafeTensors.Tensor], tensorsPath: String)
+      do { read = try readVerified(step: step, config: nil) } catch { report(error.description); continue }
       let suffix = "/ExponentialMovingAverage"
-      var selected = tensors.values.filter { $0.name.hasSuffix(suffix) }
-        .map { SafeTensors.Tensor(name: String($0.name.dropLast(suffix.count)), shape: $0.shape, values: $0.values) }
-      selected.sort { $0.name < $1.name }
-      let output = SafeTensors.encode(selected, metadata: ["global_step": String(step), "weights": "exponential moving averages"])
-      try FileIO.writeAtomically(output, to: file)
-      return (selected.count, step)
+      var averages: [String: SafeTensors.Tensor] = [:]
+      for tensor in read.tensors.values where tensor.name.hasSuffix(suffix) {
+        let name = String(tensor.name.dropLast(suffix.count))
+        averages[name] = SafeTensors.Tensor(name: name, shape: tensor.shape, values: tensor.values)
+      }
+      return (step, read.sidecar.config, averages)
     }
-    throw .checkpoint("no valid checkpoint in \(directory) to export")
+    throw .checkpoint("no valid checkpoint in \(directory)")
+  }
+
+  /// Writes `newestAverages` as a safetensors file, sorted by name. Optimizer slots are left out.
+  public func exportAverages(to file: String, report: (String) -> Void) throws(TrainError) -> (count: Int, step: Int) {
+    let newest = try newestAverages(report: report)
+    let selected = newest.averages.values.sorted { $0.name < $1.name }
+    let output = SafeTensors.encode(selected, metadata: ["global_step": String(newest.step), "weights": "exponential moving averages"])
+    try FileIO.writeAtomically(output, to: file)
+    return (selected.count, newest.step)
   }
 }

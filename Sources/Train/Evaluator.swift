@@ -35,11 +35,28 @@ public final class Evaluator {
     backend?.hostStateChanged()
   }
 
-  /// Top-1 and top-5 hits of one batch.
-  public func evaluate(images: UnsafePointer<Float>, labels: UnsafePointer<Float>, count: Int) throws -> (top1: Int, top5: Int) {
+  /// Loads weights and statistics by variable name (`CheckpointStore.newestAverages`, an export).
+  public func load(_ weights: [String: SafeTensors.Tensor], from source: String) throws(TrainError) {
+    for parameter in model.parameters {
+      guard let tensor = weights[parameter.name], tensor.shape == parameter.shape else {
+        throw .checkpoint("\(source) has no \(parameter.name) of shape \(parameter.shape) (was it written with other model flags?)")
+      }
+      executor.pointer(parameter.value!).update(from: tensor.values, count: parameter.shape.elementCount)
+    }
+    backend?.hostStateChanged()
+  }
+
+  /// The logits of one batch (`[batch, S, S, 3]` as the evaluation preprocessing makes it),
+  /// valid until the next run.
+  public func logits(images: UnsafePointer<Float>) throws -> UnsafePointer<Float> {
     executor.pointer(model.images).update(from: images, count: executor.graph.shape(model.images).elementCount)
     if let backend { try backend.run(executor) } else { try executor.run() }
-    let logits = executor.pointer(model.logits), classes = model.config.numLabelClasses
+    return UnsafePointer(executor.pointer(model.logits))
+  }
+
+  /// Top-1 and top-5 hits of one batch.
+  public func evaluate(images: UnsafePointer<Float>, labels: UnsafePointer<Float>, count: Int) throws -> (top1: Int, top5: Int) {
+    let logits = try self.logits(images: images), classes = model.config.numLabelClasses
     var top1 = 0, top5 = 0
     for n in 0..<min(count, batchSize) {
       let row = logits + n * classes, label = Int(labels[n])

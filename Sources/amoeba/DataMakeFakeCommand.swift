@@ -3,7 +3,8 @@ import Data
 import Tensor
 
 /// `amoeba data make-fake --out DIR --train_shards N --validation_shards M --images K
-/// --image_size S`: ImageNet-format TFRecord shards with real JPEGs (see `FakeImageNet`).
+/// --image_size S [--jpeg_dir D]`: ImageNet-format TFRecord shards with real JPEGs (see
+/// `FakeImageNet`), and with `--jpeg_dir` the validation pictures as files too.
 struct DataMakeFakeCommand {
   var out: String
   var fake = FakeImageNet()
@@ -20,6 +21,8 @@ struct DataMakeFakeCommand {
     fake.imageSize = try flags.int("image_size", default: 64)
     fake.quality = try flags.int("quality", default: 90)
     fake.seed = try flags.seed(default: 2018)
+    let jpegs = flags.string("jpeg_dir", default: "")
+    fake.jpegDirectory = jpegs.isEmpty ? nil : jpegs
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
     try flags.finish()
     guard threads >= 1 else { throw UsageError("--threads must be at least 1") }

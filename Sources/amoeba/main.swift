@@ -20,6 +20,8 @@ let usage = """
     data make-fake --out DIR [--train_shards 2 --validation_shards 1 --images 1000 --image_size 64]
                                                           ImageNet-format shards with real JPEGs, for tests
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
+    predict --model_dir DIR [--data_dir DIR | --synsets FILE [--metadata FILE]] [--top 5] IMAGE.JPEG...
+                                                          each image's top classes from the moving-average weights
     crosscheck --weights W.safetensors --inputs X.f32 --labels 3,1 [--global_step S] [model and training flags] --out R.safetensors
                                                           eval logits and one training step's losses, gradients, state and masks,
                                                           for an independent implementation to recompute (Scripts/crosscheck.sh)
@@ -64,6 +66,8 @@ do {
     try DataDumpCommand(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("data", "inspect"):
     exit(try DataInspectCommand(arguments: Array(arguments.dropFirst(2))).run())
+  case ("predict", _):
+    exit(try PredictCommand(arguments: Array(arguments.dropFirst())).run())
   case ("crosscheck", _):
     try CrossCheckCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("export", _):

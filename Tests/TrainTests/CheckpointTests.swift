@@ -133,6 +133,38 @@ import Checksums
     #expect(error?.description.contains("--num_cells=3") == true)
   }
 
+  /// What `amoeba predict` and `amoeba export` read: the newest checkpoint's moving averages by
+  /// variable name give an evaluator the logits of one loaded from the trainer's averages, bitwise.
+  @Test func theNewestAveragesEvaluateAsTheTrainersAverages() throws {
+    let context = KernelContext(threads: 1)
+    let directory = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let store = CheckpointStore(directory: directory)
+    let trainer = try Trainer(network: network, training: training, batchSize: 4, context: context, seed: 3)
+    try run(trainer, steps: 3, context: context)
+    let config = network.flagValues.merging(training.flagValues) { a, _ in a }
+    try store.save(trainer, config: config)
+    let newest = try store.newestAverages(report: { _ in })
+    #expect(newest.step == 3)
+    #expect(newest.config["num_cells"] == "3")
+    var image = [Float](repeating: 0, count: 24 * 24 * 3)
+    _ = BuiltInDataset(imageSize: 24).example(.validation, 5, into: &image)
+    let fromTrainer = try Evaluator(network: network, batchSize: 1, context: context)
+    try fromTrainer.load(from: trainer)
+    let expected = Array(UnsafeBufferPointer(start: try fromTrainer.logits(images: image), count: network.numLabelClasses))
+    let fromFile = try Evaluator(network: network, batchSize: 1, context: context)
+    try fromFile.load(newest.averages, from: directory)
+    let logits = Array(UnsafeBufferPointer(start: try fromFile.logits(images: image), count: network.numLabelClasses))
+    #expect(logits == expected)
+    // And not merely the live weights: three steps move the averages away from them.
+    try fromTrainer.load(from: trainer, useAverages: false)
+    #expect(Array(UnsafeBufferPointer(start: try fromTrainer.logits(images: image), count: network.numLabelClasses)) != expected)
+    var missing = newest.averages
+    missing["final_layer/FC/biases"] = nil
+    let error = #expect(throws: TrainError.self) { try fromFile.load(missing, from: directory) }
+    #expect(error?.description.contains("final_layer/FC/biases") == true)
+  }
+
   @Test func savingKeepsOnlyTheNewestCheckpoints() throws {
     let context = KernelContext(threads: 1)
     let directory = temporaryDirectory()
