@@ -14,12 +14,21 @@ public struct UsageError: Error, CustomStringConvertible {
 /// order it reads them — taken from the parsing code itself, so the help cannot fall behind it.
 public struct HelpRequested: Error, CustomStringConvertible {
   public let listing: [(name: String, defaultValue: String)]
-  public var description: String {
+  public var description: String { rendered(command: "") }
+
+  /// The flags under their groups (`FlagHelp.sections`), each with its default and its line.
+  public func rendered(command: String) -> String {
     let width = min(max(listing.map(\.name.count).max() ?? 0, 8) + 4, 36)
-    return listing.map { flag in
+    var groups: [String: [String]] = [:]
+    for flag in listing {
+      let line = FlagHelp.line(flag.name, command: command)
       let name = "  --" + flag.name
-      return name + String(repeating: " ", count: max(1, width - name.count + 2)) + (flag.defaultValue.isEmpty ? "(no default)" : "default \(flag.defaultValue)")
-    }.joined(separator: "\n")
+      let value = flag.defaultValue.isEmpty ? "" : " (default \(flag.defaultValue))"
+      groups[line?.section ?? "This command", default: []].append(
+        name + String(repeating: " ", count: max(1, width - name.count + 2)) + (line?.text ?? "(no description)") + value)
+    }
+    return FlagHelp.sections.compactMap { section in groups[section].map { "\(section):\n" + $0.joined(separator: "\n") } }
+      .joined(separator: "\n\n")
   }
 }
 

@@ -99,7 +99,7 @@ do {
   }
 } catch let help as HelpRequested {
   let command = arguments.prefix { !$0.hasPrefix("-") }.joined(separator: " ")
-  print("usage: amoeba \(command) [flags]\n\nflags (the reference's names where it has them):\n\(help)"
+  print("usage: amoeba \(command) [flags]\n\n\(help.rendered(command: command))"
         + (command == "launch" ? "\n  and every amoeba-coordinator flag (amoeba-coordinator --help), passed on to the coordinator" : ""))
   exit(0)
 } catch let error as UsageError {

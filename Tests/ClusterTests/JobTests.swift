@@ -108,6 +108,12 @@ import Model
       let names = help.listing.map(\.name)
       #expect(names.contains("num_cells") && names.contains("train_batch_size") && names.contains("lr"))
       #expect(help.description.contains("--num_cells") && help.description.contains("default 12"))
+      // Each with a line, under the reference's groups, in their order.
+      #expect(names.filter { FlagHelp.line($0, command: "train") == nil }.isEmpty)
+      let text = help.rendered(command: "train")
+      #expect(text.contains("normal cells over the three stacks"))
+      let model = text.range(of: "Model (the reference's):"), training = text.range(of: "Training (the reference's):")
+      #expect(model != nil && training != nil && model!.lowerBound < training!.lowerBound)
     }
   }
 
