@@ -20,13 +20,16 @@ public struct DataOptions: Sendable {
   /// `--dct_method=INTEGER_FAST|INTEGER_ACCURATE`, TensorFlow's names. The default is TensorFlow's,
   /// which the reference's `decode_jpeg` used, so the pixels match the reference run's.
   public var dctMethod: DCTMethod
+  /// `--train_preprocessing=inception|crop_flip|center` (`InceptionPreprocessing.Mode`).
+  public var trainPreprocessing: InceptionPreprocessing.Mode
 
   /// The flags a worker needs to rebuild the same dataset.
   public var flagValues: [String: String] {
     var values = ["use_data": useData, "on_bad_record": onBadRecord.rawValue, "shuffle_buffer": String(shuffleBuffer),
                   "input_threads": String(inputThreads), "prefetch_batches": String(prefetchBatches),
                   "jpeg_downscale": String(jpegDownscale),
-                  "dct_method": dctMethod == .fast ? "INTEGER_FAST" : "INTEGER_ACCURATE"]
+                  "dct_method": dctMethod == .fast ? "INTEGER_FAST" : "INTEGER_ACCURATE",
+                  "train_preprocessing": trainPreprocessing.rawValue]
     if !dataDir.isEmpty { values["data_dir"] = dataDir }
     return values
   }
@@ -57,7 +60,8 @@ public struct DataOptions: Sendable {
       let data: ImageNetDataset
       do {
         data = try ImageNetDataset(directory: dataDir, imageSize: network.imageSize, classCount: network.numLabelClasses,
-                                   shuffleBuffer: shuffleBuffer, downscale: jpegDownscale, dct: dctMethod, seed: seed)
+                                   shuffleBuffer: shuffleBuffer, distortion: .init(mode: trainPreprocessing),
+                                   downscale: jpegDownscale, dct: dctMethod, seed: seed)
       } catch {
         throw UsageError("--data_dir \(error)")
       }
@@ -84,12 +88,16 @@ extension Flags {
     guard dct == "INTEGER_FAST" || dct == "INTEGER_ACCURATE" else {
       throw UsageError("--dct_method must be INTEGER_FAST (TensorFlow's default) or INTEGER_ACCURATE, got '\(dct)'")
     }
+    let preprocessing = string("train_preprocessing", default: InceptionPreprocessing.Mode.inception.rawValue)
+    guard let mode = InceptionPreprocessing.Mode(rawValue: preprocessing) else {
+      throw UsageError("--train_preprocessing must be \(InceptionPreprocessing.Mode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(preprocessing)'")
+    }
     let options = DataOptions(useData: useData, dataDir: dataDir, onBadRecord: onBadRecord,
                               inputThreads: try int("input_threads", default: min(4, ThreadPool.onlineCores)),
                               prefetchBatches: try int("prefetch_batches", default: 2),
                               shuffleBuffer: try int("shuffle_buffer", default: 1024),
                               jpegDownscale: try bool("jpeg_downscale", default: false),
-                              dctMethod: dct == "INTEGER_FAST" ? .fast : .accurate)
+                              dctMethod: dct == "INTEGER_FAST" ? .fast : .accurate, trainPreprocessing: mode)
     guard options.inputThreads >= 1 else { throw UsageError("--input_threads must be at least 1") }
     guard options.prefetchBatches >= 1 else { throw UsageError("--prefetch_batches must be at least 1") }
     guard options.shuffleBuffer >= 1 else { throw UsageError("--shuffle_buffer must be at least 1") }

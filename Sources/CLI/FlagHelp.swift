@@ -26,6 +26,7 @@ public enum FlagHelp {
       ("batch_norm_epsilon", "batch-norm epsilon (raised to 1.001e-5 as TensorFlow's fused kernel does)"),
       ("batch_norm_decay", "momentum of the batch-norm moving statistics"),
       ("weight_decay", "L2 factor on every conv and FC kernel, in the loss as factor * sum(w^2)/2"),
+      ("fc_init", "FC weights of the heads: fan_out (the reference's, for 1001 classes) or zeros (loss starts at ln(classes))"),
     ])
     add("Training (the reference's)", [
       ("train_batch_size", "global batch, split over the workers"),
@@ -57,6 +58,7 @@ public enum FlagHelp {
       ("prefetch_batches", "batches prepared ahead of the step"),
       ("shuffle_buffer", "records shuffled together within each epoch's file order"),
       ("jpeg_downscale", "decode large JPEGs at 1/2 to 1/8 when the crop allows"),
+      ("train_preprocessing", "inception (the reference's: 5-100% crops, flip, colour), crop_flip (50-100%, flip) or center (the evaluation's)"),
     ])
     add("Job and cluster", [
       ("workers", "number of worker processes the coordinator waits for"),

@@ -17,6 +17,11 @@ extension Flags {
     c.batchNormEpsilon = try double("batch_norm_epsilon", default: c.batchNormEpsilon)
     c.batchNormDecay = try double("batch_norm_decay", default: c.batchNormDecay)
     c.weightDecay = try double("weight_decay", default: c.weightDecay)
+    let fcInit = string("fc_init", default: c.fcInit.rawValue)
+    guard let initializer = NetworkConfig.FullyConnectedInit(rawValue: fcInit) else {
+      throw UsageError("--fc_init must be fan_out (the reference's) or zeros, got '\(fcInit)'")
+    }
+    c.fcInit = initializer
     return c
   }
 }

@@ -16,6 +16,8 @@ import Train
 public final class Coordinator {
   /// Where the workers' steps run, once they have all started ("2× XLA:cpu (PJRT 0.81)").
   private var deviceSummary = ""
+  /// Whether the first progress line's loss was compared with ln(classes) (`LossCheck`).
+  private var lossChecked = false
   public struct Options: Sendable {
     public var host = "0.0.0.0"
     public var port = 0
@@ -242,6 +244,10 @@ public final class Coordinator {
     let skipped = reports.map(\.badRecords).reduce(0, +)
     let remaining = Double(options.totalSteps - step) * Double(options.globalBatch) / max(rate, 1e-9)
     log("step \(step)/\(options.totalSteps) epoch \(format(Double(step) / Double(max(options.stepsPerEpoch, 1)))) loss \(format(loss)) lr \(format(reports[0].lr, 5)) images/s \(format(rate, 1)) eta \(Int(remaining))s step-time spread \(format((slowest.seconds - fastest.seconds) * 1000, 1)) ms (slowest rank \(slowest.rank)) comm hidden \(Int(hidden * 100))% input wait \(format(reports.map(\.inputWait).max()! * 1000, 1)) ms" + (skipped > 0 ? " bad records skipped \(skipped)" : "") + (deviceSummary.isEmpty ? "" : " on \(deviceSummary)"))
+    if !lossChecked {
+      lossChecked = true
+      if let warning = LossCheck.warning(loss: loss, step: step, classes: Int(options.config["num_label_classes"] ?? "") ?? 1001) { log(warning) }
+    }
   }
 
   func fail(_ members: [Member], _ reason: String) -> Int32 {

@@ -97,7 +97,7 @@ public final class ImageNetDataset: Dataset {
     let full: JPEGInfo
     do { full = try jpeg.withUnsafeBytes { (raw) throws(JPEGError) in try JPEG.info(raw) } } catch { throw unusable("\(error)") }
     var draws = InceptionPreprocessing.Draws(seed: seed, stream: UInt64(epoch) << 40 ^ UInt64(i))
-    let crop = split == .train
+    let crop = split == .train && distortion.mode != .center
       ? InceptionPreprocessing.sampleDistortedBoundingBox(width: full.width, height: full.height, options: distortion, draws: &draws)
       : InceptionPreprocessing.centralCrop(width: full.width, height: full.height)
     let scale = downscale ? InceptionPreprocessing.decodeScale(for: crop, size: imageSize) : 1

@@ -22,7 +22,20 @@ public enum InceptionPreprocessing {
     public init(x: Int, y: Int, width: Int, height: Int) { self.x = x; self.y = y; self.width = width; self.height = height }
   }
 
+  /// `--train_preprocessing`: what training does to an image. The reference's Inception
+  /// distortions are made for ImageNet's large photographs; a random crop of 5% of a small image
+  /// leaves little of it, so datasets of small images want a milder one or none.
+  public enum Mode: String, Sendable, CaseIterable {
+    /// Crop of 5–100% of the area (aspect 3/4–4/3), resize, flip, brightness and colour jitter.
+    case inception
+    /// Crop of 50–100% of the area (aspect 3/4–4/3), resize, flip; no colour jitter.
+    case cropFlip = "crop_flip"
+    /// The evaluation's: central crop 0.875 and resize, nothing random.
+    case center
+  }
+
   public struct DistortionOptions: Sendable {
+    public var mode = Mode.inception
     public var minObjectCovered: Float = 0.1
     public var aspectRatioRange: ClosedRange<Float> = 0.75...(4.0 / 3.0)
     /// DAWNBench's (0.05, 1.0); the reference's HEAD uses (0.1, 1.0).
@@ -31,6 +44,11 @@ public enum InceptionPreprocessing {
     public var brightness: Float = 32.0 / 255.0
     public var chroma: Float = 0.1
     public init() {}
+
+    public init(mode: Mode) {
+      self.mode = mode
+      if mode == .cropFlip { areaRange = 0.5...1.0; minObjectCovered = 0.5; brightness = 0; chroma = 0 }
+    }
   }
 
   /// A source of uniform numbers in [0, 1); training draws from a counter-based stream so that any
@@ -148,6 +166,7 @@ public enum InceptionPreprocessing {
   public static func training(_ pixels: UnsafePointer<UInt8>, width: Int, crop: Crop, size: Int,
                               options: DistortionOptions = DistortionOptions(), draws: inout Draws,
                               out: UnsafeMutablePointer<Float>) {
+    if options.mode == .center { return evaluation(pixels, width: width, crop: crop, size: size, out: out) }
     let flip = draws.uniform() < 0.5
     resizeBilinear(pixels, width: width, crop: crop, size: size, flip: flip, out: out)
     // Brightness and a shift in Cb and Cr, as one offset per channel (the reference's fast mode).

@@ -359,6 +359,7 @@ struct Builder {
   mutating func fullyConnected(_ x: Value, _ name: String, outputs: Int) throws -> Value {
     let inputs = graph.shape(x)[1]
     let weights = try parameter(name + "/weights", [inputs, outputs], .fullyConnectedWeights)
+    if config.fcInit == .zeros { parameters[parameters.count - 1].startsAtZero = true }
     let biases = try parameter(name + "/biases", [outputs], .biases)
     return try graph.dense(x, weights: weights, bias: biases, name: scoped(name))
   }

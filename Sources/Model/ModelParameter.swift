@@ -21,6 +21,8 @@ public struct ModelParameter: Hashable, Sendable {
   /// The graph leaf holding it; nil for batch-norm moving statistics in a training graph, which
   /// the trainer updates from the batch moments outside the graph.
   public let value: Value?
+  /// Starts at zero instead of the reference's initializer (`--fc_init=zeros` for the FC weights).
+  public var startsAtZero = false
 
   /// Trained by the optimizer (everything except the moving statistics).
   public var isTrainable: Bool { kind != .movingMean && kind != .movingVariance }
@@ -50,6 +52,7 @@ public struct ModelParameter: Hashable, Sendable {
     case .gamma, .movingVariance: return [Float](repeating: 1, count: count)
     case .beta, .biases, .movingMean: return [Float](repeating: 0, count: count)
     case .convWeights, .depthwiseWeights, .pointwiseWeights, .fullyConnectedWeights:
+      if startsAtZero { return [Float](repeating: 0, count: count) }
       let stddev = (1.3 * 2 / Double(fanOut)).squareRoot()
       let stream = ModelParameter.hash(name)
       return (0..<count).map { Float(stddev * ModelParameter.truncatedNormal(seed: seed, stream: stream, index: UInt64($0))) }

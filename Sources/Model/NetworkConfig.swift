@@ -15,6 +15,8 @@ public struct NetworkConfig: Hashable, Sendable {
   public var batchNormEpsilon = 1e-5
   public var batchNormDecay = 0.9
   public var weightDecay = 4e-5
+  /// `--fc_init`: how the FC weights of the head (and the aux head) start.
+  public var fcInit = FullyConnectedInit.fanOut
   /// Fixed hparams of the ImageNet recipe (not flags in the reference).
   public var numReductionLayers = 2
   public var numStemCells = 2
@@ -22,6 +24,14 @@ public struct NetworkConfig: Hashable, Sendable {
   public init() {}
 
   /// The epsilon the kernels use: TensorFlow's fused batch norm raises anything below 1.001e-5 to it.
+  /// The reference's variance scaling by fan-out, σ = √(2.6/classes), is made for 1001 classes:
+  /// with 10 its logits start with σ ≈ 6–9 and the loss near 12 instead of ln 10. Zeros start every
+  /// logit at its bias, 0, and the loss at ln(classes).
+  public enum FullyConnectedInit: String, Hashable, Sendable, CaseIterable {
+    case fanOut = "fan_out"
+    case zeros
+  }
+
   public var effectiveBatchNormEpsilon: Float { Float(max(batchNormEpsilon, 1.001e-5)) }
 
   /// `calc_reduction_layers`: reduction cells go before normal cells int(k·n/3), k = 1, 2.
@@ -58,6 +68,7 @@ extension NetworkConfig {
      "stem_reduction_size": String(stemReductionSize), "image_size": String(imageSize),
      "num_label_classes": String(numLabelClasses), "use_aux_head": String(useAuxHead), "aux_scaling": String(auxScaling),
      "dense_dropout_keep_prob": String(denseDropoutKeepProb), "drop_connect_keep_prob": String(dropConnectKeepProb),
-     "batch_norm_epsilon": String(batchNormEpsilon), "batch_norm_decay": String(batchNormDecay), "weight_decay": String(weightDecay)]
+     "batch_norm_epsilon": String(batchNormEpsilon), "batch_norm_decay": String(batchNormDecay), "weight_decay": String(weightDecay),
+     "fc_init": fcInit.rawValue]
   }
 }

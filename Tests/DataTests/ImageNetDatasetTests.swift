@@ -38,6 +38,38 @@ struct ImageNetDatasetTests {
     }
   }
 
+  /// `--train_preprocessing=center` trains on exactly the evaluation's pixels; crop_flip keeps at
+  /// least half of each picture and adds no colour shift; inception differs from both.
+  @Test func trainingPreprocessingSwitches() throws {
+    let directory = try makeFakeImageNet(trainImages: 20)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    func pixels(_ mode: InceptionPreprocessing.Mode, _ split: Split, _ i: Int) throws -> [Float] {
+      let data = try ImageNetDataset(directory: directory, imageSize: 16, distortion: .init(mode: mode))
+      var out = [Float](repeating: .nan, count: 16 * 16 * 3)
+      _ = try out.withUnsafeMutableBufferPointer { try data.example(split, i, epoch: 1, into: $0.baseAddress!) }
+      return out
+    }
+    // The same record read as a training example (center) and through the evaluation path.
+    let data = try ImageNetDataset(directory: directory, imageSize: 16, distortion: .init(mode: .center))
+    var evaluation = [Float](repeating: .nan, count: 16 * 16 * 3), training = evaluation
+    _ = try training.withUnsafeMutableBufferPointer { try data.example(.train, 3, epoch: 1, into: $0.baseAddress!) }
+    let example = try Example(decoding: try data.train.read(3))
+    let picture = try JPEG.decode(example.bytes("image/encoded")!, dct: .fast)
+    var expected = [Float](repeating: .nan, count: 16 * 16 * 3)
+    picture.pixels.withUnsafeBufferPointer { p in
+      InceptionPreprocessing.evaluation(p.baseAddress!, width: picture.width, height: picture.height, size: 16, out: &expected)
+    }
+    #expect(training == expected)
+    #expect(try pixels(.inception, .train, 3) != training && pixels(.cropFlip, .train, 3) != training)
+    _ = try evaluation.withUnsafeMutableBufferPointer { try data.example(.validation, 0, epoch: 0, into: $0.baseAddress!) }
+    #expect(evaluation == (try pixels(.inception, .validation, 0)), "validation never depends on the training switch")
+    var draws = InceptionPreprocessing.Draws(seed: 1, stream: 2)
+    for _ in 0..<200 {
+      let crop = InceptionPreprocessing.sampleDistortedBoundingBox(width: 80, height: 60, options: .init(mode: .cropFlip), draws: &draws)
+      #expect(crop.width * crop.height * 2 >= 80 * 60 - 80 - 60, "a crop of at least half the area (to the pixel)")
+    }
+  }
+
   @Test func everyRecordOncePerEpochAcrossShardsAndADifferentOrderEachEpoch() throws {
     let directory = try makeFakeImageNet(trainImages: 50)
     defer { try? FileManager.default.removeItem(atPath: directory) }

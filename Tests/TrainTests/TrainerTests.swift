@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 import Data
 import Model
 import Tensor
@@ -13,6 +14,32 @@ import Tensor
     training.lr = 0.05; training.lrDecayMethod = "constant"
     let context = KernelContext(threads: 2)
     return (try Trainer(network: network, training: training, batchSize: batch, context: context, seed: 5), context)
+  }
+
+  /// `--fc_init=zeros`: the head starts at zero, so the first cross-entropy is ln(classes) exactly
+  /// (label smoothing leaves a uniform prediction's loss unchanged); the reference's starts higher,
+  /// and `LossCheck` names the switches when a run starts far above ln(classes).
+  @Test func zeroFullyConnectedInitStartsAtLnClasses() throws {
+    var network = NetworkConfig()
+    network.numCells = 3; network.reductionSize = 8; network.imageSize = 24; network.useAuxHead = false
+    network.numLabelClasses = 10; network.denseDropoutKeepProb = 1
+    var training = TrainingConfig()
+    training.trainBatchSize = 8; training.numTrainImages = 800
+    let context = KernelContext(threads: 2)
+    let batcher = Batcher(dataset: BuiltInDataset(imageSize: 24), split: .train, batchSize: 8)
+    let images = UnsafeMutablePointer<Float>.allocateAligned(8 * 24 * 24 * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(8)
+    defer { images.deallocate(); labels.deallocate() }
+    _ = try! batcher.fill(batch: 0, images: images, labels: labels, context: context)
+    var losses: [Float] = []
+    for initializer in [NetworkConfig.FullyConnectedInit.zeros, .fanOut] {
+      network.fcInit = initializer
+      let trainer = try Trainer(network: network, training: training, batchSize: 8, context: context, seed: 2)
+      losses.append(try trainer.computeGradients(images: images, labels: labels).crossEntropy)
+    }
+    #expect(abs(Double(losses[0]) - log(10.0)) < 1e-5)
+    #expect(losses[1] > losses[0])
+    #expect(LossCheck.warning(loss: 12, step: 20, classes: 10)?.contains("--fc_init=zeros") == true)
+    #expect(LossCheck.warning(loss: 7.5, step: 20, classes: 1001) == nil)
   }
 
   @Test func stepsOnOneBatchDriveItsLossDown() throws {
