@@ -115,6 +115,7 @@ public enum FlagHelp {
       ("bench scaling/workers", "worker counts to measure, comma-separated"),
       ("images", "images to write (training split)"), ("validation_images", "validation images to write"),
       ("bench data/images", "images per repetition"), ("train_shards", "training shards"), ("validation_shards", "validation shards"),
+      ("raw_data_dir", "ImageNet as it ships: train/<synset>/*.JPEG, validation/*.JPEG, synset_labels.txt"),
       ("quality", "JPEG quality 1-100"), ("jpeg_dir", "also write the validation pictures as JPEG files here"),
       ("fixtures", "ImageNet-format shards whose JPEGs are decoded"),
       ("split", "train (epoch 0's augmented order) or validation"), ("count", "examples to dump"),

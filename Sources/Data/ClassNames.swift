@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Names for a model's class indices, as `amoeba predict` prints them: each label's WordNet id and
 /// words. `imagenet_to_gcs.py` numbers the synsets of its sorted synsets file 1…1000 (0 is the
@@ -62,17 +57,7 @@ public struct ClassNames: Sendable {
   }
 
   static func lines(_ path: String) throws(DataError) -> [String] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw .io(file: path, reason: "cannot be opened: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-      let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-      if n < 0 && errno == EINTR { continue }
-      guard n >= 0 else { throw .io(file: path, reason: "read failed: \(String(cString: strerror(errno)))") }
-      if n == 0 { break }
-      bytes += chunk[0..<n]
-    }
-    return String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).map(String.init)
+    String(decoding: try ImageNetConverter.readFile(path), as: UTF8.self).split(whereSeparator: \.isNewline).map(String.init)
   }
+
 }

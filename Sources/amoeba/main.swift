@@ -17,6 +17,8 @@ let usage = """
     data inspect FILE...                                   TFRecord record counts, labels, image sizes, damage
     data dump --data_dir D [--split validation] [--image_size 224] [--count 16] --out FILE
                                                           the model's input tensors (float32) for a look or a comparison
+    data convert --raw_data_dir D --out DIR [--train_shards 1024 --validation_shards 128]
+                                                          ImageNet's JPEG folders into imagenet_to_gcs.py's shards (resumable)
     data make-fake --out DIR [--train_shards 2 --validation_shards 1 --images 1000 --image_size 64]
                                                           ImageNet-format shards with real JPEGs, for tests
     export --model_dir DIR --out FILE.safetensors          the moving-average weights of the newest checkpoint
@@ -62,6 +64,8 @@ do {
     exit(try LaunchCommand(arguments: Array(arguments.dropFirst())).run())
   case ("data", "make-fake"):
     try DataMakeFakeCommand(flags: try Flags(Array(arguments.dropFirst(2)))).run()
+  case ("data", "convert"):
+    exit(try DataConvertCommand(flags: try Flags(Array(arguments.dropFirst(2)))).run())
   case ("data", "dump"):
     try DataDumpCommand(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("data", "inspect"):

@@ -3,6 +3,7 @@ import Foundation
 import Tensor
 @testable import Data
 import JPEG
+import Synchronization
 
 /// A fresh directory of `amoeba data make-fake` shards.
 func makeFakeImageNet(trainImages: Int = 60, validationImages: Int = 12, trainShards: Int = 3, imageSize: Int = 16) throws -> String {
@@ -229,5 +230,77 @@ struct ImageNetDatasetTests {
       #expect(Array(UnsafeBufferPointer(start: batch.images, count: count)) == Array(UnsafeBufferPointer(start: images, count: count)))
       #expect(Array(UnsafeBufferPointer(start: batch.labels, count: 4)) == Array(UnsafeBufferPointer(start: labels, count: 4)))
     }
+  }
+}
+
+/// `amoeba data convert`: ImageNet's JPEG folders into imagenet_to_gcs.py's shards.
+@Suite struct ImageNetConverterTests {
+  /// A raw layout made of `FakeImageNet`'s pictures: train/<synset>/<synset>_<i>.JPEG,
+  /// validation/FAKE_val_<i>.JPEG and synset_labels.txt.
+  func rawImageNet(train: Int, validation: Int) throws -> (directory: String, synsetOfValidation: [String]) {
+    let directory = NSTemporaryDirectory() + "amoeba-raw-\(UUID().uuidString)"
+    var fake = FakeImageNet()
+    fake.imageSize = 16
+    var synsets: [String] = []
+    for (split, count) in [(Split.train, train), (.validation, validation)] {
+      for i in 0..<count {
+        let record = fake.record(split, i)
+        let example = try Example(decoding: record.example)
+        let synset = example.string("image/class/synset")!
+        let folder = split == .train ? "\(directory)/train/\(synset)" : "\(directory)/validation"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try Data(record.jpeg).write(to: URL(fileURLWithPath: "\(folder)/\(record.name)"))
+        if split == .validation { synsets.append(synset) }
+      }
+    }
+    try synsets.joined(separator: "\n").write(toFile: "\(directory)/synset_labels.txt", atomically: true, encoding: .utf8)
+    return (directory, synsets)
+  }
+
+  @Test func convertsResumesAndNamesWhatItLeavesOut() throws {
+    let (raw, validationSynsets) = try rawImageNet(train: 30, validation: 9)
+    let out = raw + "-shards"
+    defer { try? FileManager.default.removeItem(atPath: raw); try? FileManager.default.removeItem(atPath: out) }
+    try FileManager.default.createDirectory(atPath: raw + "/train/n00000003", withIntermediateDirectories: true)
+    try Data("not a picture".utf8).write(to: URL(fileURLWithPath: raw + "/train/n00000003/n00000003_broken.JPEG"))
+    var converter = ImageNetConverter(rawDirectory: raw, outDirectory: out)
+    converter.trainShards = 4; converter.validationShards = 2
+    let named = Mutex<[String]>([])
+    let left = try converter.run(threads: 2, report: { _ in }, skipped: { line in named.withLock { $0.append(line) } })
+    #expect(left == 1 && named.withLock { $0 }.first?.contains("n00000003_broken.JPEG") == true)
+
+    // imagenet_to_gcs.py's layout: ceil(31/4) = 8 files per training shard, ceil(9/2) = 5 per validation shard.
+    let names = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
+    #expect(names == ["train-00000-of-00004", "train-00001-of-00004", "train-00002-of-00004", "train-00003-of-00004",
+                      "validation-00000-of-00002", "validation-00001-of-00002"])
+    let data = try ImageNetDataset(directory: out, imageSize: 16)
+    #expect(data.count(.train) == 30 && data.count(.validation) == 9)
+    // Labels: each synset's place, from 1, among all synsets of both splits, sorted.
+    let synsets = Set(validationSynsets + (try FileManager.default.contentsOfDirectory(atPath: raw + "/train"))).sorted()
+    let labels = Dictionary(uniqueKeysWithValues: synsets.enumerated().map { ($1, $0 + 1) })
+    for i in 0..<9 {
+      let example = try Example(decoding: try data.validation.read(i))
+      #expect(example.string("image/class/synset") == validationSynsets[i], "validation in sorted file order with the labels file's synsets")
+      #expect(example.int64("image/class/label").map(Int.init) == labels[validationSynsets[i]])
+      #expect(example.string("image/filename") == "FAKE_val_0000\(i).JPEG" && example.string("image/colorspace") == "RGB")
+      let image = try JPEG.decode(example.bytes("image/encoded")!)
+      #expect(Int64(image.width) == example.int64("image/width") && Int64(image.height) == example.int64("image/height"))
+    }
+    var seen = Set<String>()
+    for i in 0..<30 {
+      let example = try Example(decoding: try data.train.read(i))
+      let synset = example.string("image/class/synset")!
+      #expect(example.string("image/filename")!.hasPrefix(synset + "_") && example.int64("image/class/label").map(Int.init) == labels[synset])
+      seen.insert(example.string("image/filename")!)
+    }
+    #expect(seen.count == 30)
+
+    // An interrupted run: one shard missing. The rerun writes only it, byte for byte as before.
+    let before = try Data(contentsOf: URL(fileURLWithPath: out + "/train-00002-of-00004"))
+    try FileManager.default.removeItem(atPath: out + "/train-00002-of-00004")
+    let reports = Mutex<[ImageNetConverter.Progress]>([])
+    _ = try converter.run(threads: 2, report: { p in reports.withLock { $0.append(p) } }, skipped: { _ in })
+    #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/train-00002-of-00004")) == before)
+    #expect(reports.withLock { $0 }.filter { $0.split == .train }.map(\.skippedShards).max() == 3)
   }
 }
