@@ -117,6 +117,7 @@ public enum FlagHelp {
       ("bench data/images", "images per repetition"), ("train_shards", "training shards"), ("validation_shards", "validation shards"),
       ("raw_data_dir", "ImageNet as it ships: train/<synset>/*.JPEG, validation/*.JPEG, synset_labels.txt"),
       ("quality", "JPEG quality 1-100"), ("jpeg_dir", "also write the validation pictures as JPEG files here"),
+      ("raw_dir", "also write every picture in ImageNet's layout (train/<synset>/, validation/, synset_labels.txt)"),
       ("fixtures", "ImageNet-format shards whose JPEGs are decoded"),
       ("split", "train (epoch 0's augmented order) or validation"), ("count", "examples to dump"),
       ("target", "parser to fuzz, or all"), ("iterations", "mutated inputs per target"),

@@ -22,6 +22,9 @@ public struct FakeImageNet: Sendable {
   /// Where to write each validation image also as a plain JPEG file under its `image/filename`
   /// (nil: not at all) — pictures for `amoeba predict`.
   public var jpegDirectory: String?
+  /// Where to write the same pictures as ImageNet ships (nil: not at all): `train/<synset>/*.JPEG`,
+  /// `validation/*.JPEG` and `synset_labels.txt` — the input of `amoeba data convert`.
+  public var rawDirectory: String?
 
   public init() {}
 
@@ -43,6 +46,7 @@ public struct FakeImageNet: Sendable {
         written.append(name)
       }
     }
+    if let rawDirectory { try writeRaw(to: rawDirectory) }
     if let jpegDirectory, validationShards > 0 {
       if mkdir(jpegDirectory, 0o755) != 0 && errno != EEXIST {
         throw .io(file: jpegDirectory, reason: "cannot create the directory: \(String(cString: strerror(errno)))")
@@ -54,6 +58,30 @@ public struct FakeImageNet: Sendable {
       written.append(jpegDirectory + "/FAKE_val_*.JPEG")
     }
     return written
+  }
+
+  func writeRaw(to directory: String) throws(DataError) {
+    func makeDirectory(_ path: String) throws(DataError) {
+      if mkdir(path, 0o755) != 0 && errno != EEXIST { throw .io(file: path, reason: "cannot create the directory: \(String(cString: strerror(errno)))") }
+    }
+    try makeDirectory(directory)
+    try makeDirectory(directory + "/train")
+    try makeDirectory(directory + "/validation")
+    for index in 0..<trainImages {
+      let (_, jpeg, name) = record(.train, index)
+      let synset = String(name.prefix { $0 != "_" })
+      try makeDirectory("\(directory)/train/\(synset)")
+      try Self.writeAtomically(jpeg, to: "\(directory)/train/\(synset)/\(name)")
+    }
+    var labels: [String] = []
+    for index in 0..<validationImages {
+      let (example, jpeg, name) = record(.validation, index)
+      try Self.writeAtomically(jpeg, to: "\(directory)/validation/\(name)")
+      let parsed = try? Example(decoding: example)
+      labels.append(parsed?.bytes("image/class/synset").map { String(decoding: $0, as: UTF8.self) } ?? "")
+    }
+    // One synset per validation file, in sorted file-name order (the names sort as the indices do).
+    try Self.writeAtomically(Array((labels.joined(separator: "\n") + "\n").utf8), to: directory + "/synset_labels.txt")
   }
 
   static func digits(_ n: Int) -> String {

@@ -4,7 +4,8 @@ import Tensor
 
 /// `amoeba data make-fake --out DIR --train_shards N --validation_shards M --images K
 /// --image_size S [--jpeg_dir D]`: ImageNet-format TFRecord shards with real JPEGs (see
-/// `FakeImageNet`), and with `--jpeg_dir` the validation pictures as files too.
+/// `FakeImageNet`), with `--jpeg_dir` the validation pictures as files too, and with `--raw_dir`
+/// all of them in ImageNet's own layout (the input of `amoeba data convert`).
 struct DataMakeFakeCommand {
   var out: String
   var fake = FakeImageNet()
@@ -23,6 +24,8 @@ struct DataMakeFakeCommand {
     fake.seed = try flags.seed(default: 2018)
     let jpegs = flags.string("jpeg_dir", default: "")
     fake.jpegDirectory = jpegs.isEmpty ? nil : jpegs
+    let raw = flags.string("raw_dir", default: "")
+    fake.rawDirectory = raw.isEmpty ? nil : raw
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
     try flags.finish()
     guard threads >= 1 else { throw UsageError("--threads must be at least 1") }

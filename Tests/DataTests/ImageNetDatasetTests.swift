@@ -235,26 +235,14 @@ struct ImageNetDatasetTests {
 
 /// `amoeba data convert`: ImageNet's JPEG folders into imagenet_to_gcs.py's shards.
 @Suite struct ImageNetConverterTests {
-  /// A raw layout made of `FakeImageNet`'s pictures: train/<synset>/<synset>_<i>.JPEG,
-  /// validation/FAKE_val_<i>.JPEG and synset_labels.txt.
+  /// ImageNet's own layout of `FakeImageNet`'s pictures (`make-fake --raw_dir`).
   func rawImageNet(train: Int, validation: Int) throws -> (directory: String, synsetOfValidation: [String]) {
     let directory = NSTemporaryDirectory() + "amoeba-raw-\(UUID().uuidString)"
     var fake = FakeImageNet()
-    fake.imageSize = 16
-    var synsets: [String] = []
-    for (split, count) in [(Split.train, train), (.validation, validation)] {
-      for i in 0..<count {
-        let record = fake.record(split, i)
-        let example = try Example(decoding: record.example)
-        let synset = example.string("image/class/synset")!
-        let folder = split == .train ? "\(directory)/train/\(synset)" : "\(directory)/validation"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        try Data(record.jpeg).write(to: URL(fileURLWithPath: "\(folder)/\(record.name)"))
-        if split == .validation { synsets.append(synset) }
-      }
-    }
-    try synsets.joined(separator: "\n").write(toFile: "\(directory)/synset_labels.txt", atomically: true, encoding: .utf8)
-    return (directory, synsets)
+    fake.imageSize = 16; fake.trainImages = train; fake.validationImages = validation
+    try fake.writeRaw(to: directory)
+    let labels = try String(contentsOfFile: directory + "/synset_labels.txt", encoding: .utf8).split(separator: "\n").map(String.init)
+    return (directory, labels)
   }
 
   @Test func convertsResumesAndNamesWhatItLeavesOut() throws {
