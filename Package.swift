@@ -57,6 +57,6 @@ let package = Package(
     .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"], swiftSettings: numericFlags),
     .testTarget(name: "XLATests", dependencies: ["XLA", "Graph", "Model", "Tensor", "Train", "Data", "Collective"], swiftSettings: numericFlags),
     .testTarget(name: "FuzzingTests", dependencies: ["Fuzzing"], swiftSettings: numericFlags),
-    .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checksums", "JPEG"], swiftSettings: numericFlags),
+    .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checksums", "JPEG"], exclude: ["Fixtures"], swiftSettings: numericFlags),
   ]
 )

@@ -18,9 +18,11 @@ import Tensor
 /// shuffles a copy, so its order is whatever the file system lists; here the sorted paths are
 /// shuffled with a fixed seed, so two runs write the same shards. Every file is decoded first
 /// (the script decodes too, for the size); one that does not decode is named and left out instead
-/// of stopping the run. The 22 CMYK files and the PNG the script re-encodes by name are named and
-/// left out too until the decoder reads CMYK (issue 13). A shard is written to a temporary name and
-/// renamed, so an interrupted run resumes at the first shard that is missing.
+/// of stopping the run. A CMYK or YCCK JPEG (the script's list of 22 names) is re-encoded as an RGB
+/// JPEG at quality 100, 4:2:0, as the script has TensorFlow do — found by its frame header, not by
+/// name; our encoder's bytes are not TensorFlow's, the pixels it starts from are. The PNG named
+/// .JPEG is named and left out (there is no PNG decoder here). A shard is written to a temporary
+/// name and renamed, so an interrupted run resumes at the first shard that is missing.
 public struct ImageNetConverter: Sendable {
   public struct Source: Sendable {
     public let path: String
@@ -122,15 +124,6 @@ public struct ImageNetConverter: Sendable {
     return left.load(ordering: .relaxed)
   }
 
-  /// The 22 CMYK JPEGs and the PNG named .JPEG that `imagenet_to_gcs.py` re-encodes, by name.
-  static let cmyk: Set<String> = [
-    "n01739381_1309.JPEG", "n02077923_14822.JPEG", "n02447366_23489.JPEG", "n02492035_15739.JPEG", "n02747177_10752.JPEG",
-    "n03018349_4028.JPEG", "n03062245_4620.JPEG", "n03347037_9675.JPEG", "n03467068_12171.JPEG", "n03529860_11437.JPEG",
-    "n03544143_17228.JPEG", "n03633091_5218.JPEG", "n03710637_5125.JPEG", "n03961711_5286.JPEG", "n04033995_2932.JPEG",
-    "n04258138_17003.JPEG", "n04264628_27969.JPEG", "n04336792_7448.JPEG", "n04371774_5854.JPEG", "n04596742_4225.JPEG",
-    "n07583066_647.JPEG", "n13037406_4650.JPEG",
-  ]
-
   /// One file as its record, or why it cannot be one.
   static func record(_ source: Source, label: Int) -> Result<[UInt8], ConversionFailure> {
     let bytes: [UInt8]
@@ -138,11 +131,17 @@ public struct ImageNetConverter: Sendable {
     if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
       return .failure(ConversionFailure("a PNG named .JPEG (imagenet_to_gcs.py re-encodes it as a JPEG; convert it with an image tool)"))
     }
+    var encoded = bytes
     let image: JPEGImage
-    do { image = try JPEG.decode(bytes, channels: 3, pixelLimit: ImageNetDataset.pixelLimit) } catch {
-      let name = source.path.split(separator: "/").last.map(String.init) ?? source.path
-      let hint = cmyk.contains(name) ? " (one of the 22 CMYK files imagenet_to_gcs.py re-encodes as RGB)" : ""
-      return .failure(ConversionFailure("\(error)\(hint)"))
+    do {
+      // The CMYK → RGB decode with TensorFlow's default IDCT, as the script's cmyk_to_rgb runs it.
+      let fourComponents = try JPEG.info(bytes).components == 4
+      image = try JPEG.decode(bytes, channels: 3, dct: fourComponents ? .fast : .accurate, pixelLimit: ImageNetDataset.pixelLimit)
+      if fourComponents {
+        encoded = JPEGEncoder(quality: 100, subsampling: .half).encode(image.pixels, width: image.width, height: image.height, channels: 3)
+      }
+    } catch {
+      return .failure(ConversionFailure("\(error)"))
     }
     func text(_ s: String) -> Example.Feature { .bytes([Array(s.utf8)]) }
     let base = source.path.split(separator: "/").last.map(String.init) ?? source.path
@@ -150,7 +149,7 @@ public struct ImageNetConverter: Sendable {
       "image/height": .int64s([Int64(image.height)]), "image/width": .int64s([Int64(image.width)]),
       "image/colorspace": text("RGB"), "image/channels": .int64s([3]),
       "image/class/label": .int64s([Int64(label)]), "image/class/synset": text(source.synset),
-      "image/format": text("JPEG"), "image/filename": text(base), "image/encoded": .bytes([bytes]),
+      "image/format": text("JPEG"), "image/filename": text(base), "image/encoded": .bytes([encoded]),
     ]).encoded())
   }
 

@@ -239,9 +239,8 @@ struct Decoder {
     let height = word(start + 1), width = word(start + 3), n = byte(start + 5)
     guard width > 0 else { throw .corrupt("frame width is 0") }
     guard height > 0 else { throw .unsupported("frame height 0 (height given by a DNL marker)") }
-    guard n == 1 || n == 3 else {
-      if n == 4 { throw .unsupported("4-component (CMYK/YCCK, Adobe) JPEG; convert it to RGB first") }
-      throw .unsupported("\(n)-component JPEG; only grayscale and 3-component images are decoded")
+    guard n == 1 || n == 3 || n == 4 else {
+      throw .unsupported("\(n)-component JPEG; only grayscale, 3-component and CMYK/YCCK images are decoded")
     }
     guard end - start == 6 + 3 * n else { throw .corrupt("frame header length does not match \(n) components") }
     guard width * height <= pixelLimit else { throw .tooLarge(width: width, height: height, limit: pixelLimit) }

@@ -13,6 +13,11 @@ extension Decoder {
     // libjpeg picks the colour space from the markers: JFIF means YCbCr; else Adobe's transform
     // flag; else component ids 'R', 'G', 'B'.
     let isRGB = !sawJFIF && (adobeTransform == 0 || (adobeTransform == nil && frame.components.map(\.id) == [82, 71, 66]))
+    // Four components: CMYK, or YCCK when Adobe's transform says 2 (or anything but 0), as libjpeg reads them.
+    let isYCCK = frame.components.count == 4 && adobeTransform != nil && adobeTransform != 0
+    if frame.components.count == 4 && channels == 1 {
+      throw .unsupported("a CMYK/YCCK JPEG to one channel (libjpeg has no such conversion; decode to RGB)")
+    }
     // Grayscale output from YCbCr needs only Y: skip the chroma planes.
     let needed = channels == 1 && !isRGB ? Array(frame.components.prefix(1)) : frame.components
     var planes: [Plane] = []
@@ -50,7 +55,10 @@ extension Decoder {
         let a = planes[0].row(y, outWidth: width, into: rows[0], scratch: scratch)
         let b = planes[1].row(y, outWidth: width, into: rows[1], scratch: scratch)
         let c = planes[2].row(y, outWidth: width, into: rows[2], scratch: scratch)
-        if channels == 1 {
+        if planes.count == 4 {
+          let k = planes[3].row(y, outWidth: width, into: rows[3], scratch: scratch)
+          ColorConversion.cmykToRGB(a, b, c, k, ycck: isYCCK, adobe: adobeTransform != nil, out: line, count: width)
+        } else if channels == 1 {
           // RGB → gray as libjpeg's rgb_gray_convert: 0.299 R + 0.587 G + 0.114 B in 16-bit fixed point.
           for x in 0..<width {
             line[x] = UInt8((19595 * Int32(a[x]) + 38470 * Int32(b[x]) + 7471 * Int32(c[x]) + 32768) >> 16)
@@ -247,6 +255,24 @@ enum ColorConversion {
       out[3 * x + 1] = UInt8(clamping: luma + ((b * kGb + r * kGr + half) >> scaleBits))
       out[3 * x + 2] = UInt8(clamping: luma + ((b * kB + half) >> scaleBits))
       x += 1
+    }
+  }
+
+  /// Four components to RGB as TensorFlow's `decode_jpeg(channels: 3)` does after libjpeg: YCCK
+  /// first becomes CMYK (C, M, Y = 255 − the YCbCr → RGB of Y, Cb, Cr; K kept, libjpeg's
+  /// ycck_cmyk_convert); then R = C·K / 255 when an Adobe marker was seen (Adobe writes CMYK
+  /// inverted), else (255 − C)(255 − K) / 255, integer division, likewise G and B.
+  static func cmykToRGB(_ c0: UnsafePointer<UInt8>, _ c1: UnsafePointer<UInt8>, _ c2: UnsafePointer<UInt8>, _ k: UnsafePointer<UInt8>,
+                        ycck: Bool, adobe: Bool, out: UnsafeMutablePointer<UInt8>, count: Int) {
+    let rgb = UnsafeMutablePointer<UInt8>.allocate(capacity: 3 * count + 48)
+    defer { rgb.deallocate() }
+    if ycck { ycbcrToRGB(y: c0, cb: c1, cr: c2, out: rgb, count: count) }
+    for x in 0..<count {
+      let kx = Int(k[x])
+      for ch in 0..<3 {
+        let value = ycck ? 255 - Int(rgb[3 * x + ch]) : Int((ch == 0 ? c0 : ch == 1 ? c1 : c2)[x])
+        out[3 * x + ch] = UInt8(adobe ? value * kx / 255 : (255 - value) * (255 - kx) / 255)
+      }
     }
   }
 }
