@@ -88,7 +88,7 @@ printf 'not a picture' > "$work/jpegs/broken.JPEG"
   || { cat "$work/predict.log"; fail "predict did not rank 3 named classes for each picture and name the broken file"; }
 echo "predict: FAKE_val_00000.JPEG → $(grep -m1 '^  1\.' "$work/predict.log" | sed 's/^ *//'); the broken file named"
 # 5c. --help: every flag of every command and executable listed with a line (Sources/CLI/FlagHelp.swift).
-for command in train launch summary lr-schedule "data dump" "data make-fake" "data inspect" export predict crosscheck fuzz \
+for command in train launch summary lr-schedule "data dump" "data make-fake" "data inspect" "data convert" export predict crosscheck fuzz \
                "bench kernels" "bench allreduce" "bench scaling" "bench train" "bench data" "bench xla" "bench step" "xla compile"; do
   # shellcheck disable=SC2086
   out=$("$bin/amoeba" $command --help 2>&1) || fail "amoeba $command --help exited non-zero"
@@ -98,7 +98,7 @@ for exe in amoeba-coordinator amoeba-worker; do
   out=$("$bin/$exe" --help 2>&1) || fail "$exe --help exited non-zero"
   if grep -q 'no description' <<< "$out"; then echo "$out" | grep 'no description'; fail "$exe --help: flags without a line"; fi
 done
-echo "help: every flag of 19 amoeba commands and both executables has a line"
+echo "help: every flag of 20 amoeba commands and both executables has a line"
 # 6. The probes that used to end a job: while the coordinator waits for its workers, 500 garbage
 #    connections, 100 connect-then-close, 20 idle ones held open; then the real workers join and the
 #    job runs to the end.

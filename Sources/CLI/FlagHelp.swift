@@ -127,6 +127,11 @@ public enum FlagHelp {
       ("global_step", "the step to take (sets the learning rate and the drop-path keep probability)"),
       ("synsets", "synsets file: label k is line k (imagenet_to_gcs.py's numbering)"),
       ("metadata", "imagenet_metadata.txt: words for each synset"), ("top", "classes to print per image"),
+      ("data make-fake/image_size", "pictures are drawn at 1.25x this and cut to 75-100% of that each way"),
+      ("data make-fake/seed", "seed of the pictures"),
+      ("hashes", "print each record's decoded size and the SHA-256 of its pixels"),
+      ("data inspect/scale", "with --hashes: decode at 1/2, 1/4 or 1/8 (1: full size)"),
+      ("dct", "with --hashes: --dct=fast for libjpeg's fast IDCT (TensorFlow's default)"),
       ("rendezvous", "HOST:PORT where the ranks of a cross-host run meet"),
     ])
     return t

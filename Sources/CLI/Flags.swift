@@ -14,6 +14,7 @@ public struct UsageError: Error, CustomStringConvertible {
 /// order it reads them — taken from the parsing code itself, so the help cannot fall behind it.
 public struct HelpRequested: Error, CustomStringConvertible {
   public let listing: [(name: String, defaultValue: String)]
+  public init(listing: [(name: String, defaultValue: String)]) { self.listing = listing }
   public var description: String { rendered(command: "") }
 
   /// The flags under their groups (`FlagHelp.sections`), each with its default and its line.

@@ -18,6 +18,9 @@ struct DataInspectCommand {
   var dct = DCTMethod.accurate
 
   init(arguments: [String]) throws {
+    if arguments.contains("--help") || arguments.contains("-h") {
+      throw HelpRequested(listing: [("hashes", "false"), ("scale", "1"), ("dct", "accurate")])
+    }
     var rest = arguments
     if let i = rest.firstIndex(where: { $0 == "--scale" || $0.hasPrefix("--scale=") }) {
       let text = rest[i].hasPrefix("--scale=") ? String(rest[i].dropFirst(8)) : (i + 1 < rest.count ? rest[i + 1] : "")

@@ -14,7 +14,6 @@ struct DataMakeFakeCommand {
   init(flags: Flags) throws {
     var flags = flags
     out = flags.string("out", default: "")
-    guard !out.isEmpty else { throw UsageError("data make-fake needs --out DIR") }
     fake.trainShards = try flags.int("train_shards", default: 2)
     fake.validationShards = try flags.int("validation_shards", default: 1)
     fake.trainImages = try flags.int("images", default: 1000)
@@ -28,6 +27,7 @@ struct DataMakeFakeCommand {
     fake.rawDirectory = raw.isEmpty ? nil : raw
     threads = try flags.int("threads", default: ThreadPool.onlineCores)
     try flags.finish()
+    guard !out.isEmpty else { throw UsageError("data make-fake needs --out DIR") }
     guard threads >= 1 else { throw UsageError("--threads must be at least 1") }
     guard fake.trainShards >= 0, fake.validationShards >= 0, fake.trainShards + fake.validationShards > 0 else {
       throw UsageError("--train_shards and --validation_shards must be at least 0, and not both 0")
