@@ -65,7 +65,8 @@ struct TrainCommand {
           + (trainer.microBatch < trainer.batchSize ? " in micro-batches of \(trainer.microBatch) (gradients accumulated; batch norm per micro-batch)" : "")
           + ", \(threads) threads")
     let evalEvery = training.mode == "train_and_eval" ? max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining))) : Int.max
-    var windowStart = now(), windowImages = 0, lossSum = 0.0, lossCount = 0, inputWait = 0.0, skipped = 0, lossChecked = false
+    var windowStart = now(), windowImages = 0, lossSum = 0.0, lossCount = 0, inputWait = 0.0, skipped = 0
+    var firstLoss: (step: Int, value: Double)?, lossSeen = false
     let started = now()
     let prefetcher = Prefetcher(batcher: batcher, firstBatch: trainer.globalStep, depth: data.prefetchBatches + 1, threads: data.inputThreads)
     defer { prefetcher.shutDown() }
@@ -79,16 +80,18 @@ struct TrainCommand {
       let rate = Double(losses.learningRate)
       windowImages += training.trainBatchSize
       lossSum += Double(losses.total); lossCount += 1
+      if !lossSeen { firstLoss = (trainer.globalStep, Double(losses.total)); lossSeen = true }
       if trainer.globalStep % logEvery == 0 || trainer.globalStep == total {
         let elapsed = now() - windowStart, speed = Double(windowImages) / max(elapsed, 1e-9)
         let remaining = Double(total - trainer.globalStep) * Double(training.trainBatchSize) / max(speed, 1e-9)
         let epoch = Double(trainer.globalStep) / Double(training.stepsPerEpochForTraining)
         let waited = inputWait / Double(lossCount) * 1000
         print("step \(trainer.globalStep)/\(total) epoch \(format(epoch, 2)) loss \(format(lossSum / Double(lossCount), 4)) lr \(format(rate, 5)) images/s \(format(speed, 1)) eta \(duration(remaining)) input wait \(format(waited, 1)) ms/step" + (skipped > 0 ? " bad records skipped \(skipped)" : ""))
-        if !lossChecked, let warning = LossCheck.warning(loss: lossSum / Double(lossCount), step: trainer.globalStep, classes: network.numLabelClasses) {
+        // The first step's loss: a window's mean hides how far above ln(classes) the run started.
+        if let loss = firstLoss, let warning = LossCheck.warning(loss: loss.value, step: loss.step, classes: network.numLabelClasses) {
           print(warning)
         }
-        lossChecked = true
+        firstLoss = nil
         windowStart = now(); windowImages = 0; lossSum = 0; lossCount = 0; inputWait = 0
       }
       if let store, trainer.globalStep % saveEvery == 0 || trainer.globalStep == total {
