@@ -16,6 +16,21 @@ amoeba=$(swift build -c release --show-bin-path)/amoeba
 work=$(mktemp -d /tmp/amoeba-tf-checks.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 "$amoeba" data make-fake --out "$work/fake" --images 240 --validation_images 40 --image_size 48 --raw_dir "$work/raw" >/dev/null
+# Arithmetic-coded JPEGs among them (lossless transcodes by libjpeg-turbo's jpegtran: sequential,
+# progressive, with restart markers), which imagenet_to_gcs.py passes through as they are.
+arithmetic=0
+if command -v jpegtran >/dev/null 2>&1; then
+  modes=("-arithmetic" "-arithmetic -progressive" "-arithmetic -restart 1" "-arithmetic -progressive -restart 3B")
+  i=0
+  for f in $(find "$work/raw/train" -name '*.JPEG' | sort | awk 'NR % 3 == 0'); do
+    # shellcheck disable=SC2086
+    jpegtran ${modes[$((i % 4))]} "$f" > "$f.tmp" && mv "$f.tmp" "$f"
+    i=$((i + 1))
+  done
+  arithmetic=$i
+else
+  echo "tf-checks: no arithmetic-coded JPEGs in this run: jpegtran is not installed (apt-get install libjpeg-turbo-progs)"
+fi
 "$amoeba" data convert --raw_data_dir "$work/raw" --out "$work/shards" --train_shards 8 --validation_shards 2 | tail -1
 shards=("$work"/shards/*)
 python3 Scripts/peers/tf_read_shards.py "${shards[@]}" 2>/dev/null | grep -v '^/' | sed 's/ label [0-9]*$//' > "$work/tf.txt"
@@ -39,4 +54,4 @@ synsets = sorted({s for s, _ in pairs})
 assert all(label == synsets.index(s) + 1 for s, label in pairs), pairs
 print(f"tf-checks: {len(synsets)} synsets labelled 1..{len(synsets)} in sorted order")
 PY
-echo "tf-checks: ok (TensorFlow $(python3 -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null) read all $records records of the converted shards; every decode identical to ours)"
+echo "tf-checks: ok (TensorFlow $(python3 -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null) read all $records records of the converted shards, $arithmetic of them arithmetic-coded; every decode identical to ours)"

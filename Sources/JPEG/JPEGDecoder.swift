@@ -32,8 +32,8 @@ public struct JPEGInfo: Sendable, Equatable {
   public let progressive: Bool
 }
 
-/// A baseline and progressive Huffman JPEG decoder (ITU T.81) that reproduces libjpeg-turbo's
-/// output with `JDCT_ISLOW` and fancy upsampling — TensorFlow's `dct_method='INTEGER_ACCURATE'`
+/// A baseline, extended and progressive JPEG decoder, Huffman or arithmetic-coded (ITU T.81),
+/// that reproduces libjpeg-turbo's output with `JDCT_ISLOW` and fancy upsampling — TensorFlow's `dct_method='INTEGER_ACCURATE'`
 /// and Pillow's default — bit for bit on the fixtures.
 ///
 /// Coefficients of every scan are kept per component; after the last scan each block goes through
@@ -125,6 +125,8 @@ final class Component {
 struct Frame {
   let width: Int, height: Int
   let progressive: Bool
+  /// Arithmetic (SOF9, SOF10) rather than Huffman coding.
+  let arithmetic: Bool
   let components: [Component]
   let hMax: Int, vMax: Int
   let mcusPerLine: Int, mcusPerColumn: Int
@@ -148,6 +150,7 @@ struct Decoder {
   var dcTables: [HuffmanTable?] = [nil, nil, nil, nil]
   var acTables: [HuffmanTable?] = [nil, nil, nil, nil]
   var frame: Frame?
+  var arithmeticConditioning = ArithmeticConditioning()
   var restartInterval = 0
   var adobeTransform: Int?
   var sawJFIF = false
@@ -182,14 +185,16 @@ struct Decoder {
       let start = position + 2, end = position + length
       position = end
       switch marker {
-      case 0xC0, 0xC1, 0xC2:
+      case 0xC0, 0xC1, 0xC2, 0xC9, 0xCA:
         guard frame == nil else { throw .corrupt("second frame header at offset \(start - 4)") }
-        try readFrame(start, end, progressive: marker == 0xC2)
+        try readFrame(start, end, progressive: marker == 0xC2 || marker == 0xCA, arithmetic: marker >= 0xC9)
         if stopAfterFrameHeader { return }
-      case 0xC3, 0xC5...0xC7, 0xC9...0xCB, 0xCD...0xCF:
-        let kinds = [0xC3: "lossless", 0xC5: "differential", 0xC6: "differential", 0xC7: "differential"]
-        throw .unsupported("\(kinds[marker] ?? "arithmetic-coded") frame (SOF\(marker - 0xC0)); re-encode as baseline or progressive Huffman JPEG")
+      case 0xC3, 0xC5...0xC7, 0xCB, 0xCD...0xCF:
+        // As libjpeg-turbo before 3.0, and so TensorFlow: no lossless or hierarchical JPEG.
+        let kind = marker == 0xC3 || marker == 0xCB ? "lossless" : "differential (hierarchical)"
+        throw .unsupported("\(kind) frame (SOF\(marker - 0xC0)); re-encode as a baseline or progressive JPEG")
       case 0xC4: try readHuffmanTables(start, end)
+      case 0xCC: try readArithmeticConditioning(start, end)
       case 0xDB: try readQuantTables(start, end)
       case 0xDD:
         guard length == 4 else { throw .corrupt("DRI segment of length \(length)") }
@@ -232,7 +237,7 @@ struct Decoder {
     throw .truncated("the data ends at offset \(count) before the image")
   }
 
-  mutating func readFrame(_ start: Int, _ end: Int, progressive: Bool) throws(JPEGError) {
+  mutating func readFrame(_ start: Int, _ end: Int, progressive: Bool, arithmetic: Bool) throws(JPEGError) {
     guard end - start >= 6 else { throw .corrupt("frame header too short") }
     let precision = byte(start)
     guard precision == 8 else { throw .unsupported("\(precision)-bit samples; only 8-bit JPEGs are decoded") }
@@ -263,7 +268,7 @@ struct Decoder {
                 width: (width * s.h + hMax - 1) / hMax, height: (height * s.v + vMax - 1) / vMax,
                 blocksPerLine: mcusPerLine * s.h, blocksPerColumn: mcusPerColumn * s.v)
     }
-    frame = Frame(width: width, height: height, progressive: progressive, components: components,
+    frame = Frame(width: width, height: height, progressive: progressive, arithmetic: arithmetic, components: components,
                   hMax: hMax, vMax: vMax, mcusPerLine: mcusPerLine, mcusPerColumn: mcusPerColumn)
   }
 
@@ -311,7 +316,9 @@ struct Decoder {
       }
       guard !components.contains(where: { $0 === c }) else { throw .corrupt("scan names component \(id) twice") }
       c.dcTable = tables >> 4; c.acTable = tables & 15
-      guard c.dcTable < 4, c.acTable < 4 else { throw .corrupt("scan selects Huffman table \(tables)") }
+      guard c.dcTable < 4, c.acTable < 4 else {
+        throw .corrupt("scan selects \(frame.arithmetic ? "conditioning" : "Huffman") table \(tables)")
+      }
       components.append(c)
     }
     let o = start + 1 + 2 * n
@@ -328,6 +335,10 @@ struct Decoder {
       }
     }
     try decodeScan(scan, frame: frame)
+  }
+
+  mutating func decodeScan(_ scan: Scan, frame: Frame) throws(JPEGError) {
+    if frame.arithmetic { try decodeArithmeticScan(scan, frame: frame) } else { try decodeHuffmanScan(scan, frame: frame) }
   }
 
   func quantTable(_ c: Component) throws(JPEGError) -> [Int32] {

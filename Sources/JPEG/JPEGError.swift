@@ -5,7 +5,7 @@ public enum JPEGError: Error, CustomStringConvertible, Equatable, Sendable {
   case truncated(String)
   /// The bytes contradict the JPEG format: bad marker, table, header or entropy-coded data.
   case corrupt(String)
-  /// A valid JPEG this decoder does not handle (arithmetic coding, 12-bit, CMYK, lossless …).
+  /// A valid JPEG this decoder does not handle (12-bit, lossless, hierarchical, 2-component …).
   case unsupported(String)
   /// The image is larger than the decoder was allowed to allocate.
   case tooLarge(width: Int, height: Int, limit: Int)

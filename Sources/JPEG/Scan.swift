@@ -17,7 +17,7 @@ extension Decoder {
   /// Decodes the entropy-coded data of `scan` into the components' coefficients. Blocks are
   /// visited in MCU order for an interleaved scan and in raster order of the component's own
   /// blocks for a single-component scan (T.81 A.2).
-  mutating func decodeScan(_ scan: Scan, frame: Frame) throws(JPEGError) {
+  mutating func decodeHuffmanScan(_ scan: Scan, frame: Frame) throws(JPEGError) {
     let kind = scan.kind(progressive: frame.progressive)
     // Plain views of the tables and the components for the loops below: no reference counting
     // or class access per block. `dcTables`/`acTables` keep the tables alive meanwhile.

@@ -417,3 +417,59 @@ struct JPEGHeaderTests {
     }
   }
 }
+
+/// Arithmetic-coded JPEGs (SOF9, SOF10; with and without restart markers; grey, 4:4:4, 4:2:0,
+/// CMYK), made by libjpeg-turbo's jpegtran from Huffman JPEGs (Tests/DataTests/Fixtures/README.md),
+/// decoded exactly as TensorFlow 2.21's `decode_jpeg(channels: 3)` does, both IDCTs.
+@Suite struct ArithmeticJPEGTests {
+  static let expected: [(file: String, accurate: String, fast: String)] = [
+    ("arith-420.jpg", "738c8513e44a78e300c31e2d6be7a4ee94c3d3ae68a75fdb838a7b904c7ffddf",
+     "a49b3ba2bc649fc4a6b4455b02635ab3c31db60e3b46e6ef6bc5747f42d2c086"),
+    ("arith-420-progressive.jpg", "738c8513e44a78e300c31e2d6be7a4ee94c3d3ae68a75fdb838a7b904c7ffddf",
+     "a49b3ba2bc649fc4a6b4455b02635ab3c31db60e3b46e6ef6bc5747f42d2c086"),
+    ("arith-gray-restart.jpg", "56db268fa8d61fca9a2b19bf94740b7607169c764f15948aef282f72e6661245",
+     "f0ea5608ef727698a099de97d41cb2540d553472b4a51f8ebb6f57d96a391d6c"),
+    ("arith-444-progressive-restart.jpg", "096a3f3aeab2dcaf607d943f7cf21fba48d6056fca2191e780c6c9e0d370bf14",
+     "2e208c946d04ae9ce19e6649df3a18886970e00c342863a2e33171e67a8f598c"),
+    ("arith-cmyk-420.jpg", "8c3cf47c902dcf5e35c469e8443819333daa93f4142d1998db2f84517261d870",
+     "7eb81a4c3bb453f0d829ae26de3392a2702f7efadbac2f54bc65ce2e06cbddd9"),
+  ]
+
+  static func fixture(_ name: String) throws -> [UInt8] {
+    try Array(Data(contentsOf: CMYKJPEGTests.fixtures.appendingPathComponent(name)))
+  }
+
+  @Test func arithmeticCodedJPEGsDecodeToTensorFlowsPixels() throws {
+    for (file, accurate, fast) in Self.expected {
+      let bytes = try Self.fixture(file)
+      #expect(SHA256.hash(try JPEG.decode(bytes, dct: .accurate).pixels).hexString == accurate, "\(file) (accurate)")
+      #expect(SHA256.hash(try JPEG.decode(bytes, dct: .fast).pixels).hexString == fast, "\(file) (fast)")
+    }
+  }
+
+  /// A lossless transcode holds the Huffman file's coefficients, so every scale decodes the same.
+  @Test func sameCoefficientsAsTheHuffmanSource() throws {
+    let huffman = try Self.fixture("huffman-420.jpg")
+    for file in ["arith-420.jpg", "arith-420-progressive.jpg"] {
+      let bytes = try Self.fixture(file)
+      for scale in [1, 2, 4, 8] {
+        #expect(try JPEG.decode(bytes, scale: scale) == (try JPEG.decode(huffman, scale: scale)), "\(file) at 1/\(scale)")
+      }
+      #expect(try JPEG.info(bytes).progressive == file.contains("progressive"))
+    }
+  }
+
+  /// Cut short or damaged, an arithmetic-coded image is named as such and never traps.
+  @Test func damagedArithmeticDataIsAnErrorNotACrash() throws {
+    let bytes = try Self.fixture("arith-gray-restart.jpg")
+    // Cut in the middle of the entropy-coded data: a missing restart marker or the missing end.
+    #expect(throws: JPEGError.self) { try JPEG.decode(Array(bytes[..<(bytes.count / 2)])) }
+    // Every byte of the data flipped in turn: an error or an image, never a crash.
+    var mutated = bytes
+    for i in stride(from: 200, to: bytes.count - 2, by: 3) {
+      mutated[i] ^= 0x5A
+      _ = try? JPEG.decode(mutated)
+      mutated[i] = bytes[i]
+    }
+  }
+}
