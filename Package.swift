@@ -35,7 +35,8 @@ let package = Package(
     .target(name: "Model", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
     .target(name: "Train", dependencies: ["Model", "Graph", "Tensor", "Collective", "Checksums"], swiftSettings: numericFlags),
     .target(name: "JPEG", swiftSettings: numericFlags),
-    .target(name: "Data", dependencies: ["Tensor", "Checksums", "JPEG"], swiftSettings: numericFlags),
+    .target(name: "PNG", dependencies: ["Checksums"], swiftSettings: numericFlags),
+    .target(name: "Data", dependencies: ["Tensor", "Checksums", "JPEG", "PNG"], swiftSettings: numericFlags),
     .target(name: "Checksums", swiftSettings: numericFlags),
     .target(name: "Collective", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .target(name: "Telemetry", dependencies: ["Checksums"], swiftSettings: numericFlags),
@@ -44,7 +45,7 @@ let package = Package(
     .target(name: "CPJRT"),
     .target(name: "XLA", dependencies: ["CPJRT", "Graph", "Tensor", "Checksums"], swiftSettings: numericFlags),
     .target(name: "Fuzzing", dependencies: ["Cluster", "Collective", "Data", "JPEG", "Train", "Tensor"], swiftSettings: numericFlags),
-    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "JPEG", "Checksums", "Collective", "CLI", "Cluster", "Fuzzing", "XLA"], swiftSettings: numericFlags),
+    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "JPEG", "PNG", "Checksums", "Collective", "CLI", "Cluster", "Fuzzing", "XLA"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba-coordinator", dependencies: ["Cluster", "CLI"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba-worker", dependencies: ["Cluster", "CLI", "Collective", "Tensor", "XLA"], swiftSettings: numericFlags),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: numericFlags),
@@ -57,6 +58,6 @@ let package = Package(
     .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"], swiftSettings: numericFlags),
     .testTarget(name: "XLATests", dependencies: ["XLA", "Graph", "Model", "Tensor", "Train", "Data", "Collective"], swiftSettings: numericFlags),
     .testTarget(name: "FuzzingTests", dependencies: ["Fuzzing"], swiftSettings: numericFlags),
-    .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checksums", "JPEG"], exclude: ["Fixtures"], swiftSettings: numericFlags),
+    .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checksums", "JPEG", "PNG"], exclude: ["Fixtures"], swiftSettings: numericFlags),
   ]
 )

@@ -31,6 +31,8 @@ if command -v jpegtran >/dev/null 2>&1; then
 else
   echo "tf-checks: no arithmetic-coded JPEGs in this run: jpegtran is not installed (apt-get install libjpeg-turbo-progs)"
 fi
+# A PNG named .JPEG, as ImageNet has one: the shards hold it re-encoded as a JPEG.
+cp Tests/DataTests/Fixtures/png/rgba8-interlaced.png "$(find "$work/raw/train" -name '*.JPEG' | sort | head -1)"
 "$amoeba" data convert --raw_data_dir "$work/raw" --out "$work/shards" --train_shards 8 --validation_shards 2 | tail -1
 shards=("$work"/shards/*)
 python3 Scripts/peers/tf_read_shards.py "${shards[@]}" 2>/dev/null | grep -v '^/' | sed 's/ label [0-9]*$//' > "$work/tf.txt"
@@ -54,4 +56,4 @@ synsets = sorted({s for s, _ in pairs})
 assert all(label == synsets.index(s) + 1 for s, label in pairs), pairs
 print(f"tf-checks: {len(synsets)} synsets labelled 1..{len(synsets)} in sorted order")
 PY
-echo "tf-checks: ok (TensorFlow $(python3 -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null) read all $records records of the converted shards, $arithmetic of them arithmetic-coded; every decode identical to ours)"
+echo "tf-checks: ok (TensorFlow $(python3 -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null) read all $records records of the converted shards, $arithmetic of them arithmetic-coded and one a PNG re-encoded; every decode identical to ours)"

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import JPEG
+import PNG
 import Synchronization
 import Tensor
 
@@ -20,9 +21,10 @@ import Tensor
 /// (the script decodes too, for the size); one that does not decode is named and left out instead
 /// of stopping the run. A CMYK or YCCK JPEG (the script's list of 22 names) is re-encoded as an RGB
 /// JPEG at quality 100, 4:2:0, as the script has TensorFlow do — found by its frame header, not by
-/// name; our encoder's bytes are not TensorFlow's, the pixels it starts from are. The PNG named
-/// .JPEG is named and left out (there is no PNG decoder here). A shard is written to a temporary
-/// name and renamed, so an interrupted run resumes at the first shard that is missing.
+/// name; our encoder's bytes are not TensorFlow's, the pixels it starts from are. So is the PNG
+/// named .JPEG (found by its signature, decoded as TensorFlow's decode_png does). A shard is
+/// written to a temporary name and renamed, so an interrupted run resumes at the first shard that
+/// is missing.
 public struct ImageNetConverter: Sendable {
   public struct Source: Sendable {
     public let path: String
@@ -128,17 +130,21 @@ public struct ImageNetConverter: Sendable {
   static func record(_ source: Source, label: Int) -> Result<[UInt8], ConversionFailure> {
     let bytes: [UInt8]
     do { bytes = try readFile(source.path) } catch { return .failure(ConversionFailure("\(error)")) }
-    if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
-      return .failure(ConversionFailure("a PNG named .JPEG (imagenet_to_gcs.py re-encodes it as a JPEG; convert it with an image tool)"))
-    }
     var encoded = bytes
     let image: JPEGImage
     do {
-      // The CMYK → RGB decode with TensorFlow's default IDCT, as the script's cmyk_to_rgb runs it.
-      let fourComponents = try JPEG.info(bytes).components == 4
-      image = try JPEG.decode(bytes, channels: 3, dct: fourComponents ? .fast : .accurate, pixelLimit: ImageNetDataset.pixelLimit)
-      if fourComponents {
-        encoded = JPEGEncoder(quality: 100, subsampling: .half).encode(image.pixels, width: image.width, height: image.height, channels: 3)
+      if PNG.isPNG(bytes) {
+        // The script's png_to_jpeg: decode_png(channels=3), then encode_jpeg(quality=100).
+        let png = try PNG.decode(bytes, pixelLimit: ImageNetDataset.pixelLimit)
+        image = JPEGImage(width: png.width, height: png.height, channels: 3, pixels: png.pixels)
+        encoded = JPEGEncoder(quality: 100, subsampling: .half).encode(png.pixels, width: png.width, height: png.height, channels: 3)
+      } else {
+        // The CMYK → RGB decode with TensorFlow's default IDCT, as the script's cmyk_to_rgb runs it.
+        let fourComponents = try JPEG.info(bytes).components == 4
+        image = try JPEG.decode(bytes, channels: 3, dct: fourComponents ? .fast : .accurate, pixelLimit: ImageNetDataset.pixelLimit)
+        if fourComponents {
+          encoded = JPEGEncoder(quality: 100, subsampling: .half).encode(image.pixels, width: image.width, height: image.height, channels: 3)
+        }
       }
     } catch {
       return .failure(ConversionFailure("\(error)"))

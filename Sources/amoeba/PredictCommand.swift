@@ -4,6 +4,7 @@ import Glibc
 import CLI
 import Data
 import JPEG
+import PNG
 import Model
 import Tensor
 import Train
@@ -86,9 +87,15 @@ struct PredictCommand {
     for path in images {
       let image: JPEGImage
       do {
-        image = try JPEG.decode(try FileIO.read(path), channels: 3, dct: dct, pixelLimit: ImageNetDataset.pixelLimit)
+        let bytes = try FileIO.read(path)
+        if PNG.isPNG(bytes) {
+          let png = try PNG.decode(bytes, pixelLimit: ImageNetDataset.pixelLimit)
+          image = JPEGImage(width: png.width, height: png.height, channels: 3, pixels: png.pixels)
+        } else {
+          image = try JPEG.decode(bytes, channels: 3, dct: dct, pixelLimit: ImageNetDataset.pixelLimit)
+        }
       } catch {
-        printError("amoeba predict: \(path): \(error) (a baseline or progressive JPEG file is expected)")
+        printError("amoeba predict: \(path): \(error) (a JPEG or PNG file is expected)")
         failed += 1
         continue
       }
