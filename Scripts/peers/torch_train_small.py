@@ -8,12 +8,18 @@ fan_out|zeros. Prints the validation top-1 of the averaged weights.
 
     python3 Scripts/peers/torch_train_small.py --raw DIR [--train_preprocessing M] [--fc_init I] [--epochs 30] [--lr 0.04]
 
-Needs `pip install 'torch==2.13.0+cpu' pillow`.
+Needs `pip install 'torch==2.13.0+cpu' pillow tensorflow-cpu`: the preprocessing is the reference's,
+written with TensorFlow's image ops (sample_distorted_bounding_box, resize_bilinear, central_crop).
 """
 import argparse, math, os, random, sys
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf  # noqa: E402  (the reference's own image ops)
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+tf.get_logger().setLevel("ERROR")
 
 sys.path.insert(0, os.path.dirname(__file__))
 from torch_amoebanet import AmoebaNetD, Conv  # noqa: E402
@@ -30,40 +36,34 @@ def load(raw):
     return train, val, len(labels) + 1
 
 
-def resize(picture, box, size, flip):
-    top, left, h, w = box
-    x = torch.from_numpy(picture[top:top + h, left:left + w]).permute(2, 0, 1).float()[None] / 255
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[0]
-    return x.flip(2) if flip else x
-
-
 def central(picture, size):
-    h, w = picture.shape[:2]
-    ch, cw = int(h * 0.875), int(w * 0.875)
-    return resize(picture, ((h - ch) // 2, (w - cw) // 2, ch, cw), size, False)
+    """The reference's preprocess_for_eval: central_crop(0.875), resize_bilinear (TF1 sampling)."""
+    x = tf.image.central_crop(tf.image.convert_image_dtype(picture, tf.float32), 0.875)
+    return tf.compat.v1.image.resize_bilinear(x[None], [size, size], align_corners=False)[0].numpy()
 
 
-def distorted(picture, size, area, rng, jitter):
-    h, w = picture.shape[:2]
-    for _ in range(100):
-        a = rng.uniform(*area) * h * w
-        aspect = rng.uniform(3 / 4, 4 / 3)
-        cw, ch = int(round(math.sqrt(a * aspect))), int(round(math.sqrt(a / aspect)))
-        if 0 < cw <= w and 0 < ch <= h:
-            box = (rng.randint(0, h - ch), rng.randint(0, w - cw), ch, cw)
-            break
-    else:
-        box = (0, 0, h, w)
-    x = resize(picture, box, size, rng.random() < 0.5)
-    if jitter:
-        x = (x + rng.uniform(-32 / 255, 32 / 255)).clamp(0, 1)
+def distorted(picture, mode, size, rng):
+    """The reference's preprocess_for_train (fast mode) with TensorFlow's own ops: the whole image as
+    the box, sample_distorted_bounding_box (min_object_covered 0.1, aspect 3/4-4/3, area 5-100%, 100
+    attempts), crop, resize_bilinear, random flip, the fast YCbCr colour distortion; crop_flip: area
+    50-100%, covered 0.5, no colour."""
+    x = tf.image.convert_image_dtype(picture, tf.float32)
+    begin, extent, _ = tf.image.sample_distorted_bounding_box(
+        tf.shape(x), bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+        min_object_covered=0.1 if mode == "inception" else 0.5, aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(0.05, 1.0) if mode == "inception" else (0.5, 1.0), max_attempts=100,
+        use_image_if_no_bounding_boxes=True)
+    x = tf.compat.v1.image.resize_bilinear(tf.slice(x, begin, extent)[None], [size, size], align_corners=False)[0].numpy()
+    if rng.random() < 0.5:
+        x = x[:, ::-1]
+    if mode == "inception":
+        br, cb, cr = rng.uniform(-32 / 255, 32 / 255), rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1)
+        x = np.clip(x + np.array([1.402 * cr + br, -0.344136 * cb - 0.714136 * cr + br, 1.772 * cb + br], np.float32), 0, 1)
     return x
 
 
 def preprocess(picture, mode, size, rng):
-    if mode == "center":
-        return central(picture, size)
-    return distorted(picture, size, (0.05, 1.0) if mode == "inception" else (0.5, 1.0), rng, mode == "inception")
+    return central(picture, size) if mode == "center" else distorted(picture, mode, size, rng)
 
 
 def reference_init(model, fc_init):
@@ -96,6 +96,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    tf.random.set_seed(a.seed)
     rng = random.Random(a.seed)
     train, val, classes = load(a.raw)
     model = AmoebaNetD(3, 16, a.image_size, classes, False)
@@ -116,7 +117,7 @@ def main():
             if step >= total:
                 break
             batch = [train[i] for i in order[b:b + a.batch]]
-            x = torch.stack([preprocess(pic, a.train_preprocessing, a.image_size, rng) for pic, _ in batch]) * 2 - 1
+            x = torch.from_numpy(np.stack([preprocess(pic, a.train_preprocessing, a.image_size, rng) for pic, _ in batch])).permute(0, 3, 1, 2) * 2 - 1
             y = torch.tensor([label for _, label in batch])
             lr = a.lr * step / warmup if step < warmup else a.lr * a.lr_decay_value ** (step // per_epoch_lr)
             lr = max(lr, 1e-4 * a.lr)
@@ -139,7 +140,7 @@ def main():
     model.load_state_dict({**model.state_dict(), **ema})
     model.eval()
     with torch.no_grad():
-        x = torch.stack([central(pic, a.image_size) for pic, _ in val]) * 2 - 1
+        x = torch.from_numpy(np.stack([central(pic, a.image_size) for pic, _ in val])).permute(0, 3, 1, 2) * 2 - 1
         y = torch.tensor([label for _, label in val])
         top1 = (model(x)[0].argmax(1) == y).float().mean().item()
     print(f"torch {torch.__version__}: {len(train)} training / {len(val)} validation pictures, {classes} classes, "
