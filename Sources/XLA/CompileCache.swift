@@ -90,15 +90,16 @@ extension PJRTClient {
 
   /// Compiles `mlir`, or loads it from `cache` when this program was compiled for this plugin and
   /// host before; a fresh compile is stored for next time. `note` hears what happened to the cache.
-  public func compile(mlir: String, cache: CompileCache?, note: (String) -> Void = { _ in }) throws(PJRTError) -> (PJRTExecutable, CompileSource) {
-    guard let cache else { return (try compile(mlir: mlir), .compiled) }
-    let path = cache.path(mlir: mlir, options: PJRTClient.singleDeviceCompileOptions, client: self)
+  public func compile(mlir: String, replicas: Int = 1, cache: CompileCache?,
+                      note: (String) -> Void = { _ in }) throws(PJRTError) -> (PJRTExecutable, CompileSource) {
+    guard let cache else { return (try compile(mlir: mlir, replicas: replicas), .compiled) }
+    let path = cache.path(mlir: mlir, options: PJRTClient.compileOptions(replicas: replicas), client: self)
     if let bytes = cache.read(path) {
-      do { return (try load(serialized: bytes), .loadedFromCache(path)) } catch {
+      do { return (try load(serialized: bytes, replicas: replicas), .loadedFromCache(path)) } catch {
         note("the cached executable \(path) does not load (\(error.message)); compiling again")
       }
     }
-    let executable = try compile(mlir: mlir)
+    let executable = try compile(mlir: mlir, replicas: replicas)
     do {
       let serialized = try executable.serialized()
       if let failure = cache.write(serialized, to: path) { note("not cached: \(failure)") }
@@ -109,7 +110,7 @@ extension PJRTClient {
   }
 
   /// An executable from `PJRT_Executable_Serialize`'s bytes, loaded on this client's devices.
-  public func load(serialized bytes: [UInt8]) throws(PJRTError) -> PJRTExecutable {
+  public func load(serialized bytes: [UInt8], replicas: Int = 1) throws(PJRTError) -> PJRTExecutable {
     var loaded: OpaquePointer?
     try PJRTError.typed {
       try bytes.withUnsafeBytes { raw in
@@ -124,7 +125,7 @@ extension PJRTClient {
     guard let loaded else {
       throw PJRTError(plugin: plugin.path, call: "PJRT_Executable_DeserializeAndLoad", code: -1, message: "no executable returned")
     }
-    return try PJRTExecutable(client: self, loaded: loaded)
+    return try PJRTExecutable(client: self, loaded: loaded, replicas: replicas)
   }
 }
 

@@ -57,13 +57,24 @@ public final class PJRTClient: @unchecked Sendable {
     try? plugin.call(.clientDestroy, "PJRT_Client_Destroy", &arguments)
   }
 
-  /// CompileOptionsProto for one replica and one partition (executable_build_options = 3 {
-  /// num_replicas = 4: 1, num_partitions = 5: 1 }). Never empty: an empty one aborts some plugins.
-  static let singleDeviceCompileOptions: [UInt8] = [0x1a, 0x04, 0x20, 0x01, 0x28, 0x01]
+  /// CompileOptionsProto for `replicas` replicas and one partition (executable_build_options = 3 {
+  /// num_replicas = 4: N, num_partitions = 5: 1 }), the device assignment left to the plugin's
+  /// default (replica r on addressable device r). Never empty: an empty one aborts some plugins.
+  static func compileOptions(replicas: Int) -> [UInt8] {
+    precondition(replicas >= 1 && replicas < 128, "replicas \(replicas) (one varint byte)")
+    return [0x1a, 0x04, 0x20, UInt8(replicas), 0x28, 0x01]
+  }
 
-  /// Compiles a StableHLO module given as MLIR text.
-  public func compile(mlir: String) throws(PJRTError) -> PJRTExecutable {
-    let loaded = try PJRTProgram.withProgram(mlir: mlir, options: PJRTClient.singleDeviceCompileOptions) {
+  static let singleDeviceCompileOptions = compileOptions(replicas: 1)
+
+  /// Compiles a StableHLO module given as MLIR text, for `replicas` of the addressable devices
+  /// (a program with cross-replica collectives runs on all of them at once).
+  public func compile(mlir: String, replicas: Int = 1) throws(PJRTError) -> PJRTExecutable {
+    guard replicas <= devices.count else {
+      throw PJRTError(plugin: plugin.path, call: "PJRT_Client_Compile", code: -1,
+                      message: "\(replicas) replicas asked for, the client has \(devices.count) devices")
+    }
+    let loaded = try PJRTProgram.withProgram(mlir: mlir, options: PJRTClient.compileOptions(replicas: replicas)) {
       (program, options, optionsCount) throws(PJRTError) -> OpaquePointer? in
       var arguments = PJRT_Client_Compile_Args(struct_size: MemoryLayout<PJRT_Client_Compile_Args>.size, extension_start: nil,
                                                client: client, program: program, compile_options: options,
@@ -72,31 +83,32 @@ public final class PJRTClient: @unchecked Sendable {
       return arguments.executable
     }
     guard let loaded else { throw PJRTError(plugin: plugin.path, call: "PJRT_Client_Compile", code: -1, message: "no executable returned") }
-    return try PJRTExecutable(client: self, loaded: loaded)
+    return try PJRTExecutable(client: self, loaded: loaded, replicas: replicas)
   }
 
-  /// A float32 array copied to device 0.
-  public func buffer(_ values: [Float], dims: [Int]) throws(PJRTError) -> PJRTBuffer {
+  /// A float32 array copied to addressable device `device`.
+  public func buffer(_ values: [Float], dims: [Int], device: Int = 0) throws(PJRTError) -> PJRTBuffer {
     precondition(dims.reduce(1, *) == values.count, "dims \(dims) do not hold \(values.count) values")
     var result: PJRTBuffer?
-    try PJRTError.typed { try values.withUnsafeBytes { result = try buffer($0, type: PJRT_Buffer_Type_F32, dims: dims) } }
+    try PJRTError.typed { try values.withUnsafeBytes { result = try buffer($0, type: PJRT_Buffer_Type_F32, dims: dims, device: device) } }
     return result!
   }
 
-  /// float32 values in host memory copied to device 0.
-  public func buffer(_ values: UnsafeBufferPointer<Float>, dims: [Int]) throws(PJRTError) -> PJRTBuffer {
+  /// float32 values in host memory copied to addressable device `device`.
+  public func buffer(_ values: UnsafeBufferPointer<Float>, dims: [Int], device: Int = 0) throws(PJRTError) -> PJRTBuffer {
     precondition(dims.reduce(1, *) == values.count, "dims \(dims) do not hold \(values.count) values")
-    return try buffer(UnsafeRawBufferPointer(values), type: PJRT_Buffer_Type_F32, dims: dims)
+    return try buffer(UnsafeRawBufferPointer(values), type: PJRT_Buffer_Type_F32, dims: dims, device: device)
   }
 
-  /// A ui64 scalar on device 0 (a run's random stream).
-  public func buffer(uint64 value: UInt64) throws(PJRTError) -> PJRTBuffer {
+  /// A ui64 scalar on addressable device `device` (a run's random stream).
+  public func buffer(uint64 value: UInt64, device: Int = 0) throws(PJRTError) -> PJRTBuffer {
     var result: PJRTBuffer?
-    try PJRTError.typed { try withUnsafeBytes(of: value) { result = try buffer($0, type: PJRT_Buffer_Type_U64, dims: []) } }
+    try PJRTError.typed { try withUnsafeBytes(of: value) { result = try buffer($0, type: PJRT_Buffer_Type_U64, dims: [], device: device) } }
     return result!
   }
 
-  private func buffer(_ data: UnsafeRawBufferPointer, type: PJRT_Buffer_Type, dims: [Int]) throws(PJRTError) -> PJRTBuffer {
+  private func buffer(_ data: UnsafeRawBufferPointer, type: PJRT_Buffer_Type, dims: [Int], device: Int) throws(PJRTError) -> PJRTBuffer {
+    precondition(devices.indices.contains(device), "device \(device) of \(devices.count)")
     let dims64 = dims.map(Int64.init)
     var arguments = PJRT_Client_BufferFromHostBuffer_Args()
     arguments.struct_size = MemoryLayout<PJRT_Client_BufferFromHostBuffer_Args>.size
@@ -104,7 +116,7 @@ public final class PJRTClient: @unchecked Sendable {
     arguments.type = type
     arguments.num_dims = dims64.count
     arguments.host_buffer_semantics = PJRT_HostBufferSemantics_kImmutableUntilTransferCompletes
-    arguments.device = devices.first
+    arguments.device = devices[device]
     arguments.data = data.baseAddress
     try PJRTError.typed {
       try dims64.withUnsafeBufferPointer { dimsPointer in
@@ -126,10 +138,13 @@ public final class PJRTExecutable: @unchecked Sendable {
   let client: PJRTClient
   let loaded: OpaquePointer
   public let outputCount: Int
+  /// Devices one run spans (replica r on addressable device r).
+  public let replicas: Int
 
-  init(client: PJRTClient, loaded: OpaquePointer) throws(PJRTError) {
+  init(client: PJRTClient, loaded: OpaquePointer, replicas: Int = 1) throws(PJRTError) {
     self.client = client
     self.loaded = loaded
+    self.replicas = replicas
     var get = PJRT_LoadedExecutable_GetExecutable_Args(struct_size: MemoryLayout<PJRT_LoadedExecutable_GetExecutable_Args>.size,
                                                        extension_start: nil, loaded_executable: loaded, executable: nil)
     try client.plugin.call(.loadedExecutableGetExecutable, "PJRT_LoadedExecutable_GetExecutable", &get)
@@ -152,28 +167,38 @@ public final class PJRTExecutable: @unchecked Sendable {
 
   /// Runs once on device 0 with `arguments` and waits for it; returns the outputs.
   public func execute(_ arguments: [PJRTBuffer]) throws(PJRTError) -> [PJRTBuffer] {
-    var inputs: [OpaquePointer?] = arguments.map(\.buffer)
-    var outputs = [OpaquePointer?](repeating: nil, count: outputCount)
-    var completion: OpaquePointer?
+    try execute(replicated: [arguments])[0]
+  }
+
+  /// Runs every replica at once, `arguments[r]` on device r (each replica's buffers on its own
+  /// device), and waits for all of them; returns each replica's outputs.
+  public func execute(replicated arguments: [[PJRTBuffer]]) throws(PJRTError) -> [[PJRTBuffer]] {
+    precondition(arguments.count == replicas, "\(arguments.count) argument lists for \(replicas) replicas")
+    precondition(Set(arguments.map(\.count)).count == 1, "replicas take the same number of arguments")
+    let argumentCount = arguments[0].count
+    // Flat lists, one stretch per replica, that outlive the call.
+    var inputs: [OpaquePointer?] = arguments.flatMap { $0.map(\.buffer) }
+    var outputs = [OpaquePointer?](repeating: nil, count: outputCount * replicas)
+    var completions = [OpaquePointer?](repeating: nil, count: replicas)
     var options = PJRT_ExecuteOptions()
     options.struct_size = MemoryLayout<PJRT_ExecuteOptions>.size
     try inputs.withUnsafeMutableBufferPointer { (inputList) throws(PJRTError) in
       try outputs.withUnsafeMutableBufferPointer { (outputList) throws(PJRTError) in
-        var inputLists: [UnsafePointer<OpaquePointer?>?] = [UnsafePointer(inputList.baseAddress)]
-        var outputLists: [UnsafeMutablePointer<OpaquePointer?>?] = [outputList.baseAddress]
+        var inputLists: [UnsafePointer<OpaquePointer?>?] = (0..<replicas).map { UnsafePointer(inputList.baseAddress! + $0 * argumentCount) }
+        var outputLists: [UnsafeMutablePointer<OpaquePointer?>?] = (0..<replicas).map { outputList.baseAddress! + $0 * outputCount }
         try inputLists.withUnsafeMutableBufferPointer { (inputListPointer) throws(PJRTError) in
           try outputLists.withUnsafeMutableBufferPointer { (outputListPointer) throws(PJRTError) in
             try withUnsafeMutablePointer(to: &options) { (optionsPointer) throws(PJRTError) in
-              try withUnsafeMutablePointer(to: &completion) { (completionPointer) throws(PJRTError) in
+              try completions.withUnsafeMutableBufferPointer { (completionPointer) throws(PJRTError) in
                 var call = PJRT_LoadedExecutable_Execute_Args()
                 call.struct_size = MemoryLayout<PJRT_LoadedExecutable_Execute_Args>.size
                 call.executable = loaded
                 call.options = optionsPointer
                 call.argument_lists = UnsafePointer(inputListPointer.baseAddress)
-                call.num_devices = 1
-                call.num_args = inputList.count
+                call.num_devices = replicas
+                call.num_args = argumentCount
                 call.output_lists = UnsafePointer(outputListPointer.baseAddress)
-                call.device_complete_events = completionPointer
+                call.device_complete_events = completionPointer.baseAddress
                 try client.plugin.call(.loadedExecutableExecute, "PJRT_LoadedExecutable_Execute", &call)
               }
             }
@@ -181,10 +206,16 @@ public final class PJRTExecutable: @unchecked Sendable {
         }
       }
     }
-    try client.plugin.await(completion, call: "PJRT_LoadedExecutable_Execute (completion)")
-    return try outputs.map { (buffer) throws(PJRTError) -> PJRTBuffer in
-      guard let buffer else { throw PJRTError(plugin: client.plugin.path, call: "PJRT_LoadedExecutable_Execute", code: -1, message: "an output is missing") }
-      return PJRTBuffer(client: client, buffer: buffer)
+    for (r, completion) in completions.enumerated() {
+      try client.plugin.await(completion, call: "PJRT_LoadedExecutable_Execute (replica \(r) completion)")
+    }
+    return try (0..<replicas).map { (r) throws(PJRTError) -> [PJRTBuffer] in
+      try outputs[(r * outputCount)..<((r + 1) * outputCount)].map { (buffer) throws(PJRTError) -> PJRTBuffer in
+        guard let buffer else {
+          throw PJRTError(plugin: client.plugin.path, call: "PJRT_LoadedExecutable_Execute", code: -1, message: "an output of replica \(r) is missing")
+        }
+        return PJRTBuffer(client: client, buffer: buffer)
+      }
     }
   }
 }
