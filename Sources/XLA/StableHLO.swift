@@ -30,12 +30,19 @@ public struct StableHLOLowering {
   public let aliases: [Value: Int]
   /// The global index of the batch's first example (`Executor.exampleOffset`), baked into the masks.
   public let exampleOffset: Int
+  /// Devices the program is replicated over (one host's local devices). Above 1, the
+  /// data-parallel boundary is a cross-replica mean (`stablehlo.all_reduce` over all replicas,
+  /// over ICI or NVLink where the devices have them) instead of the identity.
+  public let replicas: Int
   /// The nodes the outputs need, cut values excluded.
   let needed: Set<Int>
 
   public init(graph: Graph, outputs: [Value], precision: Precision = .float32, cut: [Value] = [],
-              randomStreamFromStep: (step: Value, offset: UInt64)? = nil, aliases: [Value: Int] = [:], exampleOffset: Int = 0) {
+              randomStreamFromStep: (step: Value, offset: UInt64)? = nil, aliases: [Value: Int] = [:], exampleOffset: Int = 0,
+              replicas: Int = 1) {
+    precondition(replicas >= 1, "replicas \(replicas)")
     self.exampleOffset = exampleOffset
+    self.replicas = replicas
     self.graph = graph
     self.outputs = outputs
     self.precision = precision
@@ -119,8 +126,24 @@ public struct StableHLOLowering {
       case let .constant(value):
         body.append("\(result) = stablehlo.constant dense<\(StableHLOLowering.float(value))> : \(resultType)")
       case .allReduceMean:
-        // One program means one worker here: the boundary is the identity (two programs cut here).
-        for k in node.inputs.indices { names[Value(node: index, output: k)] = name(node.inputs[k]) }
+        // One device: the boundary is the identity (two programs cut here for the host ring).
+        guard replicas > 1 else {
+          for k in node.inputs.indices { names[Value(node: index, output: k)] = name(node.inputs[k]) }
+          continue
+        }
+        let group = StableHLOLowering.list(Array(0..<replicas))
+        for (k, input) in node.inputs.enumerated() {
+          let t = type(input), sum = fresh(), a = fresh(), b = fresh(), c = fresh(), mean = "\(result)_\(k)"
+          body += [
+            "\(sum) = \"stablehlo.all_reduce\"(\(name(input))) ({",
+            "  ^bb0(\(a): tensor<f32>, \(b): tensor<f32>):",
+            "    \(c) = stablehlo.add \(a), \(b) : tensor<f32>",
+            "    stablehlo.return \(c) : tensor<f32>",
+            "}) {replica_groups = dense<[[\(group)]]> : tensor<1x\(replicas)xi64>} : (\(t)) -> \(t)",
+            "\(mean) = stablehlo.multiply \(sum), \(splat(1 / Float(replicas), graph.shape(input))) : \(t)",
+          ]
+          names[Value(node: index, output: k)] = mean
+        }
         continue
       case let .applyRMSProp(rho, mu, epsilon):
         let (w, ms, mom, g) = (name(node.inputs[0]), name(node.inputs[1]), name(node.inputs[2]), name(node.inputs[3]))
@@ -546,6 +569,17 @@ public struct StableHLOLowering {
     if firstIndex != 0 {
       counter = fresh()
       body.append("\(counter) = stablehlo.add \(index), \(constant(firstIndex, vector)) : \(vector)")
+    }
+    if replicas > 1 {
+      // Replica r holds the r-th slice of the host's batch: its examples' global indices follow
+      // the r slices before it, so every device draws the masks one process would.
+      let id = fresh(), wide = fresh(), skipped = fresh(), spread = fresh(), shifted = fresh()
+      body.append("\(id) = stablehlo.replica_id : tensor<ui32>")
+      body.append("\(wide) = stablehlo.convert \(id) : (tensor<ui32>) -> \(scalar)")
+      body.append("\(skipped) = stablehlo.multiply \(wide), \(constant(UInt64(count), scalar)) : \(scalar)")
+      body.append("\(spread) = stablehlo.broadcast_in_dim \(skipped), dims = [] : (\(scalar)) -> \(vector)")
+      body.append("\(shifted) = stablehlo.add \(counter), \(spread) : \(vector)")
+      counter = shifted
     }
     body.append("\(product) = stablehlo.multiply \(counter), \(constant(0xBF58_476D_1CE4_E5B9, vector)) : \(vector)")
     body.append("\(offset) = stablehlo.add \(product), \(constant(0x94D0_49BB_1331_11EB, vector)) : \(vector)")
