@@ -31,6 +31,10 @@ public final class Executor {
   /// drop-path masks are keyed on the global example, so N workers draw the masks one process
   /// with the global batch would.
   public var exampleOffset = 0
+  /// For a backend that replicates the step over a host's devices: each input's values for the
+  /// whole host batch, replica r's slice (the input's size) after the r before it. Unset inputs,
+  /// and every input of a single-device run, are read from the executor's own leaves.
+  public var replicaBatches: [Value: UnsafePointer<Float>] = [:]
   /// The data-parallel boundary (`allReduceMean`): given its inputs, writes their means over the
   /// workers into its outputs (element counts alongside). Nil: one worker, the outputs are the inputs.
   public var allReduce: ((_ inputs: [UnsafePointer<Float>], _ outputs: [UnsafeMutablePointer<Float>], _ counts: [Int]) throws -> Void)?

@@ -7,9 +7,16 @@
 public protocol GraphBackend: AnyObject {
   /// For logs: "XLA:CPU (PJRT 0.81)".
   var name: String { get }
+  /// Devices one run spans, each on its own slice of the batch (`Executor.replicaBatches`) with
+  /// batch norm over its slice, the boundary a mean over them.
+  var replicas: Int { get }
   func run(_ executor: Executor) throws
   /// Writes the device's copy of every parameter into the executor's leaves.
   func copyStateToHost(_ executor: Executor) throws
   /// The executor's leaves are newer than the device's copy: upload them before the next run.
   func hostStateChanged()
+}
+
+extension GraphBackend {
+  public var replicas: Int { 1 }
 }

@@ -181,6 +181,7 @@ public final class Trainer {
   /// One whole step on a batch: `images` is `[batch, S, S, 3]`, `labels` class indices.
   @discardableResult
   public func step(images pixels: UnsafePointer<Float>, labels classes: UnsafePointer<Float>) throws -> StepResult {
+    if let backend, backend.replicas > 1 { return try replicatedStep(backend, images: pixels, labels: classes) }
     if microBatch < batchSize { return try accumulatingStep(images: pixels, labels: classes) }
     feed(pixels, classes)
     if let backend {
@@ -221,6 +222,21 @@ public final class Trainer {
     executor.pointer(labels).update(from: classes + micro * microBatch, count: microBatch)
     executor.exampleOffset = exampleOffset + micro * microBatch
     if micro == 0 { prepareBuckets() }
+  }
+
+  /// A step on a backend replicated over the host's devices: micro-batch r is device r's slice,
+  /// run at the same time as the others (what `accumulatingStep` computes one after another).
+  private func replicatedStep(_ backend: GraphBackend, images pixels: UnsafePointer<Float>,
+                              labels classes: UnsafePointer<Float>) throws -> StepResult {
+    guard microBatch * backend.replicas == batchSize else {
+      throw TrainError.invalidConfig("\(backend.name) runs \(backend.replicas) devices; a batch of \(batchSize) per host is \(batchSize / backend.replicas) per device only with --micro_batch_size=\(batchSize / backend.replicas) (it is \(microBatch))")
+    }
+    feed(pixels, classes)
+    executor.replicaBatches = [images: pixels, labels: classes]
+    defer { executor.replicaBatches = [:] }
+    try averagingErrors { try backend.run(executor) }
+    globalStep += 1
+    return try result()
   }
 
   /// A step over micro-batches: forward and backward on each (batch norm over each), the gradients

@@ -13,11 +13,21 @@ import Tensor
 /// boundary (`StepPhases`): the first ends with the gradients, which go to the host and round the
 /// ring (`Executor.allReduce`), and the second starts from the averages. Nothing overlaps the ring
 /// here: the gradients leave when the first program has finished.
+///
+/// Over several local devices (`replicas`), the one program runs on all of them at once, each on
+/// its slice of the host's batch (`Executor.replicaBatches`), batch norm per device as the
+/// reference's per-core batch norm, the boundary a cross-replica mean inside the program. Every
+/// device then holds the same weights, slots and averages; the moving statistics are each
+/// device's own, and the host reads the last device's (as a run over micro-batches keeps the last
+/// one's). The host's scalars (losses) are the mean over devices.
 public final class XLABackend: GraphBackend {
   public let client: PJRTClient
   public let precision: StableHLOLowering.Precision
   public let compileSeconds: Double
-  public var name: String { "XLA:\(client.platformName) (PJRT 0.\(client.plugin.minorVersion))" }
+  public let replicas: Int
+  public var name: String {
+    "XLA:\(client.platformName) (PJRT 0.\(client.plugin.minorVersion))" + (replicas > 1 ? " on \(replicas) devices" : "")
+  }
 
   struct Program {
     let lowering: StableHLOLowering
@@ -31,7 +41,8 @@ public final class XLABackend: GraphBackend {
   private let boundaryOutputs: [Value]
   /// Values of the first program the second one reads (kept on the device between them).
   private let crossing: [Value]
-  private var device: [Value: PJRTBuffer] = [:]
+  /// Per replica, the device buffers of the state (and, between the two programs, what crosses).
+  private var device: [[Value: PJRTBuffer]] = []
   private var deviceIsCurrent = false
 
   /// Whether each program was compiled now or loaded from the compile cache.
@@ -39,11 +50,19 @@ public final class XLABackend: GraphBackend {
 
   /// `averagesOverWorkers`: compile the two programs the ring goes between (else one). `cache`:
   /// where compiled programs are kept between runs; `note` hears what happened to it.
+  /// `replicas`: local devices the step spans (the executor's graph is one device's batch).
   public init(client: PJRTClient, executor: Executor, averagesOverWorkers: Bool = false,
-              precision: StableHLOLowering.Precision = .float32, cache: CompileCache? = nil,
+              precision: StableHLOLowering.Precision = .float32, replicas: Int = 1, cache: CompileCache? = nil,
               note: (String) -> Void = { _ in }) throws {
+    guard replicas <= client.devices.count else {
+      throw GraphError.invalidRequest("\(replicas) devices asked for; \(client.platformName) has \(client.devices.count) here")
+    }
+    guard replicas == 1 || !averagesOverWorkers else {
+      throw GraphError.invalidRequest("several devices per worker and a ring between workers together are not built yet: run one device per worker, or one worker")
+    }
     self.client = client
     self.precision = precision
+    self.replicas = replicas
     let graph = executor.graph
     let phases = executor.phases
     let boundary = phases.boundary.map { graph.nodes[$0] }
@@ -79,8 +98,8 @@ public final class XLABackend: GraphBackend {
       crossing = []
       let lowering = XLABackend.wholeStep(graph: graph, outputs: hostOutputs, stateUpdates: executor.stateUpdates,
                                           randomStreamFromStep: executor.randomStreamFromStep, precision: precision,
-                                          exampleOffset: executor.exampleOffset)
-      let (executable, source) = try client.compile(mlir: lowering.module(named: "train_step"), cache: cache, note: note)
+                                          exampleOffset: executor.exampleOffset, replicas: replicas)
+      let (executable, source) = try client.compile(mlir: lowering.module(named: "train_step"), replicas: replicas, cache: cache, note: note)
       programs = [Program(lowering: lowering, executable: executable)]
       sources = [source]
     }
@@ -91,10 +110,10 @@ public final class XLABackend: GraphBackend {
   /// replacement (what `amoeba xla compile` compiles ahead of time, too).
   public static func wholeStep(graph: Graph, outputs: [Value], stateUpdates: [(state: Value, next: Value)],
                                randomStreamFromStep: (step: Value, offset: UInt64)?,
-                               precision: StableHLOLowering.Precision, exampleOffset: Int = 0) -> StableHLOLowering {
+                               precision: StableHLOLowering.Precision, exampleOffset: Int = 0, replicas: Int = 1) -> StableHLOLowering {
     StableHLOLowering(graph: graph, outputs: outputs + stateUpdates.map(\.next), precision: precision,
                       randomStreamFromStep: randomStreamFromStep, aliases: aliases(stateUpdates, after: outputs.count),
-                      exampleOffset: exampleOffset)
+                      exampleOffset: exampleOffset, replicas: replicas)
   }
 
   /// Each state parameter donated to the output that replaces it.
@@ -107,11 +126,14 @@ public final class XLABackend: GraphBackend {
       throw GraphError.invalidRequest("the XLA programs draw masks for examples from \(programs[0].lowering.exampleOffset), the executor's batch starts at \(executor.exampleOffset); compile a backend per offset")
     }
     if !deviceIsCurrent {
-      device = [:]
-      for program in programs {
-        for leaf in program.lowering.arguments where device[leaf] == nil && executor.graph.nodes[leaf.node].op.isParameter {
-          device[leaf] = try upload(leaf, executor)
+      device = try (0..<replicas).map { (r) throws -> [Value: PJRTBuffer] in
+        var state: [Value: PJRTBuffer] = [:]
+        for program in programs {
+          for leaf in program.lowering.arguments where state[leaf] == nil && executor.graph.nodes[leaf.node].op.isParameter {
+            state[leaf] = try upload(leaf, executor, replica: r)
+          }
         }
+        return state
       }
       deviceIsCurrent = true
     }
@@ -124,7 +146,7 @@ public final class XLABackend: GraphBackend {
       return
     }
     // First program: the gradients (to the host, for the ring) and what the second one reads.
-    let first = try execute(programs[0], executor, cutValues: [:])
+    let first = try execute(programs[0], executor, cutValues: [:])[0]
     var kept: [Value: PJRTBuffer] = [:]
     for (value, buffer) in zip(programs[0].lowering.outputs, first) {
       if crossing.contains(value) { kept[value] = buffer }
@@ -139,47 +161,59 @@ public final class XLABackend: GraphBackend {
     } else {
       for k in counts.indices { outputs[k].update(from: inputs[k], count: counts[k]) }
     }
-    for value in boundaryOutputs { kept[value] = try upload(value, executor) }
+    for value in boundaryOutputs { kept[value] = try upload(value, executor, replica: 0) }
     let second = try execute(programs[1], executor, cutValues: kept)
     try finish(programs[1], second, executor)
   }
 
-  /// Runs a program on the device's state, this run's inputs and the given cut values.
-  private func execute(_ program: Program, _ executor: Executor, cutValues: [Value: PJRTBuffer]) throws -> [PJRTBuffer] {
-    var arguments = try program.lowering.arguments.map { value in
-      if let buffer = cutValues[value] ?? device[value] { return buffer }
-      return try upload(value, executor)
+  /// Runs a program on every replica's state, this run's inputs and the given cut values (one
+  /// replica when there are cut values: the two programs around the host ring).
+  private func execute(_ program: Program, _ executor: Executor, cutValues: [Value: PJRTBuffer]) throws -> [[PJRTBuffer]] {
+    let arguments = try (0..<replicas).map { (r) throws -> [PJRTBuffer] in
+      var list = try program.lowering.arguments.map { value in
+        if let buffer = cutValues[value] ?? device[r][value] { return buffer }
+        return try upload(value, executor, replica: r)
+      }
+      if program.lowering.takesRandomStream { list.append(try client.buffer(uint64: executor.randomStream, device: r)) }
+      return list
     }
-    if program.lowering.takesRandomStream { arguments.append(try client.buffer(uint64: executor.randomStream)) }
-    let results = try program.executable.execute(arguments)
+    let results = try program.executable.execute(replicated: arguments)
     // Donated arguments are gone; their replacements are below.
-    for (value, _) in program.lowering.aliases { device[value] = nil }
+    for r in 0..<replicas { for (value, _) in program.lowering.aliases { device[r][value] = nil } }
     return results
   }
 
-  /// Host outputs to the executor, replaced state into the device's map.
-  private func finish(_ program: Program, _ results: [PJRTBuffer], _ executor: Executor) throws {
+  /// Replaced state into each replica's map; host outputs to the executor: the last replica's,
+  /// scalars averaged over replicas.
+  private func finish(_ program: Program, _ results: [[PJRTBuffer]], _ executor: Executor) throws {
     var nextOf: [Value: Value] = [:]
     for (state, next) in executor.stateUpdates { nextOf[next] = state }
-    for (value, buffer) in zip(program.lowering.outputs, results) {
+    for (k, value) in program.lowering.outputs.enumerated() {
       if let state = nextOf[value], program.lowering.aliases[state] != nil {
-        device[state] = buffer
+        for r in 0..<replicas { device[r][state] = results[r][k] }
+      } else if replicas > 1 && executor.graph.shape(value).rank == 0 {
+        var sum: Float = 0
+        for r in 0..<replicas { sum += try results[r][k].toHost()[0] }
+        executor.pointer(value)[0] = sum / Float(replicas)
       } else {
-        try copy(buffer, to: value, executor)
+        try copy(results[replicas - 1][k], to: value, executor)
       }
     }
   }
 
   public func copyStateToHost(_ executor: Executor) throws {
     guard deviceIsCurrent else { return }
-    for (leaf, buffer) in device { try copy(buffer, to: leaf, executor) }
+    for (leaf, buffer) in device[replicas - 1] { try copy(buffer, to: leaf, executor) }
   }
 
   public func hostStateChanged() { deviceIsCurrent = false }
 
-  private func upload(_ value: Value, _ executor: Executor) throws(PJRTError) -> PJRTBuffer {
+  /// A leaf of the executor to replica `replica`'s device: an input's slice of the host batch
+  /// where the executor has one (`replicaBatches`), else the executor's own values.
+  private func upload(_ value: Value, _ executor: Executor, replica: Int) throws(PJRTError) -> PJRTBuffer {
     let shape = executor.graph.shape(value)
-    return try client.buffer(UnsafeBufferPointer(start: executor.pointer(value), count: shape.elementCount), dims: shape.dims)
+    let source = executor.replicaBatches[value].map { $0 + replica * shape.elementCount } ?? UnsafePointer(executor.pointer(value))
+    return try client.buffer(UnsafeBufferPointer(start: source, count: shape.elementCount), dims: shape.dims, device: replica)
   }
 
   private func copy(_ buffer: PJRTBuffer, to value: Value, _ executor: Executor) throws(PJRTError) {
