@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks of the accelerator path with the real executables: a 2-worker job with --device xla_cpu
 # (the step as XLA programs, the ring between them) against the same job on the Swift kernels, a
-# restart that loads the programs from the compile cache, and the worker's training step compiled
+# restart that loads the programs from the compile cache, one worker driving 2 devices, and the worker's training step compiled
 # ahead of time for a TPU topology by libtpu (no TPU needed), in float32 and bfloat16. The plugins
 # come from Scripts/fetch-pjrt-cpu.sh and Scripts/fetch-libtpu.sh; without one, its check says so
 # and skips. CI runs this after `swift test`.
@@ -41,6 +41,17 @@ if [ -s .pjrt/xla_cpu_pjrt.so ]; then
   [ "$(grep -c 'loaded from the compile cache' "$work/short-again.log")" -ge 4 ] || { cat "$work/short-again.log"; fail "the restarted job compiled again"; }
   step_line() { grep -m1 'the training step' "$1" | sed -E 's/.*the training step (.*) in ([0-9]+) s .*/\1 in \2 s/'; }
   echo "xla_cpu restart: first $(step_line "$work/short-first.log"), then $(step_line "$work/short-again.log")"
+  # 3. One worker driving 2 XLA:CPU devices (the step replicated, the batch split, the mean in the
+  #    program), and the refusals that name the numbers.
+  timeout 600 "$bin/amoeba" launch --workers 1 --device xla_cpu --local_devices 2 --compilation_cache_dir "$work/short-cache" "${short[@]}" \
+    > "$work/devices.log" 2>&1 || { cat "$work/devices.log"; fail "the job on 1 worker x 2 devices failed"; }
+  grep -q "16 examples per device, gradients averaged across the 2 devices" "$work/devices.log" && grep -q "eval step 20" "$work/devices.log" \
+    || { cat "$work/devices.log"; fail "the 1 x 2 devices job did not say how it split the batch, or did not finish"; }
+  if timeout 120 "$bin/amoeba" launch --workers 1 --device xla_cpu --local_devices 3 "${short[@]}" > "$work/odd.log" 2>&1 \
+     || ! grep -q "batch of 32 .* does not split over 3 devices" "$work/odd.log"; then
+    cat "$work/odd.log"; fail "a batch that does not split over the devices was not refused by name"
+  fi
+  echo "xla_cpu on 1 worker x 2 devices: $(grep -o 'eval step 20: top_1_accuracy [0-9.]*' "$work/devices.log"); a batch of 32 over 3 devices refused"
 else
   echo "xla-checks: skipped the xla_cpu jobs: no .pjrt/xla_cpu_pjrt.so (run Scripts/fetch-pjrt-cpu.sh)"
 fi

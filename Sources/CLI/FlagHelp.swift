@@ -93,6 +93,7 @@ public enum FlagHelp {
       ("pjrt_plugin", "path of the PJRT plugin (default: where pip installs it)"),
       ("precision", "float32 or bfloat16 (bf16 contractions, float32 master weights)"),
       ("compilation_cache_dir", "where compiled XLA programs are kept between runs"),
+      ("local_devices", "devices of this host one worker drives (all, or N; default 1): the step replicated over them, the batch split"),
     ])
     for name in ["tpu", "tpu_name", "master", "gcp_project", "tpu_zone", "use_tpu", "use_bp16", "num_shards",
                  "enable_hostcall", "transpose_enabled", "distributed_group_size", "export_dir", "export_to_tpu", "eval_timeout"] {

@@ -32,6 +32,8 @@ public final class Worker {
     /// The plugin (`--pjrt_plugin`); nil: where the device's wheel installs it.
     public var pjrtPlugin: String?
     public var precision: StableHLOLowering.Precision = .float32
+    /// Devices of this host the step spans (`--local_devices`); nil: all the plugin's.
+    public var localDevices: Int? = 1
     /// Compiled programs kept between runs (`--compilation_cache_dir`); nil: compile every time.
     public var compilationCache: String?
     /// Where this worker keeps and looks for checkpoints, when not the job's --model_dir (a local
@@ -103,24 +105,45 @@ public final class Worker {
     if data.useData == "real" && (counted.numTrainImages != training.numTrainImages || counted.numEvalImages != training.numEvalImages) {
       log("worker \(rank): warning: --data_dir \(data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
     }
-    let trainer = try Trainer(network: network, training: training, batchSize: batch, context: context, seed: seed,
-                              fuseBatchNormRelu: options.device == .cpu, exampleOffset: rank * batch)
-    if trainer.microBatch < batch {
-      log("worker \(rank): micro-batches of \(trainer.microBatch) (\(batch / trainer.microBatch) passes per step, gradients accumulated; batch norm per micro-batch)")
-    }
-    var evaluator: Evaluator?
+    // Several local devices: each takes a slice of this worker's batch (a micro-batch on the host).
+    var client: PJRTClient?
+    var devices = 1
+    var perWorker = training
     if options.device != .cpu {
       guard let plugin = options.pjrtPlugin ?? options.device.defaultPluginPath else {
         throw UsageError("--device \(options.device.rawValue): no PJRT plugin found; \(options.device.installHint)")
       }
-      let client = try PJRTClient(plugin: PJRTPlugin(path: plugin), options: options.device.clientOptions)
+      let started = try PJRTClient(plugin: PJRTPlugin(path: plugin), options: options.device.clientOptions(devices: options.localDevices))
+      devices = options.localDevices ?? started.devices.count
+      guard devices <= started.devices.count else {
+        throw UsageError("--local_devices=\(devices): \(started.platformName) has \(started.devices.count) devices on this host")
+      }
+      guard devices == 1 || size == 1 else {
+        throw UsageError("--local_devices=\(devices) with \(size) workers: several devices per worker and the ring between workers together are not built yet; run one worker per device (--local_devices=1) or one worker")
+      }
+      guard batch % devices == 0 else {
+        throw UsageError("this worker's batch of \(batch) (--train_batch_size=\(training.trainBatchSize) over \(size) workers) does not split over \(devices) devices")
+      }
+      if devices > 1 { perWorker.microBatchSize = .fixed(batch / devices) }
+      client = started
+    }
+    let trainer = try Trainer(network: network, training: perWorker, batchSize: batch, context: context, seed: seed,
+                              fuseBatchNormRelu: options.device == .cpu, exampleOffset: rank * batch)
+    if trainer.microBatch < batch && devices == 1 {
+      log("worker \(rank): micro-batches of \(trainer.microBatch) (\(batch / trainer.microBatch) passes per step, gradients accumulated; batch norm per micro-batch)")
+    }
+    var evaluator: Evaluator?
+    if let client {
+      let plugin = client.plugin.path
       let backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: size > 1, precision: options.precision,
-                                   cache: options.compilationCache.map(CompileCache.init)) { log("worker \(rank): compile cache: \($0)") }
+                                   replicas: devices, cache: options.compilationCache.map(CompileCache.init)) { log("worker \(rank): compile cache: \($0)") }
       trainer.backend = backend
       let cached = backend.sources.allSatisfy { $0 != .compiled }
       log("worker \(rank): the training step " + (cached ? "loaded from the compile cache" : "compiled")
           + " for \(backend.name) in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin), \(options.precision)): "
-          + (size > 1 ? "gradients, then the ring on the host, then the update; " : "one program; ") + "the state stays on the device")
+          + (size > 1 ? "gradients, then the ring on the host, then the update; " : "one program; ")
+          + (devices > 1 ? "\(batch / devices) examples per device, gradients averaged across the \(devices) devices in the program; " : "")
+          + "the state stays on the device")
       if training.mode != "train" {
         let onDevice = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
         let evaluation = try XLABackend(client: client, executor: onDevice.executor, precision: options.precision,
@@ -168,10 +191,13 @@ public final class Worker {
     }
     try link.send(.started(rank: rank, step: trainer.globalStep, source: plan?.source ?? -1, device: trainer.backend?.name ?? "cpu"))
     ring.chunkBytes = communication.chunkBytes
-    trainer.attach(ring: ring, bucketBytes: communication.bucketBytes, compression: communication.compression)
-    let wire = communication.compression == .none ? "float32" : communication.compression.rawValue
-    let buckets = trainer.gradientBucketCount
-    log("worker \(rank): gradients all-reduced in \(buckets) bucket\(buckets == 1 ? "" : "s") (cap \(communication.bucketCapMB) MiB), \(wire) on the wire, ring slices of \(size) × \(ring.chunkBytes >> 10) KiB, frames \(links.authenticatesFrames ? "authenticated (Poly1305)" : "without a MAC")")
+    // One worker has no one to average with (and a device backend compiled as one program takes no ring).
+    if size > 1 {
+      trainer.attach(ring: ring, bucketBytes: communication.bucketBytes, compression: communication.compression)
+      let wire = communication.compression == .none ? "float32" : communication.compression.rawValue
+      let buckets = trainer.gradientBucketCount
+      log("worker \(rank): gradients all-reduced in \(buckets) bucket\(buckets == 1 ? "" : "s") (cap \(communication.bucketCapMB) MiB), \(wire) on the wire, ring slices of \(size) × \(ring.chunkBytes >> 10) KiB, frames \(links.authenticatesFrames ? "authenticated (Poly1305)" : "without a MAC")")
+    }
     defer { trainer.detach() }
 
     let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch, shard: rank, shardCount: size, seed: seed,

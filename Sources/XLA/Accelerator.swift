@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Tensor
 
 /// Where a worker runs its step (`--device`): the Swift kernels, or a PJRT plugin's devices.
 /// Each plugin is looked for where its wheel installs it, and the hardware is checked before a
@@ -9,8 +10,10 @@ import Glibc
 public enum Accelerator: String, Sendable, CaseIterable {
   case cpu, xlaCPU = "xla_cpu", gpu, tpu
 
-  /// Create options for the plugin's client.
-  public var clientOptions: [String: Int64] { self == .xlaCPU ? ["cpu_device_count": 1] : [:] }
+  /// Create options for the plugin's client: XLA:CPU makes `devices` virtual devices (nil: one per core).
+  public func clientOptions(devices: Int? = 1) -> [String: Int64] {
+    self == .xlaCPU ? ["cpu_device_count": Int64(devices ?? ThreadPool.onlineCores)] : [:]
+  }
 
   /// Where the plugin is when `--pjrt_plugin` is not given: an environment variable, then the
   /// places pip puts each wheel, then `.pjrt/` (the fetch scripts).

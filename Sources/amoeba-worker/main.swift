@@ -11,7 +11,7 @@ import XLA
 let usage = """
   usage: amoeba-worker --coordinator HOST:PORT [--job_token_file F | --job_token T] [--listen 127.0.0.1]
                        [--threads N] [--device cpu|xla_cpu|gpu|tpu] [--pjrt_plugin PATH] [--precision float32|bfloat16]
-                       [--compilation_cache_dir DIR] [--connect_timeout 120] [--ring_timeout 120] [--model_dir DIR]
+                       [--local_devices 1|N|all] [--compilation_cache_dir DIR] [--connect_timeout 120] [--ring_timeout 120] [--model_dir DIR]
   The job token may also come from AMOEBA_JOB_TOKEN. --listen is the address this worker's ring socket
   binds and advertises to its neighbours: an address of this host that the other workers can reach,
   or a network interface's name (eth0, ib0, …), whose address is then used. --connect_timeout bounds
@@ -21,7 +21,10 @@ let usage = """
   plugin, the state kept on the device: --pjrt_plugin, or where pip installs it (XLA:CPU: .pjrt/ from
   Scripts/fetch-pjrt-cpu.sh or AMOEBA_PJRT_CPU_PLUGIN; gpu: jax-cuda12-pjrt; tpu: libtpu). The
   hardware is checked first (a TPU by its PCI vendor id). --precision bfloat16 gives convolutions
-  and matrix products bf16 operands with f32 accumulation. Compiled programs are kept in
+  and matrix products bf16 operands with f32 accumulation. --local_devices N|all replicates the step
+  over this host's devices (XLA:CPU: that many virtual devices), each on its slice of the worker's
+  batch with batch norm per device, the gradients averaged across them inside the program (one
+  worker per host so far; with several workers use 1). Compiled programs are kept in
   --compilation_cache_dir (default ~/.cache/amoeba/xla; empty: off). --model_dir overrides the
   job's checkpoint directory for this worker (a local disk); a restarted job resumes from the newest
   checkpoint any worker holds, broadcast to all.
@@ -40,6 +43,7 @@ do {
   let plugin = flags.has("pjrt_plugin") ? flags.string("pjrt_plugin", default: "") : nil
   let precisionName = flags.string("precision", default: "float32")
   let cacheDirectory = flags.string("compilation_cache_dir", default: CompileCache.defaultDirectory)
+  let localDevicesText = flags.string("local_devices", default: "1")
   let token = try flags.jobToken()
   let connectTimeout = try flags.double("connect_timeout", default: 120)
   let ringTimeout = try flags.double("ring_timeout", default: 120)
@@ -61,6 +65,12 @@ do {
       throw UsageError("--device \(device.rawValue): no PJRT plugin at \(plugin ?? device.defaultPluginPath ?? "any of the usual places"); \(device.installHint)")
     }
   }
+  let localDevices: Int?
+  if localDevicesText == "all" { localDevices = nil } else {
+    guard let n = Int(localDevicesText), n >= 1 else { throw UsageError("--local_devices \(localDevicesText): all, or a number of devices from 1") }
+    guard n == 1 || device != .cpu else { throw UsageError("--local_devices=\(n) needs --device xla_cpu, gpu or tpu (the Swift kernels use one process per core group)") }
+    localDevices = n
+  }
   guard let token, !token.isEmpty else { throw UsageError("no job token: pass --job_token, --job_token_file or AMOEBA_JOB_TOKEN (the coordinator prints its token)") }
   var options = Worker.Options(coordinator: try SocketAddress(parsing: coordinatorText), token: token)
   // An interface name stands for its address (IPv4 first).
@@ -77,6 +87,7 @@ do {
   options.device = device
   options.pjrtPlugin = plugin
   options.precision = precision
+  options.localDevices = localDevices
   options.compilationCache = cacheDirectory.isEmpty ? nil : cacheDirectory
   exit(Worker(options: options).run())
 } catch let help as HelpRequested {

@@ -25,13 +25,13 @@ struct LaunchCommand {
     threadsPerWorker = try flags.int("threads_per_worker", default: max(1, ThreadPool.onlineCores / max(workers, 1)))
     guard workers >= 1 else { throw UsageError("--workers must be at least 1") }
     if flags.has("device") { workerFlags += ["--device", flags.string("device", default: "cpu")] }
-    for name in ["pjrt_plugin", "precision", "compilation_cache_dir"] where flags.has(name) {
+    for name in ["pjrt_plugin", "precision", "compilation_cache_dir", "local_devices"] where flags.has(name) {
       workerFlags += ["--" + name, flags.string(name, default: "")]
     }
     // With --help, list these; the coordinator's own flags are behind `amoeba-coordinator --help`.
     if arguments.contains("--help") || arguments.contains("-h") { try flags.finish() }
     // Everything else goes to the coordinator, which validates it.
-    forwarded = LaunchCommand.removing(["workers", "threads_per_worker", "device", "pjrt_plugin", "precision", "compilation_cache_dir"],
+    forwarded = LaunchCommand.removing(["workers", "threads_per_worker", "device", "pjrt_plugin", "precision", "compilation_cache_dir", "local_devices"],
                                        from: arguments)
   }
 

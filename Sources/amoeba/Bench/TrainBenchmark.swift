@@ -72,7 +72,7 @@ struct TrainBenchmark {
     var compiled = ""
     if device != .cpu {
       guard let path = plugin ?? device.defaultPluginPath else { throw UsageError("no PJRT plugin for --device \(device.rawValue): \(device.installHint)") }
-      let client = try PJRTClient(plugin: PJRTPlugin(path: path), options: device.clientOptions)
+      let client = try PJRTClient(plugin: PJRTPlugin(path: path), options: device.clientOptions())
       let backend = try XLABackend(client: client, executor: trainer.executor)
       trainer.backend = backend
       compiled = "; the step compiled for \(backend.name) in \(round1(backend.compileSeconds)) s"
