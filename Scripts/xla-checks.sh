@@ -52,6 +52,12 @@ if [ -s .pjrt/xla_cpu_pjrt.so ]; then
     cat "$work/odd.log"; fail "a batch that does not split over the devices was not refused by name"
   fi
   echo "xla_cpu on 1 worker x 2 devices: $(grep -o 'eval step 20: top_1_accuracy [0-9.]*' "$work/devices.log"); a batch of 32 over 3 devices refused"
+  # 4. Hosts x devices: 2 workers of 2 devices each, the ring between them.
+  timeout 600 "$bin/amoeba" launch --workers 2 --device xla_cpu --local_devices 2 --compilation_cache_dir "$work/short-cache" "${short[@]}" \
+    > "$work/hosts.log" 2>&1 || { cat "$work/hosts.log"; fail "the job on 2 workers x 2 devices failed"; }
+  grep -q "8 examples per device, gradients averaged across the 2 devices in the program; gradients, then the ring" "$work/hosts.log" \
+    && grep -q "eval step 20" "$work/hosts.log" || { cat "$work/hosts.log"; fail "the 2 x 2 devices job did not run as hosts x devices"; }
+  echo "xla_cpu on 2 workers x 2 devices: $(grep -o 'eval step 20: top_1_accuracy [0-9.]*' "$work/hosts.log")"
 else
   echo "xla-checks: skipped the xla_cpu jobs: no .pjrt/xla_cpu_pjrt.so (run Scripts/fetch-pjrt-cpu.sh)"
 fi

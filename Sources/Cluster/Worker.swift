@@ -118,9 +118,6 @@ public final class Worker {
       guard devices <= started.devices.count else {
         throw UsageError("--local_devices=\(devices): \(started.platformName) has \(started.devices.count) devices on this host")
       }
-      guard devices == 1 || size == 1 else {
-        throw UsageError("--local_devices=\(devices) with \(size) workers: several devices per worker and the ring between workers together are not built yet; run one worker per device (--local_devices=1) or one worker")
-      }
       guard batch % devices == 0 else {
         throw UsageError("this worker's batch of \(batch) (--train_batch_size=\(training.trainBatchSize) over \(size) workers) does not split over \(devices) devices")
       }
@@ -141,8 +138,8 @@ public final class Worker {
       let cached = backend.sources.allSatisfy { $0 != .compiled }
       log("worker \(rank): the training step " + (cached ? "loaded from the compile cache" : "compiled")
           + " for \(backend.name) in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin), \(options.precision)): "
-          + (size > 1 ? "gradients, then the ring on the host, then the update; " : "one program; ")
           + (devices > 1 ? "\(batch / devices) examples per device, gradients averaged across the \(devices) devices in the program; " : "")
+          + (size > 1 ? "gradients, then the ring on the host (one copy per worker), then the update; " : "one program; ")
           + "the state stays on the device")
       if training.mode != "train" {
         let onDevice = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)

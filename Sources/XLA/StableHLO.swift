@@ -34,15 +34,18 @@ public struct StableHLOLowering {
   /// data-parallel boundary is a cross-replica mean (`stablehlo.all_reduce` over all replicas,
   /// over ICI or NVLink where the devices have them) instead of the identity.
   public let replicas: Int
+  /// Outputs returned as their mean over the replicas (the gradients the host ring averages next).
+  public let averagedOverReplicas: Set<Value>
   /// The nodes the outputs need, cut values excluded.
   let needed: Set<Int>
 
   public init(graph: Graph, outputs: [Value], precision: Precision = .float32, cut: [Value] = [],
               randomStreamFromStep: (step: Value, offset: UInt64)? = nil, aliases: [Value: Int] = [:], exampleOffset: Int = 0,
-              replicas: Int = 1) {
+              replicas: Int = 1, averagedOverReplicas: Set<Value> = []) {
     precondition(replicas >= 1, "replicas \(replicas)")
     self.exampleOffset = exampleOffset
     self.replicas = replicas
+    self.averagedOverReplicas = averagedOverReplicas
     self.graph = graph
     self.outputs = outputs
     self.precision = precision
@@ -107,6 +110,20 @@ public struct StableHLOLowering {
       return result
     }
 
+    /// The mean of `operand` over the replicas: a cross-replica sum, then 1/N.
+    func meanOverReplicas(_ operand: String, _ t: String, _ shape: Shape) -> String {
+      let sum = fresh(), a = fresh(), b = fresh(), c = fresh(), mean = fresh()
+      body += [
+        "\(sum) = \"stablehlo.all_reduce\"(\(operand)) ({",
+        "  ^bb0(\(a): tensor<f32>, \(b): tensor<f32>):",
+        "    \(c) = stablehlo.add \(a), \(b) : tensor<f32>",
+        "    stablehlo.return \(c) : tensor<f32>",
+        "}) {replica_groups = dense<[[\(StableHLOLowering.list(Array(0..<replicas)))]]> : tensor<1x\(replicas)xi64>} : (\(t)) -> \(t)",
+        "\(mean) = stablehlo.multiply \(sum), \(splat(1 / Float(replicas), shape)) : \(t)",
+      ]
+      return mean
+    }
+
     if usesRandomStream, let (step, offset) = randomStreamFromStep {
       let bits = fresh(), start = fresh()
       body.append("\(start) = stablehlo.constant dense<\(offset)> : tensor<ui64>")
@@ -131,18 +148,8 @@ public struct StableHLOLowering {
           for k in node.inputs.indices { names[Value(node: index, output: k)] = name(node.inputs[k]) }
           continue
         }
-        let group = StableHLOLowering.list(Array(0..<replicas))
         for (k, input) in node.inputs.enumerated() {
-          let t = type(input), sum = fresh(), a = fresh(), b = fresh(), c = fresh(), mean = "\(result)_\(k)"
-          body += [
-            "\(sum) = \"stablehlo.all_reduce\"(\(name(input))) ({",
-            "  ^bb0(\(a): tensor<f32>, \(b): tensor<f32>):",
-            "    \(c) = stablehlo.add \(a), \(b) : tensor<f32>",
-            "    stablehlo.return \(c) : tensor<f32>",
-            "}) {replica_groups = dense<[[\(group)]]> : tensor<1x\(replicas)xi64>} : (\(t)) -> \(t)",
-            "\(mean) = stablehlo.multiply \(sum), \(splat(1 / Float(replicas), graph.shape(input))) : \(t)",
-          ]
-          names[Value(node: index, output: k)] = mean
+          names[Value(node: index, output: k)] = meanOverReplicas(name(input), type(input), graph.shape(input))
         }
         continue
       case let .applyRMSProp(rho, mu, epsilon):
@@ -476,9 +483,14 @@ public struct StableHLOLowering {
     }.joined(separator: ", ")
     if takesRandomStream { argumentList += (leaves.isEmpty ? "" : ", ") + "%stream: tensor<ui64>" }
     let resultTypes = outputs.map(type).joined(separator: ", ")
+    // The first of two programs over several devices returns the gradients already averaged
+    // over the host's devices: one copy per host goes round the ring.
+    let returned = outputs.map { value in
+      replicas > 1 && averagedOverReplicas.contains(value) ? meanOverReplicas(name(value), type(value), graph.shape(value)) : name(value)
+    }
     var text = "module @\(moduleName) {\n  func.func public @main(\(argumentList)) -> (\(resultTypes)) {\n"
     for line in body { text += "    \(line)\n" }
-    text += "    return \(outputs.map(name).joined(separator: ", ")) : \(resultTypes)\n  }\n}\n"
+    text += "    return \(returned.joined(separator: ", ")) : \(resultTypes)\n  }\n}\n"
     return text
   }
 

@@ -57,9 +57,6 @@ public final class XLABackend: GraphBackend {
     guard replicas <= client.devices.count else {
       throw GraphError.invalidRequest("\(replicas) devices asked for; \(client.platformName) has \(client.devices.count) here")
     }
-    guard replicas == 1 || !averagesOverWorkers else {
-      throw GraphError.invalidRequest("several devices per worker and a ring between workers together are not built yet: run one device per worker, or one worker")
-    }
     self.client = client
     self.precision = precision
     self.replicas = replicas
@@ -85,13 +82,16 @@ public final class XLABackend: GraphBackend {
       let firstOutputs = boundaryInputs + crossing + hostOutputs.filter { firstHalf.contains($0.node) }
       let secondOutputs = hostOutputs.filter { !firstHalf.contains($0.node) } + nexts
       let first = StableHLOLowering(graph: graph, outputs: firstOutputs, precision: precision,
-                                    randomStreamFromStep: executor.randomStreamFromStep, exampleOffset: executor.exampleOffset)
+                                    randomStreamFromStep: executor.randomStreamFromStep, exampleOffset: executor.exampleOffset,
+                                    replicas: replicas, averagedOverReplicas: Set(boundaryInputs))
       let second = StableHLOLowering(graph: graph, outputs: secondOutputs, precision: precision, cut: boundaryOutputs + crossing,
                                      randomStreamFromStep: executor.randomStreamFromStep,
                                      aliases: XLABackend.aliases(executor.stateUpdates, after: secondOutputs.count - nexts.count),
-                                     exampleOffset: executor.exampleOffset)
-      let (gradients, gradientsSource) = try client.compile(mlir: first.module(named: "train_step_gradients"), cache: cache, note: note)
-      let (update, updateSource) = try client.compile(mlir: second.module(named: "train_step_update"), cache: cache, note: note)
+                                     exampleOffset: executor.exampleOffset, replicas: replicas)
+      let (gradients, gradientsSource) = try client.compile(mlir: first.module(named: "train_step_gradients"), replicas: replicas,
+                                                            cache: cache, note: note)
+      let (update, updateSource) = try client.compile(mlir: second.module(named: "train_step_update"), replicas: replicas,
+                                                      cache: cache, note: note)
       programs = [Program(lowering: first, executable: gradients), Program(lowering: second, executable: update)]
       sources = [gradientsSource, updateSource]
     } else {
@@ -141,16 +141,17 @@ public final class XLABackend: GraphBackend {
       guard executor.allReduce == nil else {
         throw GraphError.invalidRequest("this XLA backend was compiled as one program, but a ring is attached; create it with averagesOverWorkers: true")
       }
-      let results = try execute(programs[0], executor, cutValues: [:])
+      let results = try execute(programs[0], executor, cutValues: nil)
       try finish(programs[0], results, executor)
       return
     }
-    // First program: the gradients (to the host, for the ring) and what the second one reads.
-    let first = try execute(programs[0], executor, cutValues: [:])[0]
-    var kept: [Value: PJRTBuffer] = [:]
-    for (value, buffer) in zip(programs[0].lowering.outputs, first) {
-      if crossing.contains(value) { kept[value] = buffer }
-      if !crossing.contains(value) || hostOutputs.contains(value) { try copy(buffer, to: value, executor) }
+    // First program: the gradients (to the host, for the ring; over several devices already
+    // their mean there) and what the second one reads, kept on each device.
+    let first = try execute(programs[0], executor, cutValues: nil)
+    var kept = [[Value: PJRTBuffer]](repeating: [:], count: replicas)
+    for (k, value) in programs[0].lowering.outputs.enumerated() {
+      if crossing.contains(value) { for r in 0..<replicas { kept[r][value] = first[r][k] } }
+      if !crossing.contains(value) || hostOutputs.contains(value) { try copyToHost(first, k, value, executor) }
     }
     let counts = boundaryOutputs.map { executor.graph.shape($0).elementCount }
     let inputs = boundaryInputs.map { UnsafePointer(executor.pointer($0)) }, outputs = boundaryOutputs.map(executor.pointer)
@@ -161,17 +162,16 @@ public final class XLABackend: GraphBackend {
     } else {
       for k in counts.indices { outputs[k].update(from: inputs[k], count: counts[k]) }
     }
-    for value in boundaryOutputs { kept[value] = try upload(value, executor, replica: 0) }
+    for value in boundaryOutputs { for r in 0..<replicas { kept[r][value] = try upload(value, executor, replica: r) } }
     let second = try execute(programs[1], executor, cutValues: kept)
     try finish(programs[1], second, executor)
   }
 
-  /// Runs a program on every replica's state, this run's inputs and the given cut values (one
-  /// replica when there are cut values: the two programs around the host ring).
-  private func execute(_ program: Program, _ executor: Executor, cutValues: [Value: PJRTBuffer]) throws -> [[PJRTBuffer]] {
+  /// Runs a program on every replica's state, this run's inputs and each replica's cut values.
+  private func execute(_ program: Program, _ executor: Executor, cutValues: [[Value: PJRTBuffer]]?) throws -> [[PJRTBuffer]] {
     let arguments = try (0..<replicas).map { (r) throws -> [PJRTBuffer] in
       var list = try program.lowering.arguments.map { value in
-        if let buffer = cutValues[value] ?? device[r][value] { return buffer }
+        if let buffer = cutValues?[r][value] ?? device[r][value] { return buffer }
         return try upload(value, executor, replica: r)
       }
       if program.lowering.takesRandomStream { list.append(try client.buffer(uint64: executor.randomStream, device: r)) }
@@ -191,13 +191,20 @@ public final class XLABackend: GraphBackend {
     for (k, value) in program.lowering.outputs.enumerated() {
       if let state = nextOf[value], program.lowering.aliases[state] != nil {
         for r in 0..<replicas { device[r][state] = results[r][k] }
-      } else if replicas > 1 && executor.graph.shape(value).rank == 0 {
-        var sum: Float = 0
-        for r in 0..<replicas { sum += try results[r][k].toHost()[0] }
-        executor.pointer(value)[0] = sum / Float(replicas)
       } else {
-        try copy(results[replicas - 1][k], to: value, executor)
+        try copyToHost(results, k, value, executor)
       }
+    }
+  }
+
+  /// Output `k` to the host: the mean over replicas for a scalar (a loss), else the last replica's.
+  private func copyToHost(_ results: [[PJRTBuffer]], _ k: Int, _ value: Value, _ executor: Executor) throws {
+    if replicas > 1 && executor.graph.shape(value).rank == 0 {
+      var sum: Float = 0
+      for r in 0..<replicas { sum += try results[r][k].toHost()[0] }
+      executor.pointer(value)[0] = sum / Float(replicas)
+    } else {
+      try copy(results[replicas - 1][k], to: value, executor)
     }
   }
 

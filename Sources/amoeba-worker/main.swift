@@ -23,8 +23,8 @@ let usage = """
   hardware is checked first (a TPU by its PCI vendor id). --precision bfloat16 gives convolutions
   and matrix products bf16 operands with f32 accumulation. --local_devices N|all replicates the step
   over this host's devices (XLA:CPU: that many virtual devices), each on its slice of the worker's
-  batch with batch norm per device, the gradients averaged across them inside the program (one
-  worker per host so far; with several workers use 1). Compiled programs are kept in
+  batch with batch norm per device, the gradients averaged across them inside the program, then
+  (with several workers) one copy per worker round the ring. Compiled programs are kept in
   --compilation_cache_dir (default ~/.cache/amoeba/xla; empty: off). --model_dir overrides the
   job's checkpoint directory for this worker (a local disk); a restarted job resumes from the newest
   checkpoint any worker holds, broadcast to all.
