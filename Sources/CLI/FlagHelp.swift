@@ -114,6 +114,7 @@ public enum FlagHelp {
       ("chunk", "ring slice share per rank"), ("compression", "none, bf16 or fp16"), ("mac", "Poly1305 on every frame"),
       ("addresses", "HOST:PORT of every rank, comma-separated"), ("rank", "this process's rank"), ("bind", "address to listen on"),
       ("bench scaling/workers", "worker counts to measure, comma-separated"),
+      ("bench scaling/local_devices", "devices per worker to measure, comma-separated (with --device xla_cpu, gpu or tpu)"),
       ("images", "images to write (training split)"), ("validation_images", "validation images to write"),
       ("bench data/images", "images per repetition"), ("train_shards", "training shards"), ("validation_shards", "validation shards"),
       ("raw_data_dir", "ImageNet as it ships: train/<synset>/*.JPEG, validation/*.JPEG, synset_labels.txt"),

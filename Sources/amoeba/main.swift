@@ -34,7 +34,7 @@ let usage = """
                                                           ring all-reduce over loopback: time, algbw, busbw, #wrong
     bench allreduce --addresses H0:P0,H1:P1,... --rank R [--bind H:P] [--sizes ...]
                                                           the same across hosts: run once per host, rank 0 prints
-    bench scaling --preset bench-small|tiny --workers 1,2,4 [--steps N]
+    bench scaling --preset bench-small|tiny --workers 1,2,4 [--device xla_cpu --local_devices 1,2,4] [--steps N]
                                                           images/s and exposed communication per worker count
     bench train --preset bench-small|tiny [--steps N] [--threads N] [--profile] [--device cpu|xla_cpu]
                                                           whole-model training images/s and peak RSS
