@@ -308,15 +308,8 @@ extension Decoder {
 
     func restartIfDue(_ state: inout ArithmeticScan) throws(JPEGError) {
       guard restartInterval > 0, mcu > 0, mcu % restartInterval == 0 else { return }
-      let expected = (mcu / restartInterval - 1) & 7
       // The coder may stop short of the marker (it reads only what its decisions need).
-      var p = state.coder.position
-      while p + 1 < count && !(base[p] == 0xFF && base[p + 1] != 0 && base[p + 1] != 0xFF) { p += 1 }
-      guard p + 1 < count else { throw .truncated("restart marker RST\(expected) missing at the end of the data") }
-      guard Int(base[p + 1]) == 0xD0 + expected else {
-        throw .corrupt("expected restart marker RST\(expected) at offset \(p), found FF \(hex(Int(base[p + 1])))")
-      }
-      state.restart(at: p + 2)
+      state.restart(at: try passRestartMarker(base, end: count, from: state.coder.position, expected: (mcu / restartInterval - 1) & 7))
     }
 
     if scan.components.count == 1 {

@@ -100,14 +100,7 @@ struct EntropyState {
   /// Skips to the restart marker RSTn and past it (T.81 F.1.2.3).
   mutating func restart(expected: Int) throws(JPEGError) {
     reader.reset()
-    var p = reader.position
-    while p + 1 < reader.end && !(reader.base[p] == 0xFF && reader.base[p + 1] != 0 && reader.base[p + 1] != 0xFF) { p += 1 }
-    guard p + 1 < reader.end else { throw .truncated("restart marker RST\(expected) missing at the end of the data") }
-    let marker = Int(reader.base[p + 1])
-    guard marker == 0xD0 + expected else {
-      throw .corrupt("expected restart marker RST\(expected) at offset \(p), found FF \(hex(marker))")
-    }
-    reader.position = p + 2
+    reader.position = try passRestartMarker(reader.base, end: reader.end, from: reader.position, expected: expected)
     endOfBandRun = 0
     predictors = SIMD4<Int>()
   }
@@ -243,6 +236,19 @@ struct EntropyState {
       endOfBandRun -= 1
     }
   }
+}
+
+/// The position after the next marker from `position`, which must be RST`expected` (entropy-coded
+/// data may leave bytes before it; stuffed FF 00 and fill bytes are passed over).
+func passRestartMarker(_ base: UnsafePointer<UInt8>, end: Int, from position: Int, expected: Int) throws(JPEGError) -> Int {
+  var p = position
+  while p + 1 < end && !(base[p] == 0xFF && base[p + 1] != 0 && base[p + 1] != 0xFF) { p += 1 }
+  guard p + 1 < end else { throw .truncated("restart marker RST\(expected) missing at the end of the data") }
+  let marker = Int(base[p + 1])
+  guard marker == 0xD0 + expected else {
+    throw .corrupt("expected restart marker RST\(expected) at offset \(p), found FF \(hex(marker))")
+  }
+  return p + 2
 }
 
 /// `naturalOrder` as a pointer that lives for the process, so the hot loops index it without
