@@ -30,8 +30,11 @@ final class Box<T>: @unchecked Sendable { let value: T; init(_ value: T) { self.
           let batch = devices == 1 ? 4 : 8 * devices
           training.trainBatchSize = 2 * batch; training.numTrainImages = 200 * batch; training.lr = 0.04
           if devices > 1 { training.microBatchSize = .fixed(8) }
+          // Ranks' masks keyed on their global examples, as on a cluster. (The 1-device comparison keeps
+          // offset 0 on both ranks, as calibrated; the 2 x 2 one with offset 0 on both ranks was 0.2 apart
+          // — not understood yet, with masks off 4.9e-3.)
           let trainer = try Trainer(network: network, training: training, batchSize: batch, context: KernelContext(threads: 1), seed: 3,
-                                    exampleOffset: rank * batch)
+                                    exampleOffset: devices == 1 ? 0 : rank * batch)
           if onXLA, devices == 1, let client = PJRTTests.client {
             trainer.backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: true)
           } else if onXLA, let path = PJRTTests.pluginPath {
