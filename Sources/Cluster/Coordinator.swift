@@ -14,8 +14,8 @@ import Train
 /// this job. A worker that sends nothing for `heartbeatTimeout` is named (rank and address), the
 /// others are stopped (their ring waits end at once), and the run fails.
 public final class Coordinator {
-  /// Where the workers' steps run, once they have all started ("2× XLA:cpu (PJRT 0.81)").
-  private var deviceSummary = ""
+  /// Where the workers' steps run, once they have all started.
+  private var devices: JobDevices?
   /// Whether the first progress line's loss was compared with ln(classes) (`LossCheck`).
   private var lossChecked = false
   public struct Options: Sendable {
@@ -103,10 +103,10 @@ public final class Coordinator {
   }
 
   func supervise(_ members: inout [Member], admission: Admission) -> Int32 {
-    var stepReports: [Int: [Report]] = [:]
+    var stepReports: [Int: [StepMetrics]] = [:]
     var evaluation = (top1: 0, top5: 0, count: 0, reports: 0, step: 0)
     var starts: [Int: Int] = [:]
-    var devices: [Int: String] = [:]
+    var startedOn: [Int: (kind: String, count: Int)] = [:]
     let started = monotonicNow()
     // Workers hear from us as often as we expect to hear from them, so a hung coordinator is found too.
     let beat = max(0.05, min(1, options.heartbeatTimeout / 4))
@@ -140,10 +140,10 @@ public final class Coordinator {
           return fail(members, "\(members[rank].name) is gone: \(error)")
         }
         switch message {
-        case let .metrics(r, step, loss, lr, rate, seconds, communication, hidden, bandwidth, inputWait, badRecords):
-          stepReports[step, default: []].append(Report(rank: r, loss: loss, lr: lr, rate: rate, seconds: seconds,
-                                                        communication: communication, hidden: hidden, bandwidth: bandwidth,
-                                                        inputWait: inputWait, badRecords: badRecords))
+        case var .metrics(report):
+          report.rank = rank
+          let step = report.step
+          stepReports[step, default: []].append(report)
           if stepReports[step]!.count == members.count {
             let reports = stepReports.removeValue(forKey: step)!.sorted { $0.rank < $1.rank }
             record(step: step, reports)
@@ -163,17 +163,21 @@ public final class Coordinator {
           }
         case .heartbeat:
           break
-        case let .started(_, step, source, device):
+        case let .started(_, step, source, device, localDevices):
           starts[rank] = step
-          devices[rank] = device
+          startedOn[rank] = (device, max(1, localDevices))
           if starts.count == members.count {
             let steps = Set(starts.values)
             guard steps.count == 1 else {
               return fail(members, "the workers start at different steps (\(starts.keys.sorted().map { "\(members[$0].name): \(starts[$0]!)" }.joined(separator: ", "))); they would train different models")
             }
-            deviceSummary = Coordinator.summary(of: devices)
+            let job = JobDevices(kinds: members.indices.map { startedOn[$0]!.kind }, counts: members.indices.map { startedOn[$0]!.count })
+            devices = job
             log("coordinator: every worker starts at step \(step)" + (source >= 0 ? " (restored from rank \(source)'s checkpoint, broadcast to all)" : "")
-                + "; devices: " + devices.keys.sorted().map { "rank \($0) \(devices[$0]!)" }.joined(separator: ", "))
+                + " on \(job.summary)")
+            for line in job.table(members: members, globalBatch: options.globalBatch) { log("coordinator:   " + line) }
+            exporter?.set("amoeba_devices", help: "Devices each worker's step spans (one program replicated over them).",
+                          samples: members.indices.map { .init(labels: ["rank": String($0), "device": job.kinds[$0]], value: Double(job.counts[$0])) })
           }
         case .done:
           members[rank].done = true
@@ -189,61 +193,66 @@ public final class Coordinator {
     return 0
   }
 
-  struct Report {
-    var rank: Int, loss: Double, lr: Double, rate: Double, seconds: Double, communication: Double, hidden: Double, bandwidth: Double
-    var inputWait: Double, badRecords: Int
-  }
-
   /// TensorBoard scalars, a JSONL line and the Prometheus gauges for one completed step.
-  func record(step: Int, _ reports: [Report]) {
+  func record(step: Int, _ reports: [StepMetrics]) {
     let loss = reports.map(\.loss).reduce(0, +) / Double(reports.count)
-    let rate = reports.map(\.rate).reduce(0, +)
-    var scalars: [(tag: String, value: Float)] = [("loss", Float(loss)), ("learning_rate", Float(reports[0].lr)), ("images_per_sec", Float(rate))]
+    let rate = reports.map(\.imagesPerSecond).reduce(0, +)
+    var scalars: [(tag: String, value: Float)] = [("loss", Float(loss)), ("learning_rate", Float(reports[0].learningRate)), ("images_per_sec", Float(rate))]
     for r in reports {
-      scalars.append(("step_time/rank_\(r.rank)", Float(r.seconds)))
-      scalars.append(("allreduce_busbw/rank_\(r.rank)", Float(r.bandwidth / 1e9)))
-      scalars.append(("input_wait_seconds/rank_\(r.rank)", Float(r.inputWait)))
+      scalars.append(("step_time/rank_\(r.rank)", Float(r.stepSeconds)))
+      scalars.append(("allreduce_busbw/rank_\(r.rank)", Float(r.busBandwidth / 1e9)))
+      scalars.append(("input_wait_seconds/rank_\(r.rank)", Float(r.inputWaitSeconds)))
+      for (d, seconds) in r.deviceSeconds.enumerated() where seconds >= 0 {
+        scalars.append(("device_step_time/rank_\(r.rank)/device_\(d)", Float(seconds)))
+      }
     }
+    if let devices { scalars.append(("devices", Float(devices.total))) }
     scalars.append(("bad_records_skipped", Float(reports.map(\.badRecords).reduce(0, +))))
     events?.add(step: step, scalars: scalars)
     if step % options.logEvery == 0 || step == options.totalSteps {
-      jsonLog?.write([("step", step), ("loss", loss), ("learning_rate", reports[0].lr), ("images_per_sec", rate),
-                      ("slowest_rank", reports.max { $0.seconds < $1.seconds }!.rank),
-                      ("communication_hidden", reports.map(\.hidden).reduce(0, +) / Double(reports.count)),
-                      ("step_seconds", reports.map(\.seconds).reduce(0, +) / Double(reports.count)),
-                      ("input_wait_seconds", reports.map(\.inputWait).max()!),
-                      ("bad_records_skipped", reports.map(\.badRecords).reduce(0, +)),
-                      ("exposed_communication_seconds", reports.map { $0.communication * (1 - $0.hidden) }.reduce(0, +) / Double(reports.count))])
+      var fields: [(String, Any)] = [
+        ("step", step), ("loss", loss), ("learning_rate", reports[0].learningRate), ("images_per_sec", rate),
+        ("slowest_rank", reports.max { $0.stepSeconds < $1.stepSeconds }!.rank),
+        ("communication_hidden", reports.map(\.hiddenFraction).reduce(0, +) / Double(reports.count)),
+        ("step_seconds", reports.map(\.stepSeconds).reduce(0, +) / Double(reports.count)),
+        ("input_wait_seconds", reports.map(\.inputWaitSeconds).max()!),
+        ("bad_records_skipped", reports.map(\.badRecords).reduce(0, +)),
+        ("exposed_communication_seconds", reports.map { $0.communicationSeconds * (1 - $0.hiddenFraction) }.reduce(0, +) / Double(reports.count))]
+      if let devices { fields += [("hosts", devices.hosts), ("devices", devices.total)] }
+      if let spread = JobDevices.spread(reports) { fields += [("device_step_seconds_min", spread.fastest), ("device_step_seconds_max", spread.slowest)] }
+      jsonLog?.write(fields)
     }
     guard let exporter else { return }
-    let perRank = { (value: (Report) -> Double) in reports.map { MetricsExporter.Sample(labels: ["rank": String($0.rank)], value: value($0)) } }
+    let perRank = { (value: (StepMetrics) -> Double) in reports.map { MetricsExporter.Sample(labels: ["rank": String($0.rank)], value: value($0)) } }
     exporter.set("amoeba_global_step", help: "Last completed global step.", samples: [.init(labels: [:], value: Double(step))])
     exporter.set("amoeba_loss", help: "Mean training loss over the workers.", samples: [.init(labels: [:], value: loss)])
-    exporter.set("amoeba_learning_rate", help: "Learning rate of the last step.", samples: [.init(labels: [:], value: reports[0].lr)])
+    exporter.set("amoeba_learning_rate", help: "Learning rate of the last step.", samples: [.init(labels: [:], value: reports[0].learningRate)])
     exporter.set("amoeba_images_per_second", help: "Training images per second, summed over the workers.", samples: [.init(labels: [:], value: rate)])
-    exporter.set("amoeba_step_seconds", help: "Wall time of the last step per worker.", samples: perRank { $0.seconds })
-    exporter.set("amoeba_allreduce_bus_bytes_per_second", help: "All-reduce bus bandwidth per worker.", samples: perRank { $0.bandwidth })
-    exporter.set("amoeba_communication_hidden_ratio", help: "Share of all-reduce time hidden behind backward.", samples: perRank { $0.hidden })
-    exporter.set("amoeba_input_wait_seconds", help: "Time the last step waited for its input batch, per worker.", samples: perRank { $0.inputWait })
+    exporter.set("amoeba_step_seconds", help: "Wall time of the last step per worker.", samples: perRank { $0.stepSeconds })
+    let perDevice = reports.flatMap { r in
+      r.deviceSeconds.enumerated().filter { $0.element >= 0 }.map {
+        MetricsExporter.Sample(labels: ["rank": String(r.rank), "device": String($0.offset)], value: $0.element)
+      }
+    }
+    if !perDevice.isEmpty {
+      exporter.set("amoeba_device_step_seconds", help: "Time the last step kept each local device busy, per worker and device.", samples: perDevice)
+    }
+    exporter.set("amoeba_allreduce_bus_bytes_per_second", help: "All-reduce bus bandwidth per worker.", samples: perRank { $0.busBandwidth })
+    exporter.set("amoeba_communication_hidden_ratio", help: "Share of all-reduce time hidden behind backward.", samples: perRank { $0.hiddenFraction })
+    exporter.set("amoeba_input_wait_seconds", help: "Time the last step waited for its input batch, per worker.", samples: perRank { $0.inputWaitSeconds })
     exporter.set("amoeba_bad_records_skipped_total", help: "Unusable input records skipped so far, per worker.", type: "counter",
                  samples: perRank { Double($0.badRecords) })
   }
 
-  /// "2× cpu" or "1× cpu, 1× XLA:cpu (PJRT 0.81)": where the job's steps run, for the progress line.
-  static func summary(of devices: [Int: String]) -> String {
-    var counts: [String: Int] = [:]
-    for device in devices.values { counts[device, default: 0] += 1 }
-    return counts.keys.sorted().map { "\(counts[$0]!)× \($0)" }.joined(separator: ", ")
-  }
-
-  func progress(step: Int, _ reports: [Report], started: Double) {
+  func progress(step: Int, _ reports: [StepMetrics], started: Double) {
     let loss = reports.map(\.loss).reduce(0, +) / Double(reports.count)
-    let rate = reports.map(\.rate).reduce(0, +)
-    let slowest = reports.max { $0.seconds < $1.seconds }!, fastest = reports.min { $0.seconds < $1.seconds }!
-    let hidden = reports.map(\.hidden).reduce(0, +) / Double(reports.count)
+    let rate = reports.map(\.imagesPerSecond).reduce(0, +)
+    let slowest = reports.max { $0.stepSeconds < $1.stepSeconds }!, fastest = reports.min { $0.stepSeconds < $1.stepSeconds }!
+    let hidden = reports.map(\.hiddenFraction).reduce(0, +) / Double(reports.count)
     let skipped = reports.map(\.badRecords).reduce(0, +)
     let remaining = Double(options.totalSteps - step) * Double(options.globalBatch) / max(rate, 1e-9)
-    log("step \(step)/\(options.totalSteps) epoch \(format(Double(step) / Double(max(options.stepsPerEpoch, 1)))) loss \(format(loss)) lr \(format(reports[0].lr, 5)) images/s \(format(rate, 1)) eta \(Int(remaining))s step-time spread \(format((slowest.seconds - fastest.seconds) * 1000, 1)) ms (slowest rank \(slowest.rank)) comm hidden \(Int(hidden * 100))% input wait \(format(reports.map(\.inputWait).max()! * 1000, 1)) ms" + (skipped > 0 ? " bad records skipped \(skipped)" : "") + (deviceSummary.isEmpty ? "" : " on \(deviceSummary)"))
+    let deviceTimes = JobDevices.spread(reports).map { " device step \(format($0.fastest * 1000, 1))–\(format($0.slowest * 1000, 1)) ms" } ?? ""
+    log("step \(step)/\(options.totalSteps) epoch \(format(Double(step) / Double(max(options.stepsPerEpoch, 1)))) loss \(format(loss)) lr \(format(reports[0].learningRate, 5)) images/s \(format(rate, 1)) eta \(Int(remaining))s step-time spread \(format((slowest.stepSeconds - fastest.stepSeconds) * 1000, 1)) ms (slowest rank \(slowest.rank)) comm hidden \(Int(hidden * 100))% input wait \(format(reports.map(\.inputWaitSeconds).max()! * 1000, 1)) ms" + deviceTimes + (skipped > 0 ? " bad records skipped \(skipped)" : "") + (devices.map { " on \($0.summary)" } ?? ""))
     if !lossChecked {
       lossChecked = true
       if let warning = LossCheck.warning(loss: loss, step: step, classes: Int(options.config["num_label_classes"] ?? "") ?? 1001) { log(warning) }

@@ -137,7 +137,7 @@ public final class Worker {
       trainer.backend = backend
       let cached = backend.sources.allSatisfy { $0 != .compiled }
       log("worker \(rank): the training step " + (cached ? "loaded from the compile cache" : "compiled")
-          + " for \(backend.name) in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin), \(options.precision)): "
+          + " for \(backend.name)\(devices > 1 ? " on \(devices) devices" : "") in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin), \(options.precision)): "
           + (devices > 1 ? "\(batch / devices) examples per device, gradients averaged across the \(devices) devices in the program; " : "")
           + (size > 1 ? "gradients, then the ring on the host (one copy per worker), then the update; " : "one program; ")
           + "the state stays on the device")
@@ -186,7 +186,8 @@ public final class Worker {
       trainer.setGlobalStep(plan.step)
       if plan.source != rank { log("worker \(rank): resumed at step \(plan.step) from rank \(plan.source)'s checkpoint") }
     }
-    try link.send(.started(rank: rank, step: trainer.globalStep, source: plan?.source ?? -1, device: trainer.backend?.name ?? "cpu"))
+    try link.send(.started(rank: rank, step: trainer.globalStep, source: plan?.source ?? -1, device: trainer.backend?.name ?? "cpu",
+                           localDevices: devices))
     ring.chunkBytes = communication.chunkBytes
     // One worker has no one to average with (and a device backend compiled as one program takes no ring).
     if size > 1 {
@@ -217,12 +218,13 @@ public final class Worker {
       let rate = Double(losses.learningRate)
       let seconds = monotonicNow() - started
       let communication = trainer.lastCommunication
-      try link.send(.metrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: rate,
-                             imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
-                             communicationSeconds: communication?.communicationSeconds ?? 0,
-                             hiddenFraction: communication?.hiddenFraction ?? 1,
-                             busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0,
-                             inputWaitSeconds: inputWait, badRecords: skipped))
+      try link.send(.metrics(StepMetrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: rate,
+                                         imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
+                                         communicationSeconds: communication?.communicationSeconds ?? 0,
+                                         hiddenFraction: communication?.hiddenFraction ?? 1,
+                                         busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0,
+                                         inputWaitSeconds: inputWait, badRecords: skipped,
+                                         deviceSeconds: trainer.backend?.lastDeviceSeconds ?? [])))
       if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
         try compareChecksums(trainer, ring: ring)
       }

@@ -8,18 +8,30 @@ import Glibc
 /// buckets strictly in index order (the same order on every rank, so the ring's frames line up);
 /// `waitAll` blocks only for what is still in flight and reports how much communication was hidden.
 ///
+/// Hidden means reduced while gradients were still being produced: the part of each bucket's
+/// all-reduce before the last bucket was marked ready. So one bucket hides nothing, whatever the
+/// threads' scheduling (a compute thread descheduled between `markReady` and `waitAll` does no
+/// backward work, though `waitAll` then blocks for less), and a bucket reduced behind later
+/// gradients' computation counts in full.
+///
 /// Threading: `markReady` and `waitAll` from one compute thread; the ring is used only by the
 /// communication thread between the first `markReady` and `waitAll`.
 public final class GradientBuckets: @unchecked Sendable {
   // @unchecked: `state` is only touched with `mutex` held; bucket memory is written by the compute
   // thread before `markReady` and by the communication thread after, never both at once.
   public struct Statistics: Sendable {
-    /// Seconds the communication thread spent in all-reduce this step.
-    public var communicationSeconds: Double
-    /// Seconds `waitAll` blocked: communication not hidden behind the backward pass.
-    public var exposedSeconds: Double
-    public var hiddenFraction: Double {
-      communicationSeconds > 0 ? max(0, 1 - exposedSeconds / communicationSeconds) : 1
+    /// Seconds the communication thread spent in all-reduce this step, per bucket.
+    public var bucketSeconds: [Double]
+    /// Of those, the seconds before the last bucket was marked ready (overlapping backward).
+    public var hiddenSeconds: Double
+    /// Seconds `waitAll` blocked (the ring wait the compute thread saw).
+    public var waitSeconds: Double
+    public var communicationSeconds: Double { bucketSeconds.reduce(0, +) }
+    public var exposedSeconds: Double { communicationSeconds - hiddenSeconds }
+    public var hiddenFraction: Double { communicationSeconds > 0 ? min(1, max(0, hiddenSeconds / communicationSeconds)) : 1 }
+
+    public init(bucketSeconds: [Double] = [], hiddenSeconds: Double = 0, waitSeconds: Double = 0) {
+      self.bucketSeconds = bucketSeconds; self.hiddenSeconds = hiddenSeconds; self.waitSeconds = waitSeconds
     }
   }
 
@@ -38,7 +50,10 @@ public final class GradientBuckets: @unchecked Sendable {
     var ready: [Bool] = []
     var reduced = 0
     var error: CollectiveError?
-    var busySeconds = 0.0
+    /// Per bucket, when its all-reduce started and ended this step.
+    var intervals: [(start: Double, end: Double)] = []
+    /// When the latest bucket was marked ready.
+    var lastReady = 0.0
     var stopping = false
   }
 
@@ -85,8 +100,10 @@ public final class GradientBuckets: @unchecked Sendable {
   }
 
   public func markReady(_ index: Int) {
+    let now = monotonicNow()
     pthread_mutex_lock(mutex)
     state.ready[index] = true
+    state.lastReady = max(state.lastReady, now)
     pthread_cond_broadcast(signal)
     pthread_mutex_unlock(mutex)
   }
@@ -96,16 +113,26 @@ public final class GradientBuckets: @unchecked Sendable {
     let started = monotonicNow()
     pthread_mutex_lock(mutex)
     while state.reduced < bucketSizes.count && state.error == nil { pthread_cond_wait(signal, mutex) }
-    let error = state.error, busy = state.busySeconds
+    let error = state.error, intervals = state.intervals, lastReady = state.lastReady
     if error == nil {
       state.ready = [Bool](repeating: false, count: bucketSizes.count)
       state.reduced = 0
-      state.busySeconds = 0
+      state.intervals = []
+      state.lastReady = 0
     }
     pthread_cond_broadcast(signal)
     pthread_mutex_unlock(mutex)
     if let error { throw error }
-    return Statistics(communicationSeconds: busy, exposedSeconds: monotonicNow() - started)
+    return Statistics(bucketSeconds: intervals.map { $0.end - $0.start },
+                      hiddenSeconds: intervals.reduce(0) { $0 + max(0, min($1.end, lastReady) - $1.start) },
+                      waitSeconds: monotonicNow() - started)
+  }
+
+  /// Buckets reduced so far this step (all of them once `waitAll` is due to return).
+  public var reducedCount: Int {
+    pthread_mutex_lock(mutex)
+    defer { pthread_mutex_unlock(mutex) }
+    return state.reduced
   }
 
   private func communicate() {
@@ -121,9 +148,9 @@ public final class GradientBuckets: @unchecked Sendable {
       let started = monotonicNow()
       var failure: CollectiveError?
       do { try ring.allReduce(buffer(next), operation, compression: compression) } catch { failure = error }
-      let elapsed = monotonicNow() - started
+      let ended = monotonicNow()
       pthread_mutex_lock(mutex)
-      state.busySeconds += elapsed
+      state.intervals.append((started, ended))
       if let failure { state.error = failure } else { state.reduced += 1 }
       pthread_cond_broadcast(signal)
       pthread_mutex_unlock(mutex)

@@ -5,11 +5,14 @@
 /// `hostStateChanged` after the host wrote it). The data-parallel boundary calls the executor's
 /// `allReduce` between the backend's two programs. The Swift executor itself is the backend when none is set.
 public protocol GraphBackend: AnyObject {
-  /// For logs: "XLA:CPU (PJRT 0.81)".
+  /// For logs: "XLA:cpu (PJRT 0.81)" (the device kind; `replicas` says how many).
   var name: String { get }
   /// Devices one run spans, each on its own slice of the batch (`Executor.replicaBatches`) with
   /// batch norm over its slice, the boundary a mean over them.
   var replicas: Int { get }
+  /// Per device, the seconds the last run kept it busy, where the backend can tell (else empty):
+  /// the per-device step time of a host with several chips.
+  var lastDeviceSeconds: [Double] { get }
   func run(_ executor: Executor) throws
   /// Writes the device's copy of every parameter into the executor's leaves.
   func copyStateToHost(_ executor: Executor) throws
@@ -19,4 +22,5 @@ public protocol GraphBackend: AnyObject {
 
 extension GraphBackend {
   public var replicas: Int { 1 }
+  public var lastDeviceSeconds: [Double] { [] }
 }

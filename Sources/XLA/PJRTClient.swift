@@ -140,6 +140,9 @@ public final class PJRTExecutable: @unchecked Sendable {
   public let outputCount: Int
   /// Devices one run spans (replica r on addressable device r).
   public let replicas: Int
+  /// Per replica, the seconds from the last run's launch until its device finished (empty
+  /// before the first run): where a device is slower than the others, it shows here.
+  public private(set) var lastDeviceSeconds: [Double] = []
 
   init(client: PJRTClient, loaded: OpaquePointer, replicas: Int = 1) throws(PJRTError) {
     self.client = client
@@ -182,6 +185,7 @@ public final class PJRTExecutable: @unchecked Sendable {
     var completions = [OpaquePointer?](repeating: nil, count: replicas)
     var options = PJRT_ExecuteOptions()
     options.struct_size = MemoryLayout<PJRT_ExecuteOptions>.size
+    let launched = PJRTPlugin.monotonicSeconds()
     try inputs.withUnsafeMutableBufferPointer { (inputList) throws(PJRTError) in
       try outputs.withUnsafeMutableBufferPointer { (outputList) throws(PJRTError) in
         var inputLists: [UnsafePointer<OpaquePointer?>?] = (0..<replicas).map { UnsafePointer(inputList.baseAddress! + $0 * argumentCount) }
@@ -206,9 +210,7 @@ public final class PJRTExecutable: @unchecked Sendable {
         }
       }
     }
-    for (r, completion) in completions.enumerated() {
-      try client.plugin.await(completion, call: "PJRT_LoadedExecutable_Execute (replica \(r) completion)")
-    }
+    lastDeviceSeconds = try client.plugin.awaitAll(completions, since: launched, call: "PJRT_LoadedExecutable_Execute")
     return try (0..<replicas).map { (r) throws(PJRTError) -> [PJRTBuffer] in
       try outputs[(r * outputCount)..<((r + 1) * outputCount)].map { (buffer) throws(PJRTError) -> PJRTBuffer in
         guard let buffer else {

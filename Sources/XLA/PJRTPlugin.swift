@@ -132,6 +132,54 @@ public final class PJRTPlugin: @unchecked Sendable {
     if let failure { throw failure }
   }
 
+  /// Waits for every event (one per device) and destroys them; returns, per event, the seconds
+  /// from `since` until it was ready, stamped by the plugin's thread as each device finished
+  /// (`PJRT_Event_OnReady`), not by this thread as it gets round to each. The first error is thrown.
+  func awaitAll(_ events: [OpaquePointer?], since: Double, call name: String) throws(PJRTError) -> [Double] {
+    var stamps: [OpaquePointer?] = []
+    defer { for stamp in stamps { amoeba_ready_stamp_destroy(stamp) } }
+    for event in events {
+      let stamp = amoeba_ready_stamp_create()
+      var onReady = PJRT_Event_OnReady_Args(struct_size: MemoryLayout<PJRT_Event_OnReady_Args>.size, extension_start: nil,
+                                            event: event, callback: amoeba_ready_stamp_callback, user_arg: UnsafeMutableRawPointer(stamp))
+      if event != nil, stamp != nil, (try? call(.eventOnReady, "PJRT_Event_OnReady", &onReady)) != nil {
+        stamps.append(stamp)
+      } else {
+        amoeba_ready_stamp_destroy(stamp)
+        stamps.append(nil)
+      }
+    }
+    var failure: PJRTError?
+    for (r, event) in events.enumerated() {
+      do { try self.await(event, call: "\(name) (replica \(r) completion)") } catch { failure = failure ?? error }
+    }
+    // The callbacks run on the plugin's thread as the events complete, at the latest just after
+    // the waits return; a stamp still unwritten a second later is left allocated (the callback
+    // may yet write it) and its time is unknown (-1).
+    let deadline = PJRTPlugin.monotonicSeconds() + 1
+    var seconds: [Double] = []
+    for (r, stamp) in stamps.enumerated() {
+      guard let stamp else { seconds.append(-1); continue }
+      var error: OpaquePointer?
+      var ready = amoeba_ready_stamp_seconds(stamp, &error)
+      while ready < 0 && PJRTPlugin.monotonicSeconds() < deadline {
+        sched_yield()
+        ready = amoeba_ready_stamp_seconds(stamp, &error)
+      }
+      if ready < 0 { stamps[r] = nil }
+      if let error { destroy(error) }
+      seconds.append(ready < 0 ? -1 : ready - since)
+    }
+    if let failure { throw failure }
+    return seconds
+  }
+
+  static func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+  }
+
   /// The plugin's attributes (`xla_version`, StableHLO versions, …) as text.
   public func attributes() throws(PJRTError) -> [String: String] {
     var arguments = PJRT_Plugin_Attributes_Args(struct_size: MemoryLayout<PJRT_Plugin_Attributes_Args>.size, extension_start: nil,

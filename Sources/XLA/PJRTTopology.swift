@@ -6,7 +6,7 @@ enum PJRTProgram {
                              _ body: (UnsafePointer<PJRT_Program>, UnsafePointer<CChar>, Int) throws(PJRTError) -> T) throws(PJRTError) -> T {
     var code = Array(mlir.utf8)
     var format = Array("mlir".utf8)
-    var optionBytes = options.map { CChar(bitPattern: $0) }
+    let optionBytes = options.map { CChar(bitPattern: $0) }
     var result: T?
     try PJRTError.typed {
       try code.withUnsafeMutableBytes { codeBytes in
@@ -68,10 +68,11 @@ public final class PJRTTopology: @unchecked Sendable {
     try? plugin.call(.topologyDestroy, "PJRT_TopologyDescription_Destroy", &arguments)
   }
 
-  /// Compiles StableHLO text for this topology (one replica, one partition) into an executable
-  /// that is not loaded anywhere: what a TPU host would run, serialized.
-  public func compile(mlir: String) throws(PJRTError) -> PJRTCompiledProgram {
-    let executable = try PJRTProgram.withProgram(mlir: mlir, options: PJRTClient.singleDeviceCompileOptions) {
+  /// Compiles StableHLO text for this topology into an executable that is not loaded anywhere:
+  /// what a TPU host would run, serialized. `replicas` above 1: the program runs on that many of
+  /// the topology's chips at once (its cross-replica collectives over their interconnect).
+  public func compile(mlir: String, replicas: Int = 1) throws(PJRTError) -> PJRTCompiledProgram {
+    let executable = try PJRTProgram.withProgram(mlir: mlir, options: PJRTClient.compileOptions(replicas: replicas)) {
       (program, options, optionsCount) throws(PJRTError) -> OpaquePointer? in
       var arguments = PJRT_Compile_Args(struct_size: MemoryLayout<PJRT_Compile_Args>.size, extension_start: nil,
                                         topology: topology, program: program, compile_options: options,
@@ -88,8 +89,8 @@ public final class PJRTTopology: @unchecked Sendable {
 extension PJRTClient {
   /// Compiles for this client's first device and keeps what an ahead-of-time compile gives
   /// (serialized executable, sizes), for comparing a TPU compile with this host's.
-  public func compileUnloaded(mlir: String) throws(PJRTError) -> PJRTCompiledProgram {
-    let loaded = try compile(mlir: mlir)
+  public func compileUnloaded(mlir: String, replicas: Int = 1) throws(PJRTError) -> PJRTCompiledProgram {
+    let loaded = try compile(mlir: mlir, replicas: replicas)
     var get = PJRT_LoadedExecutable_GetExecutable_Args(struct_size: MemoryLayout<PJRT_LoadedExecutable_GetExecutable_Args>.size,
                                                        extension_start: nil, loaded_executable: loaded.loaded, executable: nil)
     try plugin.call(.loadedExecutableGetExecutable, "PJRT_LoadedExecutable_GetExecutable", &get)

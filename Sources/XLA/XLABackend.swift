@@ -25,9 +25,7 @@ public final class XLABackend: GraphBackend {
   public let precision: StableHLOLowering.Precision
   public let compileSeconds: Double
   public let replicas: Int
-  public var name: String {
-    "XLA:\(client.platformName) (PJRT 0.\(client.plugin.minorVersion))" + (replicas > 1 ? " on \(replicas) devices" : "")
-  }
+  public var name: String { "XLA:\(client.platformName) (PJRT 0.\(client.plugin.minorVersion))" }
 
   struct Program {
     let lowering: StableHLOLowering
@@ -44,6 +42,11 @@ public final class XLABackend: GraphBackend {
   /// Per replica, the device buffers of the state (and, between the two programs, what crosses).
   private var device: [[Value: PJRTBuffer]] = []
   private var deviceIsCurrent = false
+
+  /// Per device, the last run's time on it: from each program's launch until that device
+  /// finished, summed over the programs (the ring between them is not counted); -1 where the
+  /// plugin did not say.
+  public private(set) var lastDeviceSeconds: [Double] = []
 
   /// Whether each program was compiled now or loaded from the compile cache.
   public private(set) var sources: [PJRTClient.CompileSource] = []
@@ -125,6 +128,7 @@ public final class XLABackend: GraphBackend {
     guard executor.exampleOffset == programs[0].lowering.exampleOffset else {
       throw GraphError.invalidRequest("the XLA programs draw masks for examples from \(programs[0].lowering.exampleOffset), the executor's batch starts at \(executor.exampleOffset); compile a backend per offset")
     }
+    lastDeviceSeconds = []
     if !deviceIsCurrent {
       device = try (0..<replicas).map { (r) throws -> [Value: PJRTBuffer] in
         var state: [Value: PJRTBuffer] = [:]
@@ -178,6 +182,8 @@ public final class XLABackend: GraphBackend {
       return list
     }
     let results = try program.executable.execute(replicated: arguments)
+    let seconds = program.executable.lastDeviceSeconds
+    lastDeviceSeconds = lastDeviceSeconds.isEmpty ? seconds : zip(lastDeviceSeconds, seconds).map { $0 < 0 || $1 < 0 ? -1 : $0 + $1 }
     // Donated arguments are gone; their replacements are below.
     for r in 0..<replicas { for (value, _) in program.lowering.aliases { device[r][value] = nil } }
     return results

@@ -6,7 +6,7 @@ import Model
 import Train
 import XLA
 
-/// `amoeba xla compile --platform tpu --topology v5e:2x2 [model and training flags] [--batch 128] [--precision bfloat16]`:
+/// `amoeba xla compile --platform tpu --topology v5e:2x4 [model and training flags] [--batch 128] [--local_devices 8] [--precision bfloat16]`:
 /// the worker's training step lowered to StableHLO and compiled ahead of time for a device
 /// topology that need not be here (libtpu compiles for TPUs on a host without one), or with
 /// `--platform cpu` for this host's XLA:CPU. Prints the compile time, the executable's size and
@@ -17,6 +17,8 @@ struct XLACompileCommand {
   var platform: String
   var topology: String
   var batch: Int
+  /// Chips (or this host's virtual CPU devices) the one replicated program spans.
+  var localDevices: Int
   var plugin: String
   var output: String?
   var precision: StableHLOLowering.Precision
@@ -28,6 +30,7 @@ struct XLACompileCommand {
     platform = flags.string("platform", default: "tpu")
     topology = flags.string("topology", default: "v5e:2x2")
     batch = try flags.int("batch", default: 128)
+    localDevices = try flags.int("local_devices", default: 1)
     let defaultPlugin = platform == "tpu" ? ".pjrt/libtpu.so" : ".pjrt/xla_cpu_pjrt.so"
     plugin = flags.string("pjrt_plugin", default: defaultPlugin)
     let precisionName = flags.string("precision", default: "float32")
@@ -40,6 +43,7 @@ struct XLACompileCommand {
     try flags.finish()
     guard ["tpu", "cpu"].contains(platform) else { throw UsageError("--platform must be tpu or cpu, got '\(platform)'") }
     guard batch >= 1 else { throw UsageError("--batch (per device) must be at least 1, got \(batch)") }
+    guard (1..<128).contains(localDevices) else { throw UsageError("--local_devices must be 1 to 127, got \(localDevices)") }
     try network.validate()
   }
 
@@ -57,11 +61,12 @@ struct XLACompileCommand {
     let step = try TrainingGraph(network: network, training: training, batchSize: batch, fuseBatchNormRelu: false)
     let lowering = XLABackend.wholeStep(graph: step.graph, outputs: [step.totalLoss, step.crossEntropy, step.learningRate],
                                         stateUpdates: step.stateUpdates, randomStreamFromStep: (step.globalStep, 0),
-                                        precision: precision)
+                                        precision: precision, replicas: localDevices)
     let program = lowering.module(named: "train_step")
     let buildSeconds = now() - buildStart
     let loaded = try PJRTPlugin(path: plugin)
-    print("N\(network.numCells)F\(network.reductionSize)@\(network.imageSize) \(network.cellName), per-device batch \(batch), \(precision): "
+    let devices = localDevices > 1 ? ", replicated over \(localDevices) devices (host batch \(batch * localDevices))" : ""
+    print("N\(network.numCells)F\(network.reductionSize)@\(network.imageSize) \(network.cellName), per-device batch \(batch)\(devices), \(precision): "
           + "\(step.model.trainableParameterCount) parameters, \(step.graph.nodes.count) nodes, StableHLO \(program.utf8.count / 1024) KiB (built in \(round1(buildSeconds)) s)")
     let started = now()
     let compiled: PJRTCompiledProgram
@@ -69,11 +74,11 @@ struct XLACompileCommand {
     if platform == "tpu" {
       let devices = try PJRTTopology(plugin: loaded, name: topology)
       target = "\(devices.platformName) topology \(topology)"
-      compiled = try devices.compile(mlir: program)
+      compiled = try devices.compile(mlir: program, replicas: localDevices)
     } else {
-      let client = try PJRTClient(plugin: loaded, options: ["cpu_device_count": 1])
+      let client = try PJRTClient(plugin: loaded, options: ["cpu_device_count": Int64(localDevices)])
       target = "XLA:\(client.platformName) on this host"
-      compiled = try client.compileUnloaded(mlir: program)
+      compiled = try client.compileUnloaded(mlir: program, replicas: localDevices)
     }
     let seconds = now() - started
     print("compiled for \(target) with \(plugin) (PJRT 0.\(loaded.minorVersion)) in \(round1(seconds)) s: "

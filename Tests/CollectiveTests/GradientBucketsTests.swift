@@ -14,7 +14,7 @@ import Foundation
         let buckets = GradientBuckets(ring: ring, bucketSizes: sizes, operation: .mean)
         defer { buckets.shutDown() }
         var results: [[Float]] = []
-        var statistics = GradientBuckets.Statistics(communicationSeconds: 0, exposedSeconds: 0)
+        var statistics = GradientBuckets.Statistics()
         for step in 0..<2 {
           for (b, size) in sizes.enumerated() {
             let buffer = buckets.buffer(b)
@@ -35,6 +35,52 @@ import Foundation
       #expect(results[1].allSatisfy { $0 == 4 })
       #expect(statistics.communicationSeconds > 0)
       #expect(statistics.hiddenFraction >= 0 && statistics.hiddenFraction <= 1)
+    }
+  }
+
+  /// The hidden share where it is known: one bucket, or buckets all ready at once (a device
+  /// backend's gradients), hide nothing; a bucket reduced before the next one is ready (the
+  /// backward pass still computing) is hidden in full, and only the last bucket is exposed.
+  @Test func hiddenShareIsWhatOverlappedTheBackwardPass() throws {
+    let n = 2
+    let (ls, addresses) = try listeners(n)
+    let boxes = ls.map { Box($0) }
+    let sizes = [20_000, 20_000, 20_000, 20_000]
+    let outcomes: [Result<[GradientBuckets.Statistics], CollectiveError>] = onRanks(n) { rank in
+      do {
+        let ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: boxes[rank].value, timeout: 20))
+        var statistics: [GradientBuckets.Statistics] = []
+        let one = GradientBuckets(ring: ring, bucketSizes: [80_000], operation: .mean)
+        for _ in 0..<3 {
+          one.markReady(0)
+          Thread.sleep(forTimeInterval: 0.005)  // descheduled or not, nothing computes after the last gradient
+          statistics.append(try one.waitAll())
+        }
+        one.shutDown()
+        let several = GradientBuckets(ring: ring, bucketSizes: sizes, operation: .mean)
+        defer { several.shutDown() }
+        for b in sizes.indices { several.markReady(b) }
+        statistics.append(try several.waitAll())
+        for b in sizes.indices {
+          several.markReady(b)
+          // The next gradients take longer to compute than this bucket takes to reduce.
+          while b < sizes.count - 1 && several.reducedCount <= b { Thread.sleep(forTimeInterval: 0.001) }
+        }
+        statistics.append(try several.waitAll())
+        return .success(statistics)
+      } catch { return .failure(error as! CollectiveError) }
+    }
+    for outcome in outcomes {
+      let statistics = try outcome.get()
+      for s in statistics.prefix(4) {
+        #expect(s.communicationSeconds > 0)
+        #expect(s.hiddenSeconds == 0 && s.hiddenFraction == 0, "hidden \(s.hiddenSeconds) s of \(s.communicationSeconds) s")
+      }
+      let overlapped = statistics[4]
+      #expect(overlapped.bucketSeconds.count == 4)
+      let firstThree = overlapped.bucketSeconds.prefix(3).reduce(0, +)
+      #expect(abs(overlapped.hiddenSeconds - firstThree) <= 1e-9, "hidden \(overlapped.hiddenSeconds) s, first three buckets \(firstThree) s")
+      #expect(abs(overlapped.exposedSeconds - overlapped.bucketSeconds[3]) <= 1e-9)
     }
   }
 

@@ -85,6 +85,10 @@ typedef struct {
 
 typedef struct { size_t struct_size; void *extension_start; PJRT_Event *event; } PJRT_Event_Destroy_Args;
 typedef struct { size_t struct_size; void *extension_start; PJRT_Event *event; } PJRT_Event_Await_Args;
+typedef void (*PJRT_Event_OnReadyCallback)(PJRT_Error *error, void *user_arg);
+typedef struct {
+  size_t struct_size; void *extension_start; PJRT_Event *event; PJRT_Event_OnReadyCallback callback; void *user_arg;
+} PJRT_Event_OnReady_Args;
 
 typedef struct {
   size_t struct_size; void *extension_start;

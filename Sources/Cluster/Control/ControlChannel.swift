@@ -13,17 +13,45 @@ public enum ControlMessage: Codable, Sendable, Equatable {
   case join(ringAddress: String, host: String)
   /// `heartbeatTimeout`: how long either side may stay silent before the other gives up on it.
   case assignment(rank: Int, size: Int, ringAddresses: [String], config: [String: String], jobID: String, heartbeatTimeout: Double)
-  case metrics(rank: Int, step: Int, loss: Double, learningRate: Double, imagesPerSecond: Double,
-               stepSeconds: Double, communicationSeconds: Double, hiddenFraction: Double, busBandwidth: Double,
-               inputWaitSeconds: Double, badRecords: Int)
+  case metrics(StepMetrics)
   /// The step a worker starts training at, the rank whose checkpoint it was restored from (−1:
-  /// none) and where its step runs ("cpu", "XLA:cpu (PJRT 0.81)").
-  case started(rank: Int, step: Int, source: Int, device: String)
+  /// none), where its step runs ("cpu", "XLA:cpu (PJRT 0.81)") and on how many of the host's
+  /// devices (one program replicated over them).
+  case started(rank: Int, step: Int, source: Int, device: String, localDevices: Int)
   case heartbeat(rank: Int)
   case evaluation(rank: Int, step: Int, top1: Int, top5: Int, count: Int)
   case done(rank: Int)
   case failure(rank: Int, message: String)
   case stop(reason: String)
+}
+
+/// What one worker measured of one step, sent to the coordinator after it.
+public struct StepMetrics: Codable, Sendable, Equatable {
+  public var rank: Int
+  public var step: Int
+  public var loss: Double
+  public var learningRate: Double
+  public var imagesPerSecond: Double
+  public var stepSeconds: Double
+  /// The ring's all-reduce time in the step, and the share of it that overlapped backward.
+  public var communicationSeconds: Double
+  public var hiddenFraction: Double
+  /// All-reduce bus bandwidth (nccl-tests' convention), bytes per second; 0 without a ring.
+  public var busBandwidth: Double
+  public var inputWaitSeconds: Double
+  /// Unusable input records skipped so far.
+  public var badRecords: Int
+  /// Per local device, the seconds the step kept it busy, where the backend says (else empty).
+  public var deviceSeconds: [Double]
+
+  public init(rank: Int, step: Int, loss: Double, learningRate: Double, imagesPerSecond: Double, stepSeconds: Double,
+              communicationSeconds: Double = 0, hiddenFraction: Double = 1, busBandwidth: Double = 0, inputWaitSeconds: Double = 0,
+              badRecords: Int = 0, deviceSeconds: [Double] = []) {
+    self.rank = rank; self.step = step; self.loss = loss; self.learningRate = learningRate
+    self.imagesPerSecond = imagesPerSecond; self.stepSeconds = stepSeconds; self.communicationSeconds = communicationSeconds
+    self.hiddenFraction = hiddenFraction; self.busBandwidth = busBandwidth; self.inputWaitSeconds = inputWaitSeconds
+    self.badRecords = badRecords; self.deviceSeconds = deviceSeconds
+  }
 }
 
 /// A control-plane failure, naming the other end ("the coordinator at ADDR", "rank 1 at ADDR").
