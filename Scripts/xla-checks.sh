@@ -26,7 +26,7 @@ if [ -s .pjrt/xla_cpu_pjrt.so ]; then
   timeout 300 "$bin/amoeba" launch --workers 2 "${demo[@]}" > "$work/cpu.log" 2>&1 || { cat "$work/cpu.log"; fail "the CPU job failed"; }
   timeout 600 "$bin/amoeba" launch --workers 2 --device xla_cpu --compilation_cache_dir "$work/cache" "${demo[@]}" \
     > "$work/xla.log" 2>&1 || { cat "$work/xla.log"; fail "the xla_cpu job failed"; }
-  grep -q "on 2× XLA:cpu" "$work/xla.log" || { cat "$work/xla.log"; fail "the progress line does not name the workers' device"; }
+  grep -q "on 2 hosts × 1 device (XLA:cpu" "$work/xla.log" || { cat "$work/xla.log"; fail "the progress line does not name the workers' device"; }
   cpu=$(top1 "$work/cpu.log"); xla=$(top1 "$work/xla.log")
   python3 -c "import sys; c, x = float('$cpu'), float('$xla'); sys.exit(0 if x >= 0.5 and x >= c - 0.1 else 1)" \
     || { cat "$work/xla.log"; fail "xla_cpu reached top-1 $xla, the CPU job $cpu"; }
@@ -57,7 +57,12 @@ if [ -s .pjrt/xla_cpu_pjrt.so ]; then
     > "$work/hosts.log" 2>&1 || { cat "$work/hosts.log"; fail "the job on 2 workers x 2 devices failed"; }
   grep -q "8 examples per device, gradients averaged across the 2 devices in the program; gradients, then the ring" "$work/hosts.log" \
     && grep -q "eval step 20" "$work/hosts.log" || { cat "$work/hosts.log"; fail "the 2 x 2 devices job did not run as hosts x devices"; }
-  echo "xla_cpu on 2 workers x 2 devices: $(grep -o 'eval step 20: top_1_accuracy [0-9.]*' "$work/hosts.log")"
+  # The coordinator knows devices: the rank table, hosts x devices and each device's step time.
+  grep -q "every worker starts at step 0 on 2 hosts × 2 devices (XLA:cpu" "$work/hosts.log" \
+    && [ "$(grep -c 'coordinator:   [01] .* 2× XLA:cpu .* 8$' "$work/hosts.log")" = 2 ] \
+    && grep -q "device step [0-9.]*–[0-9.]* ms on 2 hosts × 2 devices" "$work/hosts.log" \
+    || { cat "$work/hosts.log"; fail "the coordinator did not show the rank table, hosts x devices or device step times"; }
+  echo "xla_cpu on 2 workers x 2 devices: $(grep -o 'eval step 20: top_1_accuracy [0-9.]*' "$work/hosts.log"); $(grep -m1 -o 'device step [0-9.]*–[0-9.]* ms on .*' "$work/hosts.log")"
 else
   echo "xla-checks: skipped the xla_cpu jobs: no .pjrt/xla_cpu_pjrt.so (run Scripts/fetch-pjrt-cpu.sh)"
 fi
@@ -70,6 +75,17 @@ if [ -s .pjrt/libtpu.so ]; then
     echo "$out" | grep -q "device memory planned" || { echo "$out"; fail "libtpu reported no memory plan ($precision)"; }
     echo "tpu compile ($precision): $(echo "$out" | grep -o 'in [0-9.]* s: serialized executable [0-9.]* MiB'); $(echo "$out" | grep -o 'peak [0-9.]* MiB')"
   done
+  # One host of a v5e slice: the step replicated over its 8 chips, the all-reduce in the program;
+  # libtpu refuses more replicas than the topology has chips.
+  out=$("$bin/amoeba" xla compile --platform tpu --topology v5e:2x4 --local_devices 8 "${tiny[@]}" --batch 4 2>/dev/null) \
+    || fail "the replicated TPU compile failed"
+  echo "$out" | grep -q "replicated over 8 devices (host batch 32)" && echo "$out" | grep -q "compiled for tpu topology v5e:2x4" \
+    || { echo "$out"; fail "no replicated TPU executable"; }
+  if "$bin/amoeba" xla compile --platform tpu --topology v5e:2x4 --local_devices 16 "${tiny[@]}" --batch 4 > "$work/tpu16.log" 2>&1 \
+     || ! grep -q "PJRT_Compile (v5e:2x4) failed" "$work/tpu16.log"; then
+    cat "$work/tpu16.log"; fail "16 replicas on an 8-chip topology were not refused"
+  fi
+  echo "tpu compile over 8 chips of v5e:2x4: $(echo "$out" | grep -o 'in [0-9.]* s: serialized executable [0-9.]* MiB'); 16 replicas refused"
 else
   echo "xla-checks: skipped the TPU compile: no .pjrt/libtpu.so (run Scripts/fetch-libtpu.sh)"
 fi

@@ -175,7 +175,7 @@ public final class Coordinator {
             devices = job
             log("coordinator: every worker starts at step \(step)" + (source >= 0 ? " (restored from rank \(source)'s checkpoint, broadcast to all)" : "")
                 + " on \(job.summary)")
-            for line in job.table(members: members, globalBatch: options.globalBatch) { log("coordinator:   " + line) }
+            for line in job.table(hosts: members.map { ($0.host, $0.ringAddress) }, globalBatch: options.globalBatch) { log("coordinator:   " + line) }
             exporter?.set("amoeba_devices", help: "Devices each worker's step spans (one program replicated over them).",
                           samples: members.indices.map { .init(labels: ["rank": String($0), "device": job.kinds[$0]], value: Double(job.counts[$0])) })
           }

@@ -24,10 +24,10 @@ struct JobDevices: Equatable {
   }
 
   /// The rank table: one line per rank with its host, ring address, devices and batch per device.
-  func table(members: [Member], globalBatch: Int) -> [String] {
+  func table(hosts: [(host: String, ringAddress: String)], globalBatch: Int) -> [String] {
     let perDevice = total > 0 && globalBatch % total == 0 ? String(globalBatch / total) : "?"
     let rows = [["rank", "host", "ring address", "devices", "batch/device"]]
-      + members.indices.map { [String($0), members[$0].host, members[$0].ringAddress, "\(counts[$0])× \(kinds[$0])", perDevice] }
+      + hosts.indices.map { [String($0), hosts[$0].host, hosts[$0].ringAddress, "\(counts[$0])× \(kinds[$0])", perDevice] }
     let widths = (0..<5).map { column in rows.map { $0[column].count }.max()! }
     return rows.map { row in
       row.enumerated().map { $0.element + String(repeating: " ", count: widths[$0.offset] - $0.element.count) }
