@@ -12,38 +12,40 @@ final class Box<T>: @unchecked Sendable { let value: T; init(_ value: T) { self.
 /// Two workers on XLA:CPU averaging over a real TCP ring — the two programs with the ring between
 /// them — against the same two workers on the Swift executor.
 @Suite struct XLARingTests {
-  /// Each rank's whole state after `steps` steps on its own half of a batch.
-  static func run(onXLA: Bool, steps: Int, devices: Int = 1) throws -> (names: [String], states: [Int: [[Float]]]) {
-    let listeners = try (0..<2).map { _ in Box(try TCPListener(host: "127.0.0.1")) }
+  /// Each rank's whole state after `steps` steps on its own `batch` of the global batch
+  /// (`workers` × `batch` examples): `microBatch` splits a rank's batch (batch-norm groups); on
+  /// XLA, `devices` replicas each take one micro-batch. `rankOffsets`: masks keyed on the ranks'
+  /// global examples, as on a cluster. (The 1-device comparison keeps offset 0 on both ranks, as
+  /// calibrated; the 2 x 2 one with offset 0 on both ranks was 0.2 apart — not understood yet,
+  /// with masks off 4.9e-3.)
+  static func run(onXLA: Bool, steps: Int, workers: Int = 2, batch: Int, microBatch: Int? = nil, devices: Int = 1,
+                  rankOffsets: Bool) throws -> (names: [String], states: [Int: [[Float]]]) {
+    let listeners = try (0..<workers).map { _ in Box(try TCPListener(host: "127.0.0.1")) }
     let addresses = listeners.map(\.value.address)
     let results = Mutex<[Int: [[Float]]]>([:]), failures = Mutex<[String]>([]), names = Mutex<[String]>([])
     let done = DispatchSemaphore(value: 0)
-    for rank in 0..<2 {
+    for rank in 0..<workers {
       Thread {
         do {
           var network = NetworkConfig()
           network.numCells = 3; network.reductionSize = 8; network.imageSize = 24; network.useAuxHead = false
           network.numLabelClasses = 10; network.dropConnectKeepProb = 0.8
           var training = TrainingConfig()
-          // Several devices per worker: 8 examples each (smaller batch-norm groups are ill-conditioned:
-          // ReplicaTests), as micro-batches on the Swift side.
-          let batch = devices == 1 ? 4 : 8 * devices
-          training.trainBatchSize = 2 * batch; training.numTrainImages = 200 * batch; training.lr = 0.04
-          if devices > 1 { training.microBatchSize = .fixed(8) }
-          // Ranks' masks keyed on their global examples, as on a cluster. (The 1-device comparison keeps
-          // offset 0 on both ranks, as calibrated; the 2 x 2 one with offset 0 on both ranks was 0.2 apart
-          // — not understood yet, with masks off 4.9e-3.)
+          training.trainBatchSize = workers * batch; training.numTrainImages = 100 * workers * batch; training.lr = 0.04
+          if let microBatch { training.microBatchSize = .fixed(microBatch) }
           let trainer = try Trainer(network: network, training: training, batchSize: batch, context: KernelContext(threads: 1), seed: 3,
-                                    exampleOffset: devices == 1 ? 0 : rank * batch)
+                                    exampleOffset: rankOffsets ? rank * batch : 0)
           if onXLA, devices == 1, let client = PJRTTests.client {
             trainer.backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: true)
           } else if onXLA, let path = PJRTTests.pluginPath {
             let client = try PJRTClient(plugin: PJRTPlugin(path: path), options: ["cpu_device_count": Int64(devices)])
             trainer.backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: true, replicas: devices)
           }
-          trainer.attach(ring: Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listeners[rank].value, timeout: 120)))
+          if workers > 1 {
+            trainer.attach(ring: Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listeners[rank].value, timeout: 120)))
+          }
           defer { trainer.detach() }
-          let all = devices == 1 ? XLATrainerTests.images : XLARingTests.images(2 * batch)
+          let all = XLARingTests.images(workers * batch)
           let images = Array(all[(rank * batch * 24 * 24 * 3)..<((rank + 1) * batch * 24 * 24 * 3)])
           let labels = (0..<batch).map { Float((rank * batch + $0) % 10) }
           for _ in 0..<steps { try trainer.step(images: images, labels: labels) }
@@ -56,7 +58,7 @@ final class Box<T>: @unchecked Sendable { let value: T; init(_ value: T) { self.
         done.signal()
       }.start()
     }
-    done.wait(); done.wait()
+    for _ in 0..<workers { done.wait() }
     let failed = failures.withLock { $0 }
     #expect(failed.isEmpty, "\(failed)")
     return (names.withLock { $0 }, results.withLock { $0 })
@@ -68,21 +70,47 @@ final class Box<T>: @unchecked Sendable { let value: T; init(_ value: T) { self.
 
   /// Hosts × devices: 2 workers of 2 XLA:CPU devices each (the mean over a worker's devices in its
   /// first program, one copy per worker round the TCP ring, the update on every device) against
-  /// 2 Swift workers of 2 micro-batches each — 4 batch-norm groups of 8 either way.
-  @Test func twoWorkersOfTwoDevicesFollowTwoSwiftWorkersOfTwoMicroBatches() throws {
+  /// the same 4 batch-norm groups of 8 on the Swift executor three ways — 2 workers of 2
+  /// micro-batches, 4 single-device workers, and one process of 4 micro-batches (ghost batch norm).
+  /// The Swift three agree to rounding (gradients summed in other orders); XLA:CPU is within 1e-2
+  /// of each family's largest element (its summation orders differ more: XLATrainerTests).
+  @Test func twoWorkersOfTwoDevicesFollowFourSwiftWorkersAndOneProcessOfFourGroups() throws {
     guard PJRTTests.client != nil else { return }
-    let cpu = try XLARingTests.run(onXLA: false, steps: 2, devices: 2), xla = try XLARingTests.run(onXLA: true, steps: 2, devices: 2)
-    guard let c = cpu.states[0], let x = xla.states[0], let x1 = xla.states[1] else { return }
-    let (worst, tensor) = XLATrainerTests.compare(names: cpu.names, c, x)
-    #expect(worst <= 1e-2, "rank 0's \(tensor) on 2 devices differs from the Swift rank's by \(worst) of its family's largest element")
-    let weights = cpu.names.prefix { !$0.hasSuffix("/RMSProp") && !$0.hasSuffix("/ExponentialMovingAverage") }.count
-    #expect(Array(x.prefix(weights)) == Array(x1.prefix(weights)), "the XLA ranks' weights differ")
-    print("2 workers x 2 XLA:CPU devices over a TCP ring, 2 steps: rank 0's whole state within \(worst) of 2 Swift workers' of 2 micro-batches (\(tensor)); both ranks' weights identical")
+    let xla = try XLARingTests.run(onXLA: true, steps: 2, batch: 16, microBatch: 8, devices: 2, rankOffsets: true)
+    // Batch-norm moving statistics (and their averages) are each group's own: a rank keeps its last
+    // group's, so each is compared with the XLA rank whose last device saw the same 8 examples
+    // (groups 0-3 are examples 0-7, …, 24-31; XLA rank r's last device holds group 2r + 1).
+    // Everything else is the same on every rank.
+    let references: [(name: String, run: (names: [String], states: [Int: [[Float]]]), statisticsRank: Int, xlaRank: Int)] = [
+      ("2 Swift workers of 2 micro-batches", try XLARingTests.run(onXLA: false, steps: 2, batch: 16, microBatch: 8, rankOffsets: true), 0, 0),
+      ("4 single-device Swift workers", try XLARingTests.run(onXLA: false, steps: 2, workers: 4, batch: 8, rankOffsets: true), 1, 0),
+      ("one Swift process of 4 micro-batches", try XLARingTests.run(onXLA: false, steps: 2, workers: 1, batch: 32, microBatch: 8, rankOffsets: true), 0, 1),
+    ]
+    guard let x0 = xla.states[0], let x1 = xla.states[1] else { return }
+    let weights = xla.names.prefix { !$0.hasSuffix("/RMSProp") && !$0.hasSuffix("/ExponentialMovingAverage") }.count
+    #expect(Array(x0.prefix(weights)) == Array(x1.prefix(weights)), "the XLA ranks' weights differ")
+    let isStatistic = xla.names.map { $0.contains("moving_mean") || $0.contains("moving_variance") }
+    func view(_ states: [Int: [[Float]]], statisticsRank: Int) -> [[Float]]? {
+      guard let base = states[0], let statistics = states[statisticsRank] else { return nil }
+      return base.indices.map { isStatistic[$0] ? statistics[$0] : base[$0] }
+    }
+    // The first reference seen as each XLA rank sees it: group 1's statistics for rank 0, group 3's for rank 1.
+    let byXLARank = [0: view(references[0].run.states, statisticsRank: 0), 1: view(references[0].run.states, statisticsRank: 1)]
+    for reference in references {
+      guard let c = view(reference.run.states, statisticsRank: reference.statisticsRank), let x = xla.states[reference.xlaRank],
+            let first = byXLARank[reference.xlaRank] ?? nil else { Issue.record("\(reference.name): a rank's state is missing"); continue }
+      let (worst, tensor) = XLATrainerTests.compare(names: reference.run.names, c, x)
+      #expect(worst <= 1e-2, "XLA rank \(reference.xlaRank)'s \(tensor) on 2 x 2 devices differs from \(reference.name)'s by \(worst) of its family's largest element")
+      let (apart, apartTensor) = XLATrainerTests.compare(names: reference.run.names, first, c)
+      #expect(apart <= 1e-4, "\(reference.name) and \(references[0].name) differ by \(apart) (\(apartTensor))")
+      print("2 workers x 2 XLA:CPU devices over a TCP ring, 2 steps: XLA rank \(reference.xlaRank)'s whole state within \(worst) of \(reference.name) (\(tensor)); \(reference.name) within \(apart) of \(references[0].name)")
+    }
   }
 
   @Test func twoWorkersOnXLAFollowTwoWorkersOnTheSwiftExecutor() throws {
     guard PJRTTests.client != nil else { return }
-    let cpu = try XLARingTests.run(onXLA: false, steps: 2), xla = try XLARingTests.run(onXLA: true, steps: 2)
+    let cpu = try XLARingTests.run(onXLA: false, steps: 2, batch: 4, rankOffsets: false)
+    let xla = try XLARingTests.run(onXLA: true, steps: 2, batch: 4, rankOffsets: false)
     guard let c = cpu.states[0], let x = xla.states[0], let x1 = xla.states[1] else { return }
     let (worst, tensor) = XLATrainerTests.compare(names: cpu.names, c, x)
     // As in XLATrainerTests, the first conv's gradient (and so its slots) is where the two
