@@ -396,7 +396,8 @@ struct JPEGHeaderTests {
 }
 
 /// CMYK JPEGs as Pillow (libjpeg-turbo) writes them (Adobe marker, transform 0; 4:4:4 and 4:2:0),
-/// made from synthetic pixels by the script in Tests/DataTests/Fixtures/README.md, decoded to RGB
+/// and a YCCK one as libjpeg-turbo writes it (transform 2), made from synthetic pixels by the
+/// programs in Tests/DataTests/Fixtures/README.md, decoded to RGB
 /// exactly as TensorFlow 2.21's `decode_jpeg(channels: 3)` does (SHA-256 of its pixels, both IDCTs).
 @Suite struct CMYKJPEGTests {
   static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
@@ -405,6 +406,9 @@ struct JPEGHeaderTests {
     ("cmyk-444.jpg", .fast, "751d5cb83b913da0666b76e6280aa225b850095db842ca5cbb5e56e2a11b7e7f"),
     ("cmyk-420.jpg", .accurate, "8c3cf47c902dcf5e35c469e8443819333daa93f4142d1998db2f84517261d870"),
     ("cmyk-420.jpg", .fast, "7eb81a4c3bb453f0d829ae26de3392a2702f7efadbac2f54bc65ce2e06cbddd9"),
+    // YCCK (Adobe transform 2) as libjpeg-turbo itself writes it from CMYK pixels: Y and K full size, Cb and Cr 2 x 2.
+    ("ycck-420.jpg", .accurate, "ed30937ee1db38cb6aa84e1a0fc51ab84186da63990919a88a5ac72d57dd42b5"),
+    ("ycck-420.jpg", .fast, "098251c59b074561328a1d8ab24f40e4f433d123bd61c583ef2a7e18a7ece760"),
   ]
 
   @Test func cmykDecodesToTensorFlowsRGB() throws {
@@ -433,6 +437,8 @@ struct JPEGHeaderTests {
      "2e208c946d04ae9ce19e6649df3a18886970e00c342863a2e33171e67a8f598c"),
     ("arith-cmyk-420.jpg", "8c3cf47c902dcf5e35c469e8443819333daa93f4142d1998db2f84517261d870",
      "7eb81a4c3bb453f0d829ae26de3392a2702f7efadbac2f54bc65ce2e06cbddd9"),
+    ("arith-ycck-420.jpg", "ed30937ee1db38cb6aa84e1a0fc51ab84186da63990919a88a5ac72d57dd42b5",
+     "098251c59b074561328a1d8ab24f40e4f433d123bd61c583ef2a7e18a7ece760"),
   ]
 
   static func fixture(_ name: String) throws -> [UInt8] {
