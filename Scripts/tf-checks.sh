@@ -56,4 +56,14 @@ synsets = sorted({s for s, _ in pairs})
 assert all(label == synsets.index(s) + 1 for s, label in pairs), pairs
 print(f"tf-checks: {len(synsets)} synsets labelled 1..{len(synsets)} in sorted order")
 PY
+# A lossless JPEG (SOF3): TensorFlow refuses it, as our decoder does (JPEGTests).
+python3 - Tests/DataTests/Fixtures/lossless-rgb.jpg <<'PY' 2>/dev/null || { echo "tf-checks: FAILED: TensorFlow decoded a lossless JPEG, which our decoder refuses"; exit 1; }
+import sys, tensorflow as tf
+try:
+    tf.io.decode_jpeg(open(sys.argv[1], "rb").read(), channels=3)
+except tf.errors.InvalidArgumentError:
+    sys.exit(0)
+sys.exit(1)
+PY
+echo "tf-checks: TensorFlow refuses the lossless JPEG (SOF3), as our decoder does"
 echo "tf-checks: ok (TensorFlow $(python3 -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null) read all $records records of the converted shards, $arithmetic of them arithmetic-coded and one a PNG re-encoded; every decode identical to ours)"

@@ -478,4 +478,20 @@ struct JPEGHeaderTests {
       mutated[i] = bytes[i]
     }
   }
+
+  /// Lossless JPEG (SOF3; SOF11 is its arithmetic-coded form) is refused by name, as TensorFlow
+  /// 2.21 refuses the same file (its libjpeg-turbo predates 3.0's lossless support): a shard the
+  /// reference pipeline could not read is never written from one.
+  @Test func losslessJPEGIsRefusedAsTensorFlowRefusesIt() throws {
+    let sof3 = try Self.fixture("lossless-rgb.jpg")
+    var sof11 = sof3
+    if let at = (1..<sof11.count).first(where: { sof11[$0 - 1] == 0xFF && sof11[$0] == 0xC3 }) { sof11[at] = 0xCB }
+    for (bytes, name) in [(sof3, "SOF3"), (sof11, "SOF11")] {
+      var message = ""
+      do { _ = try JPEG.decode(bytes) } catch {
+        if case let .unsupported(text) = error { message = text }
+      }
+      #expect(message.contains("lossless frame (\(name))") && message.contains("re-encode"), "\(name): '\(message)'")
+    }
+  }
 }
