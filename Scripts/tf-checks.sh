@@ -33,6 +33,8 @@ else
 fi
 # A PNG named .JPEG, as ImageNet has one: the shards hold it re-encoded as a JPEG.
 cp Tests/DataTests/Fixtures/png/rgba8-interlaced.png "$(find "$work/raw/train" -name '*.JPEG' | sort | head -1)"
+# A lossless JPEG (SOF3), which TensorFlow cannot decode: the shards hold it re-encoded.
+cp Tests/DataTests/Fixtures/lossless/rgb-p1.jpg "$(find "$work/raw/train" -name '*.JPEG' | sort | sed -n 2p)"
 "$amoeba" data convert --raw_data_dir "$work/raw" --out "$work/shards" --train_shards 8 --validation_shards 2 | tail -1
 shards=("$work"/shards/*)
 python3 Scripts/peers/tf_read_shards.py "${shards[@]}" 2>/dev/null | grep -v '^/' | sed 's/ label [0-9]*$//' > "$work/tf.txt"
@@ -56,8 +58,9 @@ synsets = sorted({s for s, _ in pairs})
 assert all(label == synsets.index(s) + 1 for s, label in pairs), pairs
 print(f"tf-checks: {len(synsets)} synsets labelled 1..{len(synsets)} in sorted order")
 PY
-# A lossless JPEG (SOF3): TensorFlow refuses it, as our decoder does (JPEGTests).
-python3 - Tests/DataTests/Fixtures/lossless-rgb.jpg <<'PY' 2>/dev/null || { echo "tf-checks: FAILED: TensorFlow decoded a lossless JPEG, which our decoder refuses"; exit 1; }
+# A lossless JPEG (SOF3): TensorFlow refuses it (so the converter re-encodes one, above); our
+# decoder gives libjpeg-turbo 3's pixels (LosslessJPEGTests).
+python3 - Tests/DataTests/Fixtures/lossless/rgb-p1.jpg <<'PY' 2>/dev/null || { echo "tf-checks: FAILED: TensorFlow decoded a lossless JPEG; the converter need not re-encode them"; exit 1; }
 import sys, tensorflow as tf
 try:
     tf.io.decode_jpeg(open(sys.argv[1], "rb").read(), channels=3)
@@ -65,5 +68,5 @@ except tf.errors.InvalidArgumentError:
     sys.exit(0)
 sys.exit(1)
 PY
-echo "tf-checks: TensorFlow refuses the lossless JPEG (SOF3), as our decoder does"
+echo "tf-checks: TensorFlow refuses a lossless JPEG (SOF3); the converted shards hold it re-encoded"
 echo "tf-checks: ok (TensorFlow $(python3 -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null) read all $records records of the converted shards, $arithmetic of them arithmetic-coded and one a PNG re-encoded; every decode identical to ours)"

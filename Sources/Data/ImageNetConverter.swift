@@ -22,7 +22,8 @@ import Tensor
 /// of stopping the run. A CMYK or YCCK JPEG (the script's list of 22 names) is re-encoded as an RGB
 /// JPEG at quality 100, 4:2:0, as the script has TensorFlow do — found by its frame header, not by
 /// name; our encoder's bytes are not TensorFlow's, the pixels it starts from are. So is the PNG
-/// named .JPEG (found by its signature, decoded as TensorFlow's decode_png does). A shard is
+/// named .JPEG (found by its signature, decoded as TensorFlow's decode_png does), and a lossless
+/// JPEG (SOF3), which TensorFlow 2.21 cannot decode (the script would stop on it). A shard is
 /// written to a temporary name and renamed, so an interrupted run resumes at the first shard that
 /// is missing.
 public struct ImageNetConverter: Sendable {
@@ -140,9 +141,11 @@ public struct ImageNetConverter: Sendable {
         encoded = JPEGEncoder(quality: 100, subsampling: .half).encode(png.pixels, width: png.width, height: png.height, channels: 3)
       } else {
         // The CMYK → RGB decode with TensorFlow's default IDCT, as the script's cmyk_to_rgb runs it.
-        let fourComponents = try JPEG.info(bytes).components == 4
+        // A lossless JPEG, which TensorFlow cannot read, is re-encoded the same way.
+        let info = try JPEG.info(bytes)
+        let fourComponents = info.components == 4
         image = try JPEG.decode(bytes, channels: 3, dct: fourComponents ? .fast : .accurate, pixelLimit: ImageNetDataset.pixelLimit)
-        if fourComponents {
+        if fourComponents || info.lossless {
           encoded = JPEGEncoder(quality: 100, subsampling: .half).encode(image.pixels, width: image.width, height: image.height, channels: 3)
         }
       }

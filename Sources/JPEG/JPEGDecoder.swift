@@ -30,9 +30,11 @@ public struct JPEGInfo: Sendable, Equatable {
   public let height: Int
   public let components: Int
   public let progressive: Bool
+  /// Lossless (SOF3): decoded here and by libjpeg-turbo 3, refused by TensorFlow 2.21.
+  public let lossless: Bool
 }
 
-/// A baseline, extended and progressive JPEG decoder, Huffman or arithmetic-coded (ITU T.81),
+/// A baseline, extended, progressive and lossless JPEG decoder, Huffman or arithmetic-coded (ITU T.81; lossless Huffman only, as libjpeg-turbo),
 /// that reproduces libjpeg-turbo's output with `JDCT_ISLOW` and fancy upsampling — TensorFlow's `dct_method='INTEGER_ACCURATE'`
 /// and Pillow's default — bit for bit on the fixtures.
 ///
@@ -77,7 +79,7 @@ public enum JPEG {
     try decoder.run(stopAfterFrameHeader: true)
     guard let frame = decoder.frame else { throw .corrupt("no frame header") }
     return JPEGInfo(width: frame.width, height: frame.height, components: frame.components.count,
-                    progressive: frame.progressive)
+                    progressive: frame.progressive, lossless: frame.lossless)
   }
 
   public static func info(_ bytes: [UInt8]) throws(JPEGError) -> JPEGInfo {
@@ -98,7 +100,11 @@ final class Component {
   let width: Int, height: Int
   let blocksPerLine: Int, blocksPerColumn: Int
   private var storage: UnsafeMutablePointer<Int16>?
+  /// A lossless frame's reconstructed samples (modulo 2^16, before the point transform).
+  private var sampleStorage: UnsafeMutablePointer<UInt16>?
   var dcTable = 0, acTable = 0
+  /// The point transform of the lossless scan that decoded this component.
+  var pointTransform = 0
 
   init(id: Int, h: Int, v: Int, quantTable: Int, width: Int, height: Int, blocksPerLine: Int, blocksPerColumn: Int) {
     self.id = id; self.h = h; self.v = v; self.quantTable = quantTable
@@ -119,7 +125,15 @@ final class Component {
     return storage!
   }
 
-  deinit { free(storage) }
+  /// A lossless component's samples, `width` × `height`, zero until a scan writes them.
+  func losslessSamples() throws(JPEGError) -> UnsafeMutablePointer<UInt16> {
+    if let sampleStorage { return sampleStorage }
+    guard let memory = calloc(width * height, 2) else { throw .outOfMemory(bytes: width * height * 2) }
+    sampleStorage = memory.bindMemory(to: UInt16.self, capacity: width * height)
+    return sampleStorage!
+  }
+
+  deinit { free(storage); free(sampleStorage) }
 }
 
 struct Frame {
@@ -127,6 +141,10 @@ struct Frame {
   let progressive: Bool
   /// Arithmetic (SOF9, SOF10) rather than Huffman coding.
   let arithmetic: Bool
+  /// Lossless (SOF3): predicted samples, no DCT.
+  let lossless: Bool
+  /// Bits per sample (8: the one precision decoded; the lossless predictor's start depends on it).
+  let precision: Int
   let components: [Component]
   let hMax: Int, vMax: Int
   let mcusPerLine: Int, mcusPerColumn: Int
@@ -187,12 +205,16 @@ struct Decoder {
       switch marker {
       case 0xC0, 0xC1, 0xC2, 0xC9, 0xCA:
         guard frame == nil else { throw .corrupt("second frame header at offset \(start - 4)") }
-        try readFrame(start, end, progressive: marker == 0xC2 || marker == 0xCA, arithmetic: marker >= 0xC9)
+        try readFrame(start, end, progressive: marker == 0xC2 || marker == 0xCA, arithmetic: marker >= 0xC9, lossless: false)
         if stopAfterFrameHeader { return }
-      case 0xC3, 0xC5...0xC7, 0xCB, 0xCD...0xCF:
-        // As libjpeg-turbo before 3.0, and so TensorFlow: no lossless or hierarchical JPEG.
-        let kind = marker == 0xC3 || marker == 0xCB ? "lossless" : "differential (hierarchical)"
-        throw .unsupported("\(kind) frame (SOF\(marker - 0xC0)); re-encode as a baseline or progressive JPEG")
+      case 0xC3:
+        guard frame == nil else { throw .corrupt("second frame header at offset \(start - 4)") }
+        try readFrame(start, end, progressive: false, arithmetic: false, lossless: true)
+        if stopAfterFrameHeader { return }
+      case 0xC5...0xC7, 0xCB, 0xCD...0xCF:
+        // As libjpeg-turbo: no hierarchical JPEG, and no arithmetic-coded lossless one.
+        let kind = marker == 0xCB ? "lossless arithmetic-coded" : "differential (hierarchical)"
+        throw .unsupported("\(kind) frame (SOF\(marker - 0xC0)), which libjpeg-turbo does not decode either; re-encode as a baseline or progressive JPEG")
       case 0xC4: try readHuffmanTables(start, end)
       case 0xCC: try readArithmeticConditioning(start, end)
       case 0xDB: try readQuantTables(start, end)
@@ -237,7 +259,7 @@ struct Decoder {
     throw .truncated("the data ends at offset \(count) before the image")
   }
 
-  mutating func readFrame(_ start: Int, _ end: Int, progressive: Bool, arithmetic: Bool) throws(JPEGError) {
+  mutating func readFrame(_ start: Int, _ end: Int, progressive: Bool, arithmetic: Bool, lossless: Bool) throws(JPEGError) {
     guard end - start >= 6 else { throw .corrupt("frame header too short") }
     let precision = byte(start)
     guard precision == 8 else { throw .unsupported("\(precision)-bit samples; only 8-bit JPEGs are decoded") }
@@ -258,6 +280,9 @@ struct Decoder {
       specs.append((byte(o), h, v, tq))
     }
     let hMax = specs.map(\.h).max()!, vMax = specs.map(\.v).max()!
+    if lossless, hMax > 1 || vMax > 1 {
+      throw .unsupported("lossless JPEG with subsampled components (\(specs.map { "\($0.h)x\($0.v)" }.joined(separator: ", ")))")
+    }
     for s in specs where hMax % s.h != 0 || vMax % s.v != 0 {
       throw .unsupported("fractional sampling factors \(s.h)x\(s.v) of \(hMax)x\(vMax)")
     }
@@ -268,7 +293,8 @@ struct Decoder {
                 width: (width * s.h + hMax - 1) / hMax, height: (height * s.v + vMax - 1) / vMax,
                 blocksPerLine: mcusPerLine * s.h, blocksPerColumn: mcusPerColumn * s.v)
     }
-    frame = Frame(width: width, height: height, progressive: progressive, arithmetic: arithmetic, components: components,
+    frame = Frame(width: width, height: height, progressive: progressive, arithmetic: arithmetic, lossless: lossless,
+                  precision: precision, components: components,
                   hMax: hMax, vMax: vMax, mcusPerLine: mcusPerLine, mcusPerColumn: mcusPerColumn)
   }
 
@@ -324,6 +350,7 @@ struct Decoder {
     let o = start + 1 + 2 * n
     let ss = byte(o), se = byte(o + 1), ah = byte(o + 2) >> 4, al = byte(o + 2) & 15
     let scan = Scan(components: components, ss: ss, se: se, ah: ah, al: al)
+    if frame.lossless { return try decodeLosslessScan(scan, frame: frame) }
     if frame.progressive {
       guard ss <= se, se <= 63, al <= 13, ah <= 13 else { throw .corrupt("progressive scan Ss=\(ss) Se=\(se) Ah=\(ah) Al=\(al)") }
       guard (ss == 0) == (se == 0) else { throw .corrupt("progressive scan mixes DC and AC (Ss=\(ss) Se=\(se))") }

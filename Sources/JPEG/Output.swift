@@ -12,7 +12,9 @@ extension Decoder {
     let minimum = 8 / scale
     // libjpeg picks the colour space from the markers: JFIF means YCbCr; else Adobe's transform
     // flag; else component ids 'R', 'G', 'B'.
-    let isRGB = !sawJFIF && (adobeTransform == 0 || (adobeTransform == nil && frame.components.map(\.id) == [82, 71, 66]))
+    // A lossless frame without either marker is RGB whatever its ids (libjpeg-turbo 3's guess).
+    let isRGB = !sawJFIF && (adobeTransform == 0
+                             || (adobeTransform == nil && (frame.lossless || frame.components.map(\.id) == [82, 71, 66])))
     // Four components: CMYK, or YCCK when Adobe's transform says 2 (or anything but 0), as libjpeg reads them.
     let isYCCK = frame.components.count == 4 && adobeTransform != nil && adobeTransform != 0
     if frame.components.count == 4 && channels == 1 {
@@ -21,7 +23,21 @@ extension Decoder {
     // Grayscale output from YCbCr needs only Y: skip the chroma planes.
     let needed = channels == 1 && !isRGB ? Array(frame.components.prefix(1)) : frame.components
     var planes: [Plane] = []
-    for c in needed {
+    if frame.lossless {
+      // libjpeg-turbo ignores a scale for lossless frames; a caller asking for one gets an error, not a surprise size.
+      guard scale == 1 else { throw .unsupported("a lossless JPEG at 1/\(scale) scale (no DCT to scale in)") }
+      // libjpeg-turbo allows no lossy colour conversion of a lossless image (jdcolor.c); grey
+      // to RGB, an exact copy, is the one it refuses and this decoder does.
+      let n = frame.components.count
+      if (n == 3 && !isRGB) || (n == 4 && isYCCK) {
+        throw .unsupported("a lossless JPEG in \(n == 3 ? "YCbCr" : "YCCK"), whose conversion to RGB would lose its exactness (libjpeg-turbo refuses it too); re-encode it as RGB")
+      }
+      if channels == 1 && n != 1 {
+        throw .unsupported("a lossless colour JPEG to one channel (libjpeg-turbo refuses the lossy conversion); decode to RGB")
+      }
+      planes = try needed.map { (c) throws(JPEGError) -> Plane in try Plane(lossless: c) }
+    }
+    for c in needed where !frame.lossless {
       // libjpeg's choice (jdmaster.c): double the component's IDCT size while that replaces a 2:1 upsampling.
       var size = minimum
       while size < 8 && (frame.hMax * minimum) % (c.h * size * 2) == 0 && (frame.vMax * minimum) % (c.v * size * 2) == 0 {
@@ -85,6 +101,12 @@ final class Plane {
   let hExpand: Int, vExpand: Int
   /// libjpeg's triangle filters for 2:1 ratios (off at 1/8 scale), else replication.
   let fancy: Bool
+
+  /// Samples already made (a lossless frame's), full size; the plane owns them.
+  init(samples: UnsafeMutablePointer<UInt8>, stride: Int, width: Int, height: Int) {
+    self.samples = samples; self.stride = stride; self.width = width; self.height = height
+    hExpand = 1; vExpand = 1; fancy = false
+  }
 
   /// `blockSize` samples across and down per 8×8 block of coefficients: 8, or 4, 2, 1 when scaled.
   init(_ c: Component, frame: Frame, quant: [Int32], blockSize: Int, dct: DCTMethod, hExpand: Int, vExpand: Int, fancy: Bool) throws(JPEGError) {

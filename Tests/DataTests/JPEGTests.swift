@@ -478,20 +478,66 @@ struct JPEGHeaderTests {
       mutated[i] = bytes[i]
     }
   }
+}
 
-  /// Lossless JPEG (SOF3; SOF11 is its arithmetic-coded form) is refused by name, as TensorFlow
-  /// 2.21 refuses the same file (its libjpeg-turbo predates 3.0's lossless support): a shard the
-  /// reference pipeline could not read is never written from one.
-  @Test func losslessJPEGIsRefusedAsTensorFlowRefusesIt() throws {
-    let sof3 = try Self.fixture("lossless-rgb.jpg")
-    var sof11 = sof3
+/// Lossless JPEGs (SOF3) from the project's own encoder (Tests/DataTests/Fixtures/README.md),
+/// decoded exactly as libjpeg-turbo 3.2 decodes them (SHA-256 of Pillow 13's pixels): every
+/// predictor, a point transform, restart intervals, one scan per component.
+@Suite struct LosslessJPEGTests {
+  static let expected: [(file: String, channels: Int, sha256: String)] = [
+    ("gray-p6-pt2.jpg", 1, "b56aeba2b0a6b8c19a21f168320a7991e3e17eb0602ac19dde47c187c84cd393"),
+    ("rgb-p1.jpg", 3, "54ef90fb12c34ce00bb34be3ffaf529d570b0398c81bb9fbe61440b524a8ec7f"),
+    ("rgb-p2.jpg", 3, "36e5b8eb94c94e7606399323e387adbf69045785b399efd62f6c8de44e191abe"),
+    ("rgb-p3.jpg", 3, "70d88a9d955f05c5bb1b6bd66dc5d74b3964c83eddd556a70c868ae4bd6142d5"),
+    ("rgb-p4-restart2.jpg", 3, "0a2a3cff5479247a9df4ed533e30acf0e348f8138709d2297fb6b3edbe3a9a5c"),
+    ("rgb-p4.jpg", 3, "91ff4392cc2700df7633d49ec0f744be6be56492d7114c9ca66da6e824e3e923"),
+    ("rgb-p5.jpg", 3, "2a2c23d84364066690324d5f0b21addeb466b3ede734ac32dfa8a193d1f1de83"),
+    ("rgb-p6.jpg", 3, "1dfdf2accf84d11abd58cadef13fb070e8c6312dca0f425742eb893e54e52981"),
+    ("rgb-p7-separate-scans-restart3.jpg", 3, "b3c3dc95b95dbccf978a5e0e382344f7cf65b4ec284bef69741265006aa154d2"),
+    ("rgb-p7.jpg", 3, "0217e3c40733ed535bb145ce82c17d7c43b45ff88e6e69abef91d97d6e59a9fe"),
+  ]
+
+  static func fixture(_ name: String) throws -> [UInt8] {
+    try Array(Data(contentsOf: CMYKJPEGTests.fixtures.appendingPathComponent("lossless").appendingPathComponent(name)))
+  }
+
+  @Test func losslessJPEGsDecodeToLibjpegTurbosPixels() throws {
+    for (file, channels, sha256) in Self.expected {
+      let bytes = try Self.fixture(file)
+      #expect(try JPEG.info(bytes).lossless, "\(file)")
+      let image = try JPEG.decode(bytes, channels: channels)
+      #expect(SHA256.hash(image.pixels).hexString == sha256, "\(file)")
+      // The IDCT choice means nothing without a DCT.
+      #expect(try JPEG.decode(bytes, channels: channels, dct: .fast) == image, "\(file)")
+    }
+    // Grey to RGB is an exact copy (libjpeg-turbo refuses even that for lossless images).
+    let grey = try JPEG.decode(try Self.fixture("gray-p6-pt2.jpg"), channels: 1)
+    #expect(try JPEG.decode(try Self.fixture("gray-p6-pt2.jpg"), channels: 3).pixels == grey.pixels.flatMap { [$0, $0, $0] })
+    // A point transform of 2: every sample a multiple of 4.
+    #expect(grey.pixels.allSatisfy { $0 % 4 == 0 })
+  }
+
+  /// What libjpeg-turbo refuses, refused by name: the lossy colour conversions of a lossless
+  /// image, the arithmetic-coded form (SOF11), a scaled decode; damaged data is an error.
+  @Test func refusalsAndDamage() throws {
+    func message(_ bytes: [UInt8], channels: Int = 3, scale: Int = 1) -> String {
+      do { _ = try JPEG.decode(bytes, channels: channels, scale: scale) } catch { return "\(error)" }
+      return "decoded"
+    }
+    #expect(message(try Self.fixture("ycbcr-jfif-p5.jpg")).contains("lossless JPEG in YCbCr"))
+    let rgb = try Self.fixture("rgb-p1.jpg")
+    #expect(message(rgb, channels: 1).contains("lossless colour JPEG to one channel"))
+    #expect(message(rgb, scale: 2).contains("1/2 scale"))
+    var sof11 = rgb
     if let at = (1..<sof11.count).first(where: { sof11[$0 - 1] == 0xFF && sof11[$0] == 0xC3 }) { sof11[at] = 0xCB }
-    for (bytes, name) in [(sof3, "SOF3"), (sof11, "SOF11")] {
-      var message = ""
-      do { _ = try JPEG.decode(bytes) } catch {
-        if case let .unsupported(text) = error { message = text }
-      }
-      #expect(message.contains("lossless frame (\(name))") && message.contains("re-encode"), "\(name): '\(message)'")
+    #expect(message(sof11).contains("lossless arithmetic-coded frame (SOF11)"))
+    #expect(message(Array(rgb[..<(rgb.count * 2 / 3)])).contains("truncated") || message(Array(rgb[..<(rgb.count * 2 / 3)])).contains("ends"))
+    var mutated = try Self.fixture("rgb-p4-restart2.jpg")
+    let original = mutated
+    for i in stride(from: 40, to: original.count - 2, by: 2) {
+      mutated[i] ^= 0x3C
+      _ = try? JPEG.decode(mutated)
+      mutated[i] = original[i]
     }
   }
 }
