@@ -69,4 +69,4 @@ except tf.errors.InvalidArgumentError:
 sys.exit(1)
 PY
 echo "tf-checks: TensorFlow refuses a lossless JPEG (SOF3); the converted shards hold it re-encoded"
-echo "tf-checks: ok (TensorFlow $(python3 -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null) read all $records records of the converted shards, $arithmetic of them arithmetic-coded and one a PNG re-encoded; every decode identical to ours)"
+echo "tf-checks: ok (TensorFlow $(python3 -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null) read all $records records of the converted shards, $arithmetic of them arithmetic-coded, one a PNG and one a lossless JPEG re-encoded; every decode identical to ours)"
