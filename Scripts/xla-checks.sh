@@ -52,17 +52,18 @@ if [ -s .pjrt/xla_cpu_pjrt.so ]; then
     cat "$work/odd.log"; fail "a batch that does not split over the devices was not refused by name"
   fi
   echo "xla_cpu on 1 worker x 2 devices: $(grep -o 'eval step 20: top_1_accuracy [0-9.]*' "$work/devices.log"); a batch of 32 over 3 devices refused"
-  # 4. Hosts x devices: 2 workers of 2 devices each, the ring between them.
-  timeout 600 "$bin/amoeba" launch --workers 2 --device xla_cpu --local_devices 2 --compilation_cache_dir "$work/short-cache" "${short[@]}" \
+  # 4. Hosts x devices: 2 workers of 2 devices each, the ring between them, backward in one program
+  #    per gradient bucket (small buckets), each bucket to the ring while the next is computed.
+  timeout 600 "$bin/amoeba" launch --workers 2 --device xla_cpu --local_devices 2 --bucket_cap_mb 0.02 --compilation_cache_dir "$work/short-cache" "${short[@]}" \
     > "$work/hosts.log" 2>&1 || { cat "$work/hosts.log"; fail "the job on 2 workers x 2 devices failed"; }
-  grep -q "8 examples per device, gradients averaged across the 2 devices in the program; gradients, then the ring" "$work/hosts.log" \
+  grep -q "8 examples per device, gradients averaged across the 2 devices in the program; gradients in [0-9]* programs, one per bucket" "$work/hosts.log" \
     && grep -q "eval step 20" "$work/hosts.log" || { cat "$work/hosts.log"; fail "the 2 x 2 devices job did not run as hosts x devices"; }
   # The coordinator knows devices: the rank table, hosts x devices and each device's step time.
   grep -q "every worker starts at step 0 on 2 hosts × 2 devices (XLA:cpu" "$work/hosts.log" \
     && [ "$(grep -c 'coordinator:   [01] .* 2× XLA:cpu .* 8$' "$work/hosts.log")" = 2 ] \
     && grep -q "device step [0-9.]*–[0-9.]* ms on 2 hosts × 2 devices" "$work/hosts.log" \
     || { cat "$work/hosts.log"; fail "the coordinator did not show the rank table, hosts x devices or device step times"; }
-  echo "xla_cpu on 2 workers x 2 devices: $(grep -o 'eval step 20: top_1_accuracy [0-9.]*' "$work/hosts.log"); $(grep -m1 -o 'device step [0-9.]*–[0-9.]* ms on .*' "$work/hosts.log")"
+  echo "xla_cpu on 2 workers x 2 devices: $(grep -o 'eval step 20: top_1_accuracy [0-9.]*' "$work/hosts.log"); backward in $(grep -m1 -o 'gradients in [0-9]* programs' "$work/hosts.log" | grep -o '[0-9]*') programs, $(grep -o 'comm hidden [0-9]*%' "$work/hosts.log" | tr '\n' ' '); $(grep -m1 -o 'device step [0-9.]*–[0-9.]* ms on .*' "$work/hosts.log")"
 else
   echo "xla-checks: skipped the xla_cpu jobs: no .pjrt/xla_cpu_pjrt.so (run Scripts/fetch-pjrt-cpu.sh)"
 fi

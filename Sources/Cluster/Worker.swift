@@ -132,14 +132,18 @@ public final class Worker {
     var evaluator: Evaluator?
     if let client {
       let plugin = client.plugin.path
-      let backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: size > 1, precision: options.precision,
+      // With a ring, backward is compiled in one program per gradient bucket, so that each
+      // bucket leaves the device while the next is computed.
+      let groups = size > 1 ? trainer.gradientBuckets(bucketBytes: communication.bucketBytes) : []
+      let backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: size > 1, gradientGroups: groups,
+                                   precision: options.precision,
                                    replicas: devices, cache: options.compilationCache.map(CompileCache.init)) { log("worker \(rank): compile cache: \($0)") }
       trainer.backend = backend
       let cached = backend.sources.allSatisfy { $0 != .compiled }
       log("worker \(rank): the training step " + (cached ? "loaded from the compile cache" : "compiled")
           + " for \(backend.name)\(devices > 1 ? " on \(devices) devices" : "") in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin), \(options.precision)): "
           + (devices > 1 ? "\(batch / devices) examples per device, gradients averaged across the \(devices) devices in the program; " : "")
-          + (size > 1 ? "gradients, then the ring on the host (one copy per worker), then the update; " : "one program; ")
+          + (size > 1 ? "gradients\(groups.count > 1 ? " in \(groups.count) programs, one per bucket, each bucket to the ring as it is done" : ""), then the ring on the host (one copy per worker), then the update; " : "one program; ")
           + "the state stays on the device")
       if training.mode != "train" {
         let onDevice = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)

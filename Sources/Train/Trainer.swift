@@ -322,9 +322,11 @@ public final class Trainer {
   private var gradientsFinalAt: [Int: [Int]] = [:]
   private var gradientsFinalAtStart: [Int] = []
   private var pendingPerBucket: [Int] = []
+  /// Which gradients this step has handed to the buckets so far.
+  private var handedOver: [Bool] = []
   private var bucketCounts: [Int] = []
-  /// Where the step runs; nil: the Swift executor. With a device backend the gradients reach the
-  /// ring when its first program has finished (no overlap with backward there yet).
+  /// Where the step runs; nil: the Swift executor. A device backend announces gradients as they
+  /// reach the host (`Executor.onExecuted`), bucket by bucket where it compiled backward in parts.
   public var backend: GraphBackend? {
     didSet { backend?.hostStateChanged() }
   }
@@ -340,10 +342,7 @@ public final class Trainer {
   public func attach(ring: Ring, bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20,
                      compression: WireCompression = .none) {
     let position = Dictionary(uniqueKeysWithValues: executor.executedNodes.enumerated().map { ($1, $0) })
-    // Leaves (a zero gradient for an unused parameter) are final before the step runs.
-    let order = gradients.indices.sorted { (position[gradients[$0].node] ?? -1, $0) < (position[gradients[$1].node] ?? -1, $1) }
-    let plan = GradientBuckets.plan(tensorSizes: order.map { trainable[$0].shape.elementCount },
-                                    bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes)
+    let (order, plan) = bucketPlan(bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes)
     bucketOfGradient = [(Int, Int)](repeating: (0, 0), count: gradients.count)
     var sizes: [Int] = []
     for (b, members) in plan.enumerated() {
@@ -369,8 +368,11 @@ public final class Trainer {
       for g in finals { self.handOver(g, to: buckets) }
     }
     executor.allReduce = { [unowned self] _, outputs, counts in
-      // A device backend's gradients arrive all at once, when its first program is done.
-      if self.backend != nil { for g in self.gradientsFinalAt.values.flatMap({ $0 }) { self.handOver(g, to: buckets) } }
+      // A device backend's gradients that it did not announce as they reached the host (all of
+      // them, with one program for backward) are final now.
+      if self.backend != nil {
+        for g in self.gradientsFinalAt.values.flatMap({ $0 }) where !self.handedOver[g] { self.handOver(g, to: buckets) }
+      }
       do {
         self.lastCommunication = try buckets.waitAll()
       } catch {
@@ -384,6 +386,24 @@ public final class Trainer {
     }
   }
 
+  /// Gradient indices in the order backward finishes them, and the buckets `attach` makes of
+  /// them (indices into that order).
+  private func bucketPlan(bucketBytes: Int, firstBucketBytes: Int) -> (order: [Int], buckets: [[Int]]) {
+    let position = Dictionary(uniqueKeysWithValues: executor.executedNodes.enumerated().map { ($1, $0) })
+    // Leaves (a zero gradient for an unused parameter) are final before the step runs.
+    let order = gradients.indices.sorted { (position[gradients[$0].node] ?? -1, $0) < (position[gradients[$1].node] ?? -1, $1) }
+    return (order, GradientBuckets.plan(tensorSizes: order.map { trainable[$0].shape.elementCount },
+                                        bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes))
+  }
+
+  /// The gradient values of each bucket `attach` will make with these sizes, in the order the
+  /// ring reduces them: a device backend compiles backward in as many programs, so that each
+  /// bucket leaves the device while the rest of backward runs (`XLABackend(gradientGroups:)`).
+  public func gradientBuckets(bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20) -> [[Value]] {
+    let (order, plan) = bucketPlan(bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes)
+    return plan.map { members in members.map { gradients[order[$0]] } }
+  }
+
   /// Stops the communication thread (call before dropping a trainer that was attached to a ring).
   public func detach() {
     buckets?.shutDown()
@@ -393,6 +413,7 @@ public final class Trainer {
   }
 
   private func handOver(_ g: Int, to buckets: GradientBuckets) {
+    handedOver[g] = true
     let (b, offset) = bucketOfGradient[g]
     let count = trainable[g].shape.elementCount
     (buckets.buffer(b).baseAddress! + offset).update(from: gradientPointer(g), count: count)
@@ -404,6 +425,7 @@ public final class Trainer {
   func prepareBuckets() {
     guard let buckets else { return }
     for b in pendingPerBucket.indices { pendingPerBucket[b] = bucketCounts[b] }
+    handedOver = [Bool](repeating: false, count: gradients.count)
     for g in gradientsFinalAtStart { handOver(g, to: buckets) }
   }
 

@@ -176,6 +176,16 @@ public final class PJRTExecutable: @unchecked Sendable {
   /// Runs every replica at once, `arguments[r]` on device r (each replica's buffers on its own
   /// device), and waits for all of them; returns each replica's outputs.
   public func execute(replicated arguments: [[PJRTBuffer]]) throws(PJRTError) -> [[PJRTBuffer]] {
+    let launch = try self.launch(replicated: arguments)
+    try launch.wait()
+    lastDeviceSeconds = launch.deviceSeconds
+    return launch.outputs
+  }
+
+  /// Starts every replica and returns at once: the outputs may be passed to another launch
+  /// straight away (the plugin orders the programs by their buffers), read (a copy to the host
+  /// waits for its buffer), or waited for (`PJRTLaunch.wait`).
+  public func launch(replicated arguments: [[PJRTBuffer]]) throws(PJRTError) -> PJRTLaunch {
     precondition(arguments.count == replicas, "\(arguments.count) argument lists for \(replicas) replicas")
     precondition(Set(arguments.map(\.count)).count == 1, "replicas take the same number of arguments")
     let argumentCount = arguments[0].count
@@ -210,8 +220,9 @@ public final class PJRTExecutable: @unchecked Sendable {
         }
       }
     }
-    lastDeviceSeconds = try client.plugin.awaitAll(completions, since: launched, call: "PJRT_LoadedExecutable_Execute")
-    return try (0..<replicas).map { (r) throws(PJRTError) -> [PJRTBuffer] in
+    // Wrapped before anything can throw, so every event is awaited and destroyed (`PJRTLaunch.deinit`).
+    let launch = PJRTLaunch(plugin: client.plugin, completions: completions, launched: launched)
+    launch.outputs = try (0..<replicas).map { (r) throws(PJRTError) -> [PJRTBuffer] in
       try outputs[(r * outputCount)..<((r + 1) * outputCount)].map { (buffer) throws(PJRTError) -> PJRTBuffer in
         guard let buffer else {
           throw PJRTError(plugin: client.plugin.path, call: "PJRT_LoadedExecutable_Execute", code: -1, message: "an output of replica \(r) is missing")
@@ -219,7 +230,34 @@ public final class PJRTExecutable: @unchecked Sendable {
         return PJRTBuffer(client: client, buffer: buffer)
       }
     }
+    return launch
   }
+}
+
+/// A program running on its devices: its outputs, and the devices' completion events.
+public final class PJRTLaunch: @unchecked Sendable {
+  // @unchecked: used by the thread that launched it; the plugin's entry points are thread-safe.
+  let plugin: PJRTPlugin
+  private var completions: [OpaquePointer?]
+  let launched: Double
+  /// Each replica's outputs (buffers that may not be ready yet).
+  public internal(set) var outputs: [[PJRTBuffer]] = []
+  /// After `wait`: per device, the seconds from the launch until it finished (-1: unknown).
+  public private(set) var deviceSeconds: [Double] = []
+
+  init(plugin: PJRTPlugin, completions: [OpaquePointer?], launched: Double) {
+    self.plugin = plugin; self.completions = completions; self.launched = launched
+  }
+
+  /// Waits for every device; throws the first device's error.
+  public func wait() throws(PJRTError) {
+    let events = completions
+    completions = []
+    guard !events.isEmpty else { return }
+    deviceSeconds = try plugin.awaitAll(events, since: launched, call: "PJRT_LoadedExecutable_Execute")
+  }
+
+  deinit { try? wait() }
 }
 
 /// A device buffer; `toHost` copies it back.

@@ -11,8 +11,12 @@ import Tensor
 /// results that replace them (`Executor.stateUpdates`), so a step moves only the batch in and the
 /// scalars out. Alone, the step is one program. Averaged over workers it is two, cut at the
 /// boundary (`StepPhases`): the first ends with the gradients, which go to the host and round the
-/// ring (`Executor.allReduce`), and the second starts from the averages. Nothing overlaps the ring
-/// here: the gradients leave when the first program has finished.
+/// ring (`Executor.allReduce`), and the second starts from the averages. Given the trainer's
+/// gradient buckets (`gradientGroups`), the first half is compiled as one program per bucket —
+/// the forward pass and backward as far as the first bucket's gradients, then backward on to the
+/// next bucket's, and so on, each passing on to the later ones the values they read — all
+/// launched at once: each bucket's gradients go to the host and round the ring while the device
+/// computes the next ones (`Executor.onExecuted` tells the trainer), as DDP overlaps backward.
 ///
 /// Over several local devices (`replicas`), the one program runs on all of them at once, each on
 /// its slice of the host's batch (`Executor.replicaBatches`), batch norm per device as the
@@ -31,8 +35,12 @@ public final class XLABackend: GraphBackend {
     let lowering: StableHLOLowering
     let executable: PJRTExecutable
   }
-  /// One program, or the halves around the boundary.
+  /// One program; or the first half (one program, or one per gradient group) and the update.
   private let programs: [Program]
+  /// Of `programs`, how many make up the first half (0: the step is one program).
+  private let segmentCount: Int
+  /// Per first-half program, the gradients it returns (the boundary's inputs).
+  private let segmentGradients: [[Value]]
   /// Requested outputs the host reads back (the boundary's gradients are the ring's business).
   private let hostOutputs: [Value]
   private let boundaryInputs: [Value]
@@ -54,7 +62,9 @@ public final class XLABackend: GraphBackend {
   /// `averagesOverWorkers`: compile the two programs the ring goes between (else one). `cache`:
   /// where compiled programs are kept between runs; `note` hears what happened to it.
   /// `replicas`: local devices the step spans (the executor's graph is one device's batch).
-  public init(client: PJRTClient, executor: Executor, averagesOverWorkers: Bool = false,
+  /// `gradientGroups`: the trainer's gradient buckets in ring order (`Trainer.gradientBuckets`);
+  /// more than one, with `averagesOverWorkers`, compiles the first half as one program per bucket.
+  public init(client: PJRTClient, executor: Executor, averagesOverWorkers: Bool = false, gradientGroups: [[Value]] = [],
               precision: StableHLOLowering.Precision = .float32, replicas: Int = 1, cache: CompileCache? = nil,
               note: (String) -> Void = { _ in }) throws {
     guard replicas <= client.devices.count else {
@@ -82,21 +92,33 @@ public final class XLABackend: GraphBackend {
         }
       }
       self.crossing = crossing
-      let firstOutputs = boundaryInputs + crossing + hostOutputs.filter { firstHalf.contains($0.node) }
+      let firstHostOutputs = hostOutputs.filter { firstHalf.contains($0.node) }
+      let boundarySet = Set(boundaryInputs)
+      let groups = gradientGroups.map { $0.filter { boundarySet.contains($0) && !graph.nodes[$0.node].op.isLeaf } }.filter { !$0.isEmpty }
+      let segments = groups.count > 1
+        ? XLABackend.segments(graph: graph, groups: groups, hostOutputs: firstHostOutputs, updateReads: crossing)
+        : [Segment(outputs: boundaryInputs + crossing + firstHostOutputs, cut: [], gradients: boundaryInputs)]
+      var compiled: [Program] = []
+      for (k, segment) in segments.enumerated() {
+        let lowering = StableHLOLowering(graph: graph, outputs: segment.outputs, precision: precision, cut: segment.cut,
+                                         randomStreamFromStep: executor.randomStreamFromStep, exampleOffset: executor.exampleOffset,
+                                         replicas: replicas, averagedOverReplicas: Set(segment.gradients))
+        let name = segments.count == 1 ? "train_step_gradients" : "train_step_gradients_\(k + 1)_of_\(segments.count)"
+        let (executable, source) = try client.compile(mlir: lowering.module(named: name), replicas: replicas, cache: cache, note: note)
+        compiled.append(Program(lowering: lowering, executable: executable))
+        sources.append(source)
+      }
       let secondOutputs = hostOutputs.filter { !firstHalf.contains($0.node) } + nexts
-      let first = StableHLOLowering(graph: graph, outputs: firstOutputs, precision: precision,
-                                    randomStreamFromStep: executor.randomStreamFromStep, exampleOffset: executor.exampleOffset,
-                                    replicas: replicas, averagedOverReplicas: Set(boundaryInputs))
       let second = StableHLOLowering(graph: graph, outputs: secondOutputs, precision: precision, cut: boundaryOutputs + crossing,
                                      randomStreamFromStep: executor.randomStreamFromStep,
                                      aliases: XLABackend.aliases(executor.stateUpdates, after: secondOutputs.count - nexts.count),
                                      exampleOffset: executor.exampleOffset, replicas: replicas)
-      let (gradients, gradientsSource) = try client.compile(mlir: first.module(named: "train_step_gradients"), replicas: replicas,
-                                                            cache: cache, note: note)
       let (update, updateSource) = try client.compile(mlir: second.module(named: "train_step_update"), replicas: replicas,
                                                       cache: cache, note: note)
-      programs = [Program(lowering: first, executable: gradients), Program(lowering: second, executable: update)]
-      sources = [gradientsSource, updateSource]
+      programs = compiled + [Program(lowering: second, executable: update)]
+      sources.append(updateSource)
+      segmentCount = segments.count
+      segmentGradients = segments.map(\.gradients)
     } else {
       crossing = []
       let lowering = XLABackend.wholeStep(graph: graph, outputs: hostOutputs, stateUpdates: executor.stateUpdates,
@@ -105,6 +127,8 @@ public final class XLABackend: GraphBackend {
       let (executable, source) = try client.compile(mlir: lowering.module(named: "train_step"), replicas: replicas, cache: cache, note: note)
       programs = [Program(lowering: lowering, executable: executable)]
       sources = [source]
+      segmentCount = 0
+      segmentGradients = []
     }
     compileSeconds = XLABackend.now() - started
   }
@@ -117,6 +141,45 @@ public final class XLABackend: GraphBackend {
     StableHLOLowering(graph: graph, outputs: outputs + stateUpdates.map(\.next), precision: precision,
                       randomStreamFromStep: randomStreamFromStep, aliases: aliases(stateUpdates, after: outputs.count),
                       exampleOffset: exampleOffset, replicas: replicas)
+  }
+
+  /// One program of the first half: what it returns (its gradients first), the values of earlier
+  /// programs it reads (arguments after the leaves), and its gradients.
+  struct Segment {
+    let outputs: [Value]
+    let cut: [Value]
+    let gradients: [Value]
+  }
+
+  /// The first half cut into one program per gradient group, in ring order: each node goes to
+  /// the first group that needs it (so the first program holds the forward pass); a value one
+  /// program computes and a later one, or the update (`updateReads`), reads is returned by the
+  /// first and passed to the other. The host's first-half outputs (the losses) come from
+  /// wherever they were computed.
+  static func segments(graph: Graph, groups: [[Value]], hostOutputs: [Value], updateReads: [Value]) -> [Segment] {
+    var owner: [Int: Int] = [:]
+    func claim(_ roots: [Value], _ k: Int) {
+      var stack = roots.map(\.node)
+      while let node = stack.popLast() {
+        guard owner[node] == nil, !graph.nodes[node].op.isLeaf else { continue }
+        owner[node] = k
+        stack += graph.nodes[node].inputs.map(\.node)
+      }
+    }
+    for (k, group) in groups.enumerated() { claim(group, k) }
+    claim(hostOutputs + updateReads, groups.count - 1)
+    var outputs = groups, cut = [[Value]](repeating: [], count: groups.count)
+    func handOn(_ value: Value, from j: Int) { if !outputs[j].contains(value) { outputs[j].append(value) } }
+    for node in owner.keys.sorted() {
+      let k = owner[node]!
+      for input in graph.nodes[node].inputs {
+        guard let j = owner[input.node], j < k else { continue }
+        handOn(input, from: j)
+        if !cut[k].contains(input) { cut[k].append(input) }
+      }
+    }
+    for value in updateReads + hostOutputs { if let j = owner[value.node] { handOn(value, from: j) } }
+    return groups.indices.map { Segment(outputs: outputs[$0], cut: cut[$0], gradients: groups[$0]) }
   }
 
   /// Each state parameter donated to the output that replaces it.
@@ -149,13 +212,37 @@ public final class XLABackend: GraphBackend {
       try finish(programs[0], results, executor)
       return
     }
-    // First program: the gradients (to the host, for the ring; over several devices already
-    // their mean there) and what the second one reads, kept on each device.
-    let first = try execute(programs[0], executor, cutValues: nil)
-    var kept = [[Value: PJRTBuffer]](repeating: [:], count: replicas)
-    for (k, value) in programs[0].lowering.outputs.enumerated() {
-      if crossing.contains(value) { for r in 0..<replicas { kept[r][value] = first[r][k] } }
-      if !crossing.contains(value) || hostOutputs.contains(value) { try copyToHost(first, k, value, executor) }
+    // The first half: every program launched at once (the plugin orders them by their buffers),
+    // then, program by program, its gradients (over several devices already their mean there)
+    // to the host and on to the ring while the device goes on with the next ones; what the later
+    // programs and the update read stays on each device.
+    var produced = [[Value: PJRTBuffer]](repeating: [:], count: replicas)
+    var launches: [PJRTLaunch] = []
+    for program in programs.prefix(segmentCount) {
+      let launch = try program.executable.launch(replicated: try arguments(program, executor, cutValues: produced))
+      for (k, value) in program.lowering.outputs.enumerated() { for r in 0..<replicas { produced[r][value] = launch.outputs[r][k] } }
+      launches.append(launch)
+    }
+    var onHost = Set<Value>()
+    let gradientsOfNode = Dictionary(grouping: boundaryInputs, by: \.node)
+    for (k, launch) in launches.enumerated() {
+      try launch.wait()
+      let gradients = Set(segmentGradients[k])
+      for (i, value) in programs[k].lowering.outputs.enumerated() where gradients.contains(value) || hostOutputs.contains(value) {
+        try copyToHost(launch.outputs, i, value, executor)
+        onHost.insert(value)
+      }
+      // A node's gradients are announced once all of them are here (the trainer hands a node's at once).
+      for node in Set(segmentGradients[k].map(\.node)).sorted() where gradientsOfNode[node, default: []].allSatisfy(onHost.contains) {
+        executor.onExecuted?(node)
+      }
+    }
+    // Per device: from the first launch until its last program of the half finished.
+    if let first = launches.first {
+      lastDeviceSeconds = (0..<replicas).map { r in
+        launches.map { $0.deviceSeconds.indices.contains(r) && $0.deviceSeconds[r] >= 0 ? $0.launched - first.launched + $0.deviceSeconds[r] : -1 }
+          .reduce(0.0) { $0 < 0 || $1 < 0 ? -1 : max($0, $1) }
+      }
     }
     let counts = boundaryOutputs.map { executor.graph.shape($0).elementCount }
     let inputs = boundaryInputs.map { UnsafePointer(executor.pointer($0)) }, outputs = boundaryOutputs.map(executor.pointer)
@@ -166,14 +253,16 @@ public final class XLABackend: GraphBackend {
     } else {
       for k in counts.indices { outputs[k].update(from: inputs[k], count: counts[k]) }
     }
-    for value in boundaryOutputs { for r in 0..<replicas { kept[r][value] = try upload(value, executor, replica: r) } }
-    let second = try execute(programs[1], executor, cutValues: kept)
-    try finish(programs[1], second, executor)
+    for value in boundaryOutputs { for r in 0..<replicas { produced[r][value] = try upload(value, executor, replica: r) } }
+    let update = programs[segmentCount]
+    let second = try execute(update, executor, cutValues: produced)
+    try finish(update, second, executor)
   }
 
-  /// Runs a program on every replica's state, this run's inputs and each replica's cut values.
-  private func execute(_ program: Program, _ executor: Executor, cutValues: [[Value: PJRTBuffer]]?) throws -> [[PJRTBuffer]] {
-    let arguments = try (0..<replicas).map { (r) throws -> [PJRTBuffer] in
+  /// A program's arguments on every replica: the cut values given, else the replica's state,
+  /// else this run's inputs (each replica's slice of the batch), then the random stream if it takes one.
+  private func arguments(_ program: Program, _ executor: Executor, cutValues: [[Value: PJRTBuffer]]?) throws -> [[PJRTBuffer]] {
+    try (0..<replicas).map { (r) throws -> [PJRTBuffer] in
       var list = try program.lowering.arguments.map { value in
         if let buffer = cutValues?[r][value] ?? device[r][value] { return buffer }
         return try upload(value, executor, replica: r)
@@ -181,7 +270,11 @@ public final class XLABackend: GraphBackend {
       if program.lowering.takesRandomStream { list.append(try client.buffer(uint64: executor.randomStream, device: r)) }
       return list
     }
-    let results = try program.executable.execute(replicated: arguments)
+  }
+
+  /// Runs a program on every replica's state, this run's inputs and each replica's cut values.
+  private func execute(_ program: Program, _ executor: Executor, cutValues: [[Value: PJRTBuffer]]?) throws -> [[PJRTBuffer]] {
+    let results = try program.executable.execute(replicated: try arguments(program, executor, cutValues: cutValues))
     let seconds = program.executable.lastDeviceSeconds
     lastDeviceSeconds = lastDeviceSeconds.isEmpty ? seconds : zip(lastDeviceSeconds, seconds).map { $0 < 0 || $1 < 0 ? -1 : $0 + $1 }
     // Donated arguments are gone; their replacements are below.
