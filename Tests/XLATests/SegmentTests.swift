@@ -6,9 +6,9 @@ import Train
 @testable import XLA
 
 /// The first half of a step cut into one program per gradient bucket (`XLABackend.segments`),
-/// checked on the graph alone (no plugin needed): every node in exactly one program, the forward
-/// pass in the first, each program's gradients its own bucket's, and every value a program reads
-/// from another computed by an earlier one and returned by it.
+/// checked on the graph alone (no plugin needed): every node in exactly one program, the first
+/// reading nothing from the others, each program's gradients its own bucket's, and every value a
+/// program reads from another computed by an earlier one and returned by it.
 @Suite struct SegmentTests {
   @Test func everyValueComesFromAnEarlierProgram() throws {
     var network = NetworkConfig()
@@ -49,8 +49,10 @@ import Train
         #expect(j < k && segments[j].outputs.contains(value), "program \(k) reads \(value) from program \(j)")
       }
     }
-    // The forward pass (the losses) is in the first program; the update's inputs all come back.
-    #expect(losses.allSatisfy { program[$0.node] == 0 })
+    // The losses (backward starts from a seed, not from them) come from some program, reading
+    // the forward pass's values from the first; the update's inputs all come back.
+    #expect(losses.allSatisfy { program[$0.node] != nil })
+    #expect(segments[0].cut.isEmpty, "the first program reads nothing computed elsewhere")
     for value in updateReads { #expect(program[value.node].map { segments[$0].outputs.contains(value) } == true, "\(value)") }
     // Every node of the first half is computed once.
     #expect(Set(program.keys) == firstHalf.filter { !graph.nodes[$0].op.isLeaf })
