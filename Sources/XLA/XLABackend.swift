@@ -81,7 +81,7 @@ public final class XLABackend: GraphBackend {
     let crossesRing = Set(boundaryInputs + boundaryOutputs)
     hostOutputs = executor.outputs.filter { !crossesRing.contains($0) }
     let nexts = executor.stateUpdates.map(\.next)
-    let started = XLABackend.now()
+    let started = PJRTPlugin.monotonicSeconds()
     if averagesOverWorkers, phases.boundary != nil {
       let firstHalf = Set(executor.schedule.filter { !phases.second.contains($0) })
       var crossing: [Value] = []
@@ -130,7 +130,7 @@ public final class XLABackend: GraphBackend {
       segmentCount = 0
       segmentGradients = []
     }
-    compileSeconds = XLABackend.now() - started
+    compileSeconds = PJRTPlugin.monotonicSeconds() - started
   }
 
   /// A step as one program: `outputs`, then the replaced state, each state parameter donated to its
@@ -324,12 +324,6 @@ public final class XLABackend: GraphBackend {
 
   private func copy(_ buffer: PJRTBuffer, to value: Value, _ executor: Executor) throws(PJRTError) {
     try buffer.copy(into: UnsafeMutableBufferPointer(start: executor.pointer(value), count: executor.graph.shape(value).elementCount))
-  }
-
-  static func now() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
   }
 }
 
