@@ -18,6 +18,7 @@ public final class Coordinator {
   private var devices: JobDevices?
   /// Whether the first progress line's loss was compared with ln(classes) (`LossCheck`).
   private var lossChecked = false
+  private var stragglerWatch: StragglerWatch
   public struct Options: Sendable {
     public var host = "0.0.0.0"
     public var port = 0
@@ -41,6 +42,12 @@ public final class Coordinator {
     public var logDirectory: String?
     /// Serve Prometheus text at /metrics on this port; nil: no server.
     public var metricsPort: Int?
+    /// A rank whose own work per step (compute and input wait, not the ring wait) exceeds the
+    /// other ranks' median by this share for `stragglerSteps` steps is named a straggler.
+    public var stragglerMargin = 0.5
+    public var stragglerSteps = 20
+    /// Stop the job naming a straggler, as a failed worker (`--evict_stragglers`).
+    public var evictStragglers = false
     public init(token: String, config: [String: String], totalSteps: Int, stepsPerEpoch: Int, globalBatch: Int) {
       self.token = token; self.config = config; self.totalSteps = totalSteps
       self.stepsPerEpoch = stepsPerEpoch; self.globalBatch = globalBatch
@@ -58,6 +65,8 @@ public final class Coordinator {
 
   public init(options: Options) throws {
     self.options = options
+    stragglerWatch = StragglerWatch(options: .init(margin: options.stragglerMargin, steps: options.stragglerSteps,
+                                                   evict: options.evictStragglers))
     secret = JobSecret(token: options.token)
     listener = try TCPListener(host: options.host, port: options.port)
     if let directory = options.logDirectory {
@@ -146,6 +155,17 @@ public final class Coordinator {
           stepReports[step, default: []].append(report)
           if stepReports[step]!.count == members.count {
             let reports = stepReports.removeValue(forKey: step)!.sorted { $0.rank < $1.rank }
+            for event in stragglerWatch.observe(reports) {
+              switch event {
+              case let .straggling(r, own, others):
+                let report = reports[r]
+                let line = "\(members[r].name) is a straggler: its own work took \(format(own * 1000, 1)) ms a step (compute \(format((own - report.inputWaitSeconds) * 1000, 1)) ms, input wait \(format(report.inputWaitSeconds * 1000, 1)) ms) against the other ranks' median \(format(others * 1000, 1)) ms, more than \(Int(options.stragglerMargin * 100))% slower for \(options.stragglerSteps) steps (--straggler_margin, --straggler_steps)"
+                if options.evictStragglers { return fail(members, line + "; evicted (--evict_stragglers)") }
+                log("coordinator: warning: " + line)
+              case let .recovered(r):
+                log("coordinator: \(members[r].name) is no longer a straggler")
+              }
+            }
             record(step: step, reports)
             if step % options.logEvery == 0 || step == options.totalSteps { progress(step: step, reports, started: started) }
           }
@@ -202,6 +222,9 @@ public final class Coordinator {
       scalars.append(("step_time/rank_\(r.rank)", Float(r.stepSeconds)))
       scalars.append(("allreduce_busbw/rank_\(r.rank)", Float(r.busBandwidth / 1e9)))
       scalars.append(("input_wait_seconds/rank_\(r.rank)", Float(r.inputWaitSeconds)))
+      scalars.append(("own_work_seconds/rank_\(r.rank)", Float(StragglerWatch.ownSeconds(r))))
+      scalars.append(("ring_wait_seconds/rank_\(r.rank)", Float(r.ringWaitSeconds)))
+      scalars.append(("straggler/rank_\(r.rank)", stragglerWatch.stragglers.contains(r.rank) ? 1 : 0))
       for (d, seconds) in r.deviceSeconds.enumerated() where seconds >= 0 {
         scalars.append(("device_step_time/rank_\(r.rank)/device_\(d)", Float(seconds)))
       }
@@ -240,6 +263,10 @@ public final class Coordinator {
     exporter.set("amoeba_allreduce_bus_bytes_per_second", help: "All-reduce bus bandwidth per worker.", samples: perRank { $0.busBandwidth })
     exporter.set("amoeba_communication_hidden_ratio", help: "Share of all-reduce time hidden behind backward.", samples: perRank { $0.hiddenFraction })
     exporter.set("amoeba_input_wait_seconds", help: "Time the last step waited for its input batch, per worker.", samples: perRank { $0.inputWaitSeconds })
+    exporter.set("amoeba_ring_wait_seconds", help: "Time the last step waited for the other workers in the all-reduce, per worker.",
+                 samples: perRank { $0.ringWaitSeconds })
+    exporter.set("amoeba_straggler", help: "1 while a worker's own work per step is beyond --straggler_margin of the others' for --straggler_steps steps.",
+                 samples: perRank { self.stragglerWatch.stragglers.contains($0.rank) ? 1 : 0 })
     exporter.set("amoeba_bad_records_skipped_total", help: "Unusable input records skipped so far, per worker.", type: "counter",
                  samples: perRank { Double($0.badRecords) })
   }
@@ -252,7 +279,9 @@ public final class Coordinator {
     let skipped = reports.map(\.badRecords).reduce(0, +)
     let remaining = Double(options.totalSteps - step) * Double(options.globalBatch) / max(rate, 1e-9)
     let deviceTimes = JobDevices.spread(reports).map { " device step \(format($0.fastest * 1000, 1))–\(format($0.slowest * 1000, 1)) ms" } ?? ""
-    log("step \(step)/\(options.totalSteps) epoch \(format(Double(step) / Double(max(options.stepsPerEpoch, 1)))) loss \(format(loss)) lr \(format(reports[0].learningRate, 5)) images/s \(format(rate, 1)) eta \(Int(remaining))s step-time spread \(format((slowest.stepSeconds - fastest.stepSeconds) * 1000, 1)) ms (slowest rank \(slowest.rank)) comm hidden \(Int(hidden * 100))% input wait \(format(reports.map(\.inputWaitSeconds).max()! * 1000, 1)) ms" + deviceTimes + (skipped > 0 ? " bad records skipped \(skipped)" : "") + (devices.map { " on \($0.summary)" } ?? ""))
+    let stragglers = stragglerWatch.stragglers.sorted()
+    log("step \(step)/\(options.totalSteps) epoch \(format(Double(step) / Double(max(options.stepsPerEpoch, 1)))) loss \(format(loss)) lr \(format(reports[0].learningRate, 5)) images/s \(format(rate, 1)) eta \(Int(remaining))s step-time spread \(format((slowest.stepSeconds - fastest.stepSeconds) * 1000, 1)) ms (slowest rank \(slowest.rank)) comm hidden \(Int(hidden * 100))% input wait \(format(reports.map(\.inputWaitSeconds).max()! * 1000, 1)) ms" + deviceTimes + (skipped > 0 ? " bad records skipped \(skipped)" : "")
+        + (stragglers.isEmpty ? "" : " stragglers: " + stragglers.map { "rank \($0)" }.joined(separator: ", ")) + (devices.map { " on \($0.summary)" } ?? ""))
     if !lossChecked {
       lossChecked = true
       if let warning = LossCheck.warning(loss: loss, step: step, classes: Int(options.config["num_label_classes"] ?? "") ?? 1001) { log(warning) }

@@ -227,7 +227,7 @@ public final class Worker {
                                          communicationSeconds: communication?.communicationSeconds ?? 0,
                                          hiddenFraction: communication?.hiddenFraction ?? 1,
                                          busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0,
-                                         inputWaitSeconds: inputWait, badRecords: skipped,
+                                         inputWaitSeconds: inputWait, ringWaitSeconds: communication?.waitSeconds ?? 0, badRecords: skipped,
                                          deviceSeconds: trainer.backend?.lastDeviceSeconds ?? [])))
       if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
         try compareChecksums(trainer, ring: ring)

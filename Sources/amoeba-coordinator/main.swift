@@ -9,6 +9,7 @@ let usage = """
   usage: amoeba-coordinator --workers N [--port 0] [--host 0.0.0.0] [--job_token_file F | --job_token T]
                             [--port_file F] [--metrics_port P] [--metrics_host 127.0.0.1] [--log_every 10]
                             [--heartbeat_timeout 10] [--join_timeout 120] [--handshake_timeout 10]
+                            [--straggler_margin 0.5] [--straggler_steps 20] [--evict_stragglers]
                             [model, training and data flags with the reference's names]
                             [--bucket_cap_mb 25] [--gradient_compression none|bf16|fp16] [--allreduce_chunk_kb 512]
   The job token may also come from AMOEBA_JOB_TOKEN. A --job_token_file that does not exist yet is
@@ -30,6 +31,9 @@ do {
   let heartbeat = try flags.double("heartbeat_timeout", default: 10)
   let join = try flags.double("join_timeout", default: 120)
   let handshake = try flags.double("handshake_timeout", default: 10)
+  let stragglerMargin = try flags.double("straggler_margin", default: 0.5)
+  let stragglerSteps = try flags.int("straggler_steps", default: 20)
+  let evictStragglers = try flags.bool("evict_stragglers", default: false)
   let metricsPort = flags.has("metrics_port") ? try flags.int("metrics_port", default: 0) : nil
   let metricsHost = flags.string("metrics_host", default: "127.0.0.1")
   let tokenFile = flags.has("job_token_file") ? flags.string("job_token_file", default: "") : nil
@@ -45,6 +49,8 @@ do {
   let job = try flags.trainingJob()
   try flags.finish()
   guard workers >= 1 else { throw UsageError("--workers must be at least 1") }
+  guard stragglerMargin > 0 else { throw UsageError("--straggler_margin must be above 0 (0.5: 50% slower than the others), got \(stragglerMargin)") }
+  guard stragglerSteps >= 1 else { throw UsageError("--straggler_steps must be at least 1, got \(stragglerSteps)") }
   for (name, value) in [("heartbeat_timeout", heartbeat), ("join_timeout", join), ("handshake_timeout", handshake)] where value <= 0 {
     throw UsageError("--\(name) must be a positive number of seconds, got \(value)")
   }
@@ -71,6 +77,7 @@ do {
   options.host = host; options.port = port; options.workers = workers; options.logEvery = logEvery
   options.heartbeatTimeout = heartbeat; options.joinTimeout = join; options.handshakeTimeout = handshake
   options.metricsPort = metricsPort; options.metricsHost = metricsHost
+  options.stragglerMargin = stragglerMargin; options.stragglerSteps = stragglerSteps; options.evictStragglers = evictStragglers
   options.logDirectory = job.config["model_dir"]
   let coordinator = try Coordinator(options: options)
   if let exporter = coordinator.exporter { print("coordinator: Prometheus metrics at http://\(metricsHost):\(exporter.port)/metrics") }

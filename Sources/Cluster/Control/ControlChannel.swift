@@ -39,6 +39,8 @@ public struct StepMetrics: Codable, Sendable, Equatable {
   /// All-reduce bus bandwidth (nccl-tests' convention), bytes per second; 0 without a ring.
   public var busBandwidth: Double
   public var inputWaitSeconds: Double
+  /// Of the step, the time spent waiting for the ring after this rank's own backward was done.
+  public var ringWaitSeconds: Double
   /// Unusable input records skipped so far.
   public var badRecords: Int
   /// Per local device, the seconds the step kept it busy, where the backend says (else empty).
@@ -46,11 +48,11 @@ public struct StepMetrics: Codable, Sendable, Equatable {
 
   public init(rank: Int, step: Int, loss: Double, learningRate: Double, imagesPerSecond: Double, stepSeconds: Double,
               communicationSeconds: Double = 0, hiddenFraction: Double = 1, busBandwidth: Double = 0, inputWaitSeconds: Double = 0,
-              badRecords: Int = 0, deviceSeconds: [Double] = []) {
+              ringWaitSeconds: Double = 0, badRecords: Int = 0, deviceSeconds: [Double] = []) {
     self.rank = rank; self.step = step; self.loss = loss; self.learningRate = learningRate
     self.imagesPerSecond = imagesPerSecond; self.stepSeconds = stepSeconds; self.communicationSeconds = communicationSeconds
     self.hiddenFraction = hiddenFraction; self.busBandwidth = busBandwidth; self.inputWaitSeconds = inputWaitSeconds
-    self.badRecords = badRecords; self.deviceSeconds = deviceSeconds
+    self.ringWaitSeconds = ringWaitSeconds; self.badRecords = badRecords; self.deviceSeconds = deviceSeconds
   }
 }
 
