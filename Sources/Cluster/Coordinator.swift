@@ -19,6 +19,10 @@ public final class Coordinator {
   /// Whether the first progress line's loss was compared with ln(classes) (`LossCheck`).
   private var lossChecked = false
   private var stragglerWatch: StragglerWatch
+  /// The membership's number, in every assignment and ring greeting: 1 is the job's first; a
+  /// membership formed again after a failure (the elastic issue) takes the next, and a worker
+  /// still of an older one is refused by name when it greets the new ring.
+  private let generation = 1
   public struct Options: Sendable {
     public var host = "0.0.0.0"
     public var port = 0
@@ -102,7 +106,7 @@ public final class Coordinator {
       members[rank].lastHeard = monotonicNow()
       do {
         try members[rank].channel.send(.assignment(rank: rank, size: members.count, ringAddresses: addresses, config: options.config,
-                                                   jobID: jobID, heartbeatTimeout: options.heartbeatTimeout))
+                                                   jobID: jobID, heartbeatTimeout: options.heartbeatTimeout, generation: generation))
       } catch {
         return fail(members, "could not send \(members[rank].name) its assignment: \(error)")
       }

@@ -81,7 +81,7 @@ public final class Worker {
 
   func train(_ link: CoordinatorLink, listener: TCPListener) throws {
     let assignment = try link.awaitAssignment(timeout: options.connectTimeout)
-    guard case let .assignment(rank, size, ringAddresses, config, jobID, heartbeatTimeout) = assignment else { return }
+    guard case let .assignment(rank, size, ringAddresses, config, jobID, heartbeatTimeout, generation) = assignment else { return }
     self.rank = rank
     link.listen(silence: heartbeatTimeout, exitAfter: options.exitAfterStop, log: log)
     var flags = try Flags(config.map { "--\($0.key)=\($0.value)" })
@@ -169,7 +169,7 @@ public final class Worker {
     let secret = JobSecret(token: options.token)
     let configHash = JobSecret.configHash(config)
     let links = try TCPRing(rank: rank, addresses: ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
-                            jobID: UInt64(jobID) ?? 0, authenticator: secret.ringAuthenticator(configHash: configHash, macFrames: communication.ringMAC),
+                            jobID: UInt64(jobID) ?? 0, generation: UInt32(clamping: generation), authenticator: secret.ringAuthenticator(configHash: configHash, macFrames: communication.ringMAC),
                             timeout: options.ringTimeout, cancellation: link.cancellation)
     if links.refusedConnections > 0 {
       log("worker \(rank): refused \(links.refusedConnections) stray connection\(links.refusedConnections == 1 ? "" : "s") at ring port \(listener.address) (last: \(links.lastRefusal ?? ""))")

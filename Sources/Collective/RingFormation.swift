@@ -10,7 +10,8 @@ import Checksums
 /// and dropped when it fails; it never ends the job, and the error, if the neighbour never comes,
 /// counts the refusals instead of blaming the neighbour.
 ///
-/// The greeting (56 bytes) is the magic and rank, the ring size, the job id and a nonce. With an
+/// The greeting (56 bytes) is the magic and rank, the membership generation and the ring size,
+/// the job id and a nonce. With an
 /// authenticator, the accepting side answers with its own challenge and a proof of the greeting's
 /// nonce (64 bytes) and the connecting side proves the challenge (32 bytes).
 struct RingFormation {
@@ -18,6 +19,9 @@ struct RingFormation {
   let addresses: [SocketAddress]
   let listener: TCPListener
   let jobID: UInt64
+  /// The membership this ring belongs to: a re-formed ring has a new one, and a rank still of an
+  /// older one is refused by name.
+  let generation: UInt32
   let authenticator: RingAuthenticator?
   let timeout: Double
   let cancellation: Cancellation?
@@ -53,7 +57,7 @@ struct RingFormation {
     let right = try connect(to: addresses[rightRank], rank: rightRank, deadline: deadline, cancellation: cancellation)
     right.timeout = timeout
     let myNonce = try RingFormation.nonce()
-    try right.sendAll(RingFormation.hello(rank: rank, size: size, jobID: jobID) + myNonce, deadline: deadline)
+    try right.sendAll(RingFormation.hello(rank: rank, size: size, jobID: jobID, generation: generation) + myNonce, deadline: deadline)
     var rightDone = authenticator == nil, rightAnswer: [UInt8] = []
     var left: TCPConnection?
     var rightKey: [UInt8]?, leftKey: [UInt8]?
@@ -127,8 +131,12 @@ struct RingFormation {
         if n > 0 { candidate.buffer += chunk.prefix(n) }
         if candidate.buffer.count < candidate.need { candidates[index] = candidate; index += 1; continue }
         if candidate.challenge == nil {
-          guard TCPRing.greetingMatches(candidate.buffer, rank: leftRank, size: size, jobID: jobID) else {
-            refuse(candidate, "sent a greeting that is not rank \(leftRank) of \(size) in this job")
+          guard TCPRing.greetingMatches(candidate.buffer, rank: leftRank, size: size, jobID: jobID, generation: generation) else {
+            if let theirs = RingFormation.otherGeneration(candidate.buffer, rank: leftRank, jobID: jobID, generation: generation) {
+              refuse(candidate, "is rank \(leftRank) of this job's membership generation \(theirs), not the current \(generation): a worker of an older membership, refused")
+            } else {
+              refuse(candidate, "sent a greeting that is not rank \(leftRank) of \(size) in this job")
+            }
             candidates.remove(at: index); continue
           }
           if let authenticator {
@@ -166,24 +174,37 @@ struct RingFormation {
     do { return try SecureRandom.bytes(32) } catch { throw .noRandomness(error.description) }
   }
 
-  static func hello(rank: Int, size: Int, jobID: UInt64) -> [UInt8] {
+  static func hello(rank: Int, size: Int, jobID: UInt64, generation: UInt32) -> [UInt8] {
     var bytes = [UInt8]()
-    for value in [UInt64(TCPRing.magic) << 32 | UInt64(rank), UInt64(size), jobID] {
+    for value in [UInt64(TCPRing.magic) << 32 | UInt64(rank), UInt64(generation) << 32 | UInt64(size), jobID] {
       withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
     return bytes
   }
 }
 
+extension RingFormation {
+  /// The generation of a greeting that is rank `rank` of this job but of another membership
+  /// generation (whatever its ring size), or nil.
+  static func otherGeneration(_ bytes: [UInt8], rank: Int, jobID: UInt64, generation: UInt32) -> UInt32? {
+    guard bytes.count >= 24 else { return nil }
+    func word(_ k: Int) -> UInt64 { bytes[(8 * k)..<(8 * k + 8)].reversed().reduce(0) { $0 << 8 | UInt64($1) } }
+    guard word(0) == UInt64(TCPRing.magic) << 32 | UInt64(rank), word(2) == jobID else { return nil }
+    let theirs = UInt32(word(1) >> 32)
+    return theirs == generation ? nil : theirs
+  }
+}
+
 extension TCPRing {
-  /// Whether a ring greeting's fixed fields (magic and rank, size, job id) are the ones expected;
-  /// the nonce after them is not looked at.
-  public static func greetingMatches(_ bytes: [UInt8], rank: Int, size: Int, jobID: UInt64) -> Bool {
-    bytes.count == RingFormation.greetingBytes && Array(bytes.prefix(24)) == RingFormation.hello(rank: rank, size: size, jobID: jobID)
+  /// Whether a ring greeting's fixed fields (magic and rank, generation and size, job id) are the
+  /// ones expected; the nonce after them is not looked at.
+  public static func greetingMatches(_ bytes: [UInt8], rank: Int, size: Int, jobID: UInt64, generation: UInt32 = 1) -> Bool {
+    bytes.count == RingFormation.greetingBytes
+      && Array(bytes.prefix(24)) == RingFormation.hello(rank: rank, size: size, jobID: jobID, generation: generation)
   }
 
   /// A greeting as rank `rank` sends it.
-  public static func greeting(rank: Int, size: Int, jobID: UInt64, nonce: [UInt8]) -> [UInt8] {
-    RingFormation.hello(rank: rank, size: size, jobID: jobID) + nonce
+  public static func greeting(rank: Int, size: Int, jobID: UInt64, generation: UInt32 = 1, nonce: [UInt8]) -> [UInt8] {
+    RingFormation.hello(rank: rank, size: size, jobID: jobID, generation: generation) + nonce
   }
 }

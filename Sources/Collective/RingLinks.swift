@@ -133,11 +133,12 @@ public final class TCPRing: RingLinks {
   /// rank's listening address. Peers may start in any order; everything must be connected before
   /// `timeout` passes. With an `authenticator`, each link runs a mutual challenge–response (both
   /// ends prove the job's secret over fresh nonces) before any data flows; `jobID` must match on
-  /// both ends in any case. `socketBufferBytes` sets both links' socket buffers once connected
+  /// both ends in any case, and so must `generation`, the membership the ring belongs to (a rank
+  /// of an older one is refused by name). `socketBufferBytes` sets both links' socket buffers once connected
   /// (nil: the kernel's autotuning, or `AMOEBA_SOCKET_BUFFER` from the start); frames larger than
   /// the buffers are fine. A raised `cancellation` ends any wait, forming or exchanging, within
   /// `Cancellation.pollSeconds`.
-  public init(rank: Int, addresses: [SocketAddress], listener: TCPListener, jobID: UInt64 = 0,
+  public init(rank: Int, addresses: [SocketAddress], listener: TCPListener, jobID: UInt64 = 0, generation: UInt32 = 1,
               authenticator: RingAuthenticator? = nil, timeout: Double = 30, socketBufferBytes: Int? = nil,
               cancellation: Cancellation? = nil) throws(CollectiveError) {
     self.rank = rank
@@ -149,7 +150,8 @@ public final class TCPRing: RingLinks {
       sendAuthenticator = nil; receiveAuthenticator = nil
       return
     }
-    let links = try RingFormation(rank: rank, addresses: addresses, listener: listener, jobID: jobID, authenticator: authenticator,
+    let links = try RingFormation(rank: rank, addresses: addresses, listener: listener, jobID: jobID, generation: generation,
+                                  authenticator: authenticator,
                                   timeout: timeout, cancellation: cancellation).form()
     if let socketBufferBytes {
       links.right.setBuffers(socketBufferBytes)

@@ -341,6 +341,7 @@ public final class Trainer {
   /// its last gradient is final, and `computeGradients` waits only for what is still in flight.
   public func attach(ring: Ring, bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20,
                      compression: WireCompression = .none) {
+    detach()
     let position = Dictionary(uniqueKeysWithValues: executor.executedNodes.enumerated().map { ($1, $0) })
     let (order, plan) = bucketPlan(bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes)
     bucketOfGradient = [(Int, Int)](repeating: (0, 0), count: gradients.count)
@@ -410,6 +411,10 @@ public final class Trainer {
     buckets = nil
     executor.onExecuted = nil
     executor.allReduce = nil
+    // The plan belongs to the ring it was made for: a trainer attached again (a re-formed ring)
+    // plans afresh.
+    bucketOfGradient = []; gradientsFinalAt = [:]; gradientsFinalAtStart = []
+    pendingPerBucket = []; bucketCounts = []; handedOver = []
   }
 
   private func handOver(_ g: Int, to buckets: GradientBuckets) {

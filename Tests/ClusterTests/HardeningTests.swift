@@ -88,7 +88,7 @@ import Train
       try CoordinatorLink.join(address, secret: JobSecret(token: "tk"), ringAddress: "127.0.0.1:\(i + 1)", host: "w\(i)", deadline: monotonicNow() + 10)
     }
     let ranks = try links.map { link -> Int in
-      guard case let .assignment(rank, _, _, _, _, _) = try link.awaitAssignment(timeout: 10) else { return -1 }
+      guard case let .assignment(rank, _, _, _, _, _, _) = try link.awaitAssignment(timeout: 10) else { return -1 }
       link.listen(silence: 1, exitAfter: nil, log: { _ in })
       return rank
     }
@@ -113,7 +113,7 @@ import Train
     // the real worker is left waiting in rank 0's broadcast with a 20 s ring timeout.
     let listener = try TCPListener(host: "127.0.0.1")
     let channel = try rawJoin(port: coordinator.port, token: "tk", ringAddress: listener.address.description, host: "hung")
-    guard case let .assignment(rank, _, addresses, config, jobID, _) = try channel.receive(timeout: 10) else {
+    guard case let .assignment(rank, _, addresses, config, jobID, _, _) = try channel.receive(timeout: 10) else {
       Issue.record("no assignment"); return
     }
     // Under load the coordinator may already have declared it dead while the ring forms; the real

@@ -384,7 +384,7 @@ struct SplitMix {
       case 0: c.close()
       case 1: try c.sendAll([UInt8](repeating: 0xAB, count: 100), deadline: monotonicNow() + 1)
       case 2: strays.append(c)
-      default: try c.sendAll(RingFormation.hello(rank: 5, size: 2, jobID: 9) + [UInt8](repeating: 1, count: 32), deadline: monotonicNow() + 1)
+      default: try c.sendAll(RingFormation.hello(rank: 5, size: 2, jobID: 9, generation: 1) + [UInt8](repeating: 1, count: 32), deadline: monotonicNow() + 1)
       }
       if i % 4 != 2 { strays.append(c) }
     }

@@ -12,7 +12,9 @@ public enum ControlMessage: Codable, Sendable, Equatable {
   /// The worker's first message: where its ring socket listens and the host it runs on.
   case join(ringAddress: String, host: String)
   /// `heartbeatTimeout`: how long either side may stay silent before the other gives up on it.
-  case assignment(rank: Int, size: Int, ringAddresses: [String], config: [String: String], jobID: String, heartbeatTimeout: Double)
+  /// `generation`: the membership this assignment belongs to; the ring is formed in it.
+  case assignment(rank: Int, size: Int, ringAddresses: [String], config: [String: String], jobID: String, heartbeatTimeout: Double,
+                  generation: Int)
   case metrics(StepMetrics)
   /// The step a worker starts training at, the rank whose checkpoint it was restored from (−1:
   /// none), where its step runs ("cpu", "XLA:cpu (PJRT 0.81)") and on how many of the host's

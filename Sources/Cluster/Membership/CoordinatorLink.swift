@@ -114,7 +114,7 @@ final class CoordinatorLink: @unchecked Sendable {
       switch message {
       case .heartbeat: continue
       case let .stop(reason): throw ControlError("stopped by \(name): \(reason)")
-      case let .assignment(rank, _, _, _, _, heartbeatTimeout):
+      case let .assignment(rank, _, _, _, _, heartbeatTimeout, _):
         state.withLock { $0.rank = rank; $0.heartbeatInterval = max(0.05, min(1, heartbeatTimeout / 4)) }
         return message
       default: throw ControlError("\(name) sent \(message) before the rank assignment")
