@@ -11,22 +11,38 @@ import Train
 /// order, sends the configuration, then aggregates every worker's per-step metrics and evaluation
 /// into one progress line, and ends the run — exit status 0 only when every worker finished.
 /// Admission (`Admission`) runs every handshake concurrently and drops whatever is not a worker of
-/// this job. A worker that sends nothing for `heartbeatTimeout` is named (rank and address), the
-/// others are stopped (their ring waits end at once), and the run fails.
+/// this job. A worker that sends nothing for `heartbeatTimeout` is named (rank and address); then
+/// either the others are stopped and the run fails, or — an elastic job (--min_workers,
+/// --max_workers) — the survivors form the next membership without it, its replacement or a
+/// newcomer is admitted at a step boundary, and the state comes from a survivor over the ring.
 public final class Coordinator {
   /// Where the workers' steps run, once they have all started.
   private var devices: JobDevices?
   /// Whether the first progress line's loss was compared with ln(classes) (`LossCheck`).
   private var lossChecked = false
   private var stragglerWatch: StragglerWatch
-  /// The membership's number, in every assignment and ring greeting: 1 is the job's first; a
-  /// membership formed again after a failure (the elastic issue) takes the next, and a worker
-  /// still of an older one is refused by name when it greets the new ring.
-  private let generation = 1
+  /// The current membership: its number (in every assignment and ring greeting), its ranks in
+  /// ring order, and the workers waiting as spares.
+  private var generation = 0
+  private var members: [Member] = []
+  private var spares: [Member] = []
+  /// What this membership's workers reported so far.
+  private var round = Round()
+  /// The last step every rank reported, across memberships (what a re-formed one must go on from).
+  private var lastCompletedStep = 0
+  /// When a rank first said its ring failed while no rank was known lost.
+  private var interruptedSince: Double?
+  private var workersLost = 0
+  /// When the job fell below --min_workers (it waits that long for replacements: --join_timeout).
+  private var shortSince: Double?
+
   public struct Options: Sendable {
     public var host = "0.0.0.0"
     public var port = 0
     public var workers = 1
+    /// An elastic job's bounds (--min_workers, --max_workers); nil for both: a lost worker stops the job.
+    public var minWorkers: Int?
+    public var maxWorkers: Int?
     public var token: String
     /// The training configuration as flags, sent to every worker.
     public var config: [String: String]
@@ -56,6 +72,20 @@ public final class Coordinator {
       self.token = token; self.config = config; self.totalSteps = totalSteps
       self.stepsPerEpoch = stepsPerEpoch; self.globalBatch = globalBatch
     }
+
+    public var elastic: Bool { minWorkers != nil || maxWorkers != nil }
+    public var sizes: MembershipSize {
+      MembershipSize(minWorkers: minWorkers ?? workers, maxWorkers: maxWorkers ?? max(workers, minWorkers ?? workers), globalBatch: globalBatch)
+    }
+  }
+
+  /// One membership's reports: steps until every rank sent theirs, the evaluation's shares, and
+  /// where each rank started.
+  struct Round {
+    var stepReports: [Int: [StepMetrics]] = [:]
+    var evaluation = (top1: 0, top5: 0, count: 0, reports: 0)
+    var starts: [Int: (step: Int, source: Int, kind: String, count: Int)] = [:]
+    var started: Bool = false
   }
 
   public let options: Options
@@ -89,132 +119,278 @@ public final class Coordinator {
   public func run() -> Int32 {
     let admission = Admission(listener: listener, secret: secret, handshakeTimeout: options.handshakeTimeout,
                               heartbeatTimeout: options.heartbeatTimeout, log: log)
-    log("coordinator: waiting for \(options.workers) workers on port \(port)")
-    var members: [Member]
+    log("coordinator: waiting for \(options.workers) workers on port \(port)"
+        + (options.elastic ? " (elastic: \(options.sizes.minWorkers) to \(options.sizes.maxWorkers) workers)" : ""))
     do {
-      members = try admission.admit(workers: options.workers, deadline: monotonicNow() + options.joinTimeout)
+      spares = try admission.admit(workers: options.workers, deadline: monotonicNow() + options.joinTimeout)
     } catch {
       log("coordinator: error: \(error)")
       return 1
     }
-    let configHash = JobSecret.configHash(options.config)
+    if !options.elastic { admission.closePending() }
+    if let failure = formMembership(abandonStep: false, why: nil) { return fail(failure) }
+    return supervise(admission)
+  }
+
+  /// Ranks the live workers (the current ranks first, in their order, then the spares in the order
+  /// they joined) into the next generation and sends every one its assignment or its standby.
+  /// Returns a reason to fail the job, or nil.
+  func formMembership(abandonStep: Bool, why: String?) -> String? {
+    let pool = members + spares
+    guard let size = options.sizes.choose(available: pool.count) else {
+      // Too few: everyone waits as a spare until replacements join (or --join_timeout passes).
+      if shortSince == nil { shortSince = monotonicNow() }
+      members = []; spares = pool
+      let reason = "\(pool.count) worker\(pool.count == 1 ? "" : "s") left, fewer than --min_workers=\(options.sizes.minWorkers); waiting up to \(Int(options.joinTimeout)) s (--join_timeout) for replacements"
+      log("coordinator: " + reason)
+      for index in spares.indices { spares[index].rank = -1; try? spares[index].channel.send(.standby(reason: reason), timeout: 5) }
+      return nil
+    }
+    shortSince = nil
+    interruptedSince = nil
+    generation += 1
+    members = Array(pool.prefix(size))
+    spares = Array(pool.dropFirst(size))
     let addresses = members.map(\.ringAddress)
-    let jobID = String(secret.ringJobID(configHash: configHash))
+    let jobID = String(secret.ringJobID(configHash: JobSecret.configHash(options.config)))
     for rank in members.indices {
       members[rank].rank = rank
       members[rank].channel.peerName = members[rank].name
-      members[rank].lastHeard = monotonicNow()
-      do {
-        try members[rank].channel.send(.assignment(rank: rank, size: members.count, ringAddresses: addresses, config: options.config,
-                                                   jobID: jobID, heartbeatTimeout: options.heartbeatTimeout, generation: generation))
-      } catch {
-        return fail(members, "could not send \(members[rank].name) its assignment: \(error)")
+      let assignment = Assignment(rank: rank, size: size, ringAddresses: addresses, config: options.config, jobID: jobID,
+                                  heartbeatTimeout: options.heartbeatTimeout, generation: generation, abandonStep: abandonStep,
+                                  elastic: options.elastic)
+      do { try members[rank].channel.send(.assignment(assignment)) } catch {
+        return "could not send \(members[rank].name) its assignment: \(error)"
       }
     }
-    log("coordinator: \(members.count) workers joined; ring order \(addresses.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " "))")
-    return supervise(&members, admission: admission)
+    for index in spares.indices {
+      spares[index].rank = -1
+      let reason = "the job runs on \(size) workers (the most, within --min_workers=\(options.sizes.minWorkers) and --max_workers=\(options.sizes.maxWorkers), whose shares of the global batch of \(options.globalBatch) are equal)"
+      try? spares[index].channel.send(.standby(reason: reason), timeout: 5)
+    }
+    round = Round()
+    devices = nil
+    stragglerWatch = StragglerWatch(options: stragglerWatch.options)
+    let order = addresses.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " ")
+    if generation == 1 {
+      log("coordinator: \(members.count) workers joined; ring order \(order)")
+    } else {
+      log("coordinator: membership generation \(generation): \(size) workers" + (why.map { " (\($0))" } ?? "") + "; ring order \(order)"
+          + (spares.isEmpty ? "" : "; \(spares.count) spare\(spares.count == 1 ? "" : "s")"))
+    }
+    return nil
   }
 
-  func supervise(_ members: inout [Member], admission: Admission) -> Int32 {
-    var stepReports: [Int: [StepMetrics]] = [:]
-    var evaluation = (top1: 0, top5: 0, count: 0, reports: 0, step: 0)
-    var starts: [Int: Int] = [:]
-    var startedOn: [Int: (kind: String, count: Int)] = [:]
+  func supervise(_ admission: Admission) -> Int32 {
     let started = monotonicNow()
     // Workers hear from us as often as we expect to hear from them, so a hung coordinator is found too.
     let beat = max(0.05, min(1, options.heartbeatTimeout / 4))
     var lastBeat = 0.0
-    while members.contains(where: { !$0.done }) {
+    while members.isEmpty || members.contains(where: { !$0.done }) {
       // A finished worker's socket is not polled (it may have closed), but it still gets heartbeats:
       // it waits for the others and would otherwise take our silence for a dead coordinator.
       var fds = members.map { pollfd(fd: $0.done ? -1 : $0.channel.connection.fd, events: Int16(POLLIN), revents: 0) }
-      fds.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0))
+      fds += spares.map { pollfd(fd: $0.channel.connection.fd, events: Int16(POLLIN), revents: 0) }
+      let own = fds.count
+      fds += options.elastic ? admission.descriptors : [pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)]
       _ = poll(&fds, nfds_t(fds.count), Int32(beat * 1000))
-      if fds[members.count].revents != 0 { admission.turnAway() }
       let now = monotonicNow()
+      var lost: [(rank: Int, reason: String)] = []
       if now - lastBeat >= beat {
         lastBeat = now
         for member in members {
           do { try member.channel.send(.heartbeat(rank: -1), timeout: 5) } catch where !member.done {
-            return fail(members, "\(member.name) is gone: \(error)")
+            lost.append((member.rank, "\(member.name) is gone: \(error)"))
           } catch {}
         }
+        for spare in spares { try? spare.channel.send(.heartbeat(rank: -1), timeout: 5) }
       }
-      for rank in members.indices where !members[rank].done {
+      for rank in members.indices where !members[rank].done && !lost.contains(where: { $0.rank == rank }) {
         if fds[rank].revents == 0 {
           if now - members[rank].lastHeard > options.heartbeatTimeout {
-            return fail(members, "\(members[rank].name) sent nothing for \(format(options.heartbeatTimeout, 1)) s (--heartbeat_timeout): stalled or dead")
+            lost.append((rank, "\(members[rank].name) sent nothing for \(format(options.heartbeatTimeout, 1)) s (--heartbeat_timeout): stalled or dead"))
           }
           continue
         }
         members[rank].lastHeard = now
         let message: ControlMessage
         do { message = try members[rank].channel.receive(timeout: 30) } catch {
-          return fail(members, "\(members[rank].name) is gone: \(error)")
+          lost.append((rank, "\(members[rank].name) is gone: \(error)"))
+          continue
         }
-        switch message {
-        case var .metrics(report):
-          report.rank = rank
-          let step = report.step
-          stepReports[step, default: []].append(report)
-          if stepReports[step]!.count == members.count {
-            let reports = stepReports.removeValue(forKey: step)!.sorted { $0.rank < $1.rank }
-            for event in stragglerWatch.observe(reports) {
-              switch event {
-              case let .straggling(r, own, others):
-                let report = reports[r]
-                let line = "\(members[r].name) is a straggler: its own work took \(format(own * 1000, 1)) ms a step (compute \(format((own - report.inputWaitSeconds) * 1000, 1)) ms, input wait \(format(report.inputWaitSeconds * 1000, 1)) ms) against the other ranks' median \(format(others * 1000, 1)) ms, more than \(Int(options.stragglerMargin * 100))% slower for \(options.stragglerSteps) steps (--straggler_margin, --straggler_steps)"
-                if options.evictStragglers { return fail(members, line + "; evicted (--evict_stragglers)") }
-                log("coordinator: warning: " + line)
-              case let .recovered(r):
-                log("coordinator: \(members[r].name) is no longer a straggler")
-              }
-            }
-            record(step: step, reports)
-            if step % options.logEvery == 0 || step == options.totalSteps { progress(step: step, reports, started: started) }
-          }
-        case let .evaluation(_, step, top1, top5, count):
-          evaluation.top1 += top1; evaluation.top5 += top5; evaluation.count += count; evaluation.reports += 1; evaluation.step = step
-          if evaluation.reports == members.count {
-            let n = Double(max(evaluation.count, 1))
-            log("eval step \(step): top_1_accuracy \(format(Double(evaluation.top1) / n)) top_5_accuracy \(format(Double(evaluation.top5) / n)) over \(evaluation.count) validation images from \(members.count) workers")
-            let top1 = Double(evaluation.top1) / n, top5 = Double(evaluation.top5) / n
-            events?.add(step: step, scalars: [("top_1_accuracy", Float(top1)), ("top_5_accuracy", Float(top5))])
-            jsonLog?.write([("step", step), ("top_1_accuracy", top1), ("top_5_accuracy", top5), ("eval_images", evaluation.count)])
-            exporter?.set("amoeba_top_1_accuracy", help: "Validation top-1 accuracy of the moving-average weights.", samples: [.init(labels: [:], value: top1)])
-            exporter?.set("amoeba_top_5_accuracy", help: "Validation top-5 accuracy of the moving-average weights.", samples: [.init(labels: [:], value: top5)])
-            evaluation = (0, 0, 0, 0, 0)
-          }
-        case .heartbeat:
-          break
-        case let .started(_, step, source, device, localDevices):
-          starts[rank] = step
-          startedOn[rank] = (device, max(1, localDevices))
-          if starts.count == members.count {
-            let steps = Set(starts.values)
-            guard steps.count == 1 else {
-              return fail(members, "the workers start at different steps (\(starts.keys.sorted().map { "\(members[$0].name): \(starts[$0]!)" }.joined(separator: ", "))); they would train different models")
-            }
-            let job = JobDevices(kinds: members.indices.map { startedOn[$0]!.kind }, counts: members.indices.map { startedOn[$0]!.count })
-            devices = job
-            log("coordinator: every worker starts at step \(step)" + (source >= 0 ? " (restored from rank \(source)'s checkpoint, broadcast to all)" : "")
-                + " on \(job.summary)")
-            for line in job.table(hosts: members.map { ($0.host, $0.ringAddress) }, globalBatch: options.globalBatch) { log("coordinator:   " + line) }
-            exporter?.set("amoeba_devices", help: "Devices each worker's step spans (one program replicated over them).",
-                          samples: members.indices.map { .init(labels: ["rank": String($0), "device": job.kinds[$0]], value: Double(job.counts[$0])) })
-          }
-        case .done:
-          members[rank].done = true
-        case let .failure(_, text):
-          return fail(members, "\(members[rank].name) failed: \(text)")
-        default:
-          return fail(members, "\(members[rank].name) sent an unexpected \(message)")
+        switch handle(message, from: rank, started: started) {
+        case .none: break
+        case let .lose(reason): lost.append((rank, reason))
+        case let .fail(reason): return fail(reason)
         }
+      }
+      watchSpares(fds[members.count..<own], now: now)
+      var joined: [Member] = []
+      if options.elastic {
+        admission.expire(now: now)
+        joined = admission.serve(Array(fds[own...]))
+      } else if fds[own].revents != 0 {
+        admission.turnAway()
+      }
+      for member in joined { log("coordinator: \(member.name) joined as a spare") }
+      spares += joined
+
+      if !lost.isEmpty {
+        guard options.elastic else { return fail(lost[0].reason) }
+        if let failure = lose(lost) { return fail(failure) }
+      } else if let since = interruptedSince, now - since > options.heartbeatTimeout {
+        // A ring failed but every rank still answers (a data-plane link down): form the ring again.
+        if let failure = formMembership(abandonStep: true, why: "a ring link failed while every rank answered") { return fail(failure) }
+      } else if let failure = grow(now: now) {
+        return fail(failure)
       }
     }
     log("coordinator: all \(members.count) workers finished in \(Int(monotonicNow() - started)) s")
-    for member in members { try? member.channel.send(.stop(reason: "finished")) }
+    for member in members + spares { try? member.channel.send(.stop(reason: "finished")) }
     return 0
+  }
+
+  enum Verdict { case lose(String), fail(String) }
+
+  /// Acts on one message from the rank `rank` of the current membership.
+  func handle(_ message: ControlMessage, from rank: Int, started: Double) -> Verdict? {
+    switch message {
+    case var .metrics(report):
+      // Until a rank started in this membership, what it sends belongs to the one before.
+      guard round.starts[rank] != nil else { return nil }
+      report.rank = rank
+      let step = report.step
+      round.stepReports[step, default: []].append(report)
+      guard round.stepReports[step]!.count == members.count else { return nil }
+      let reports = round.stepReports.removeValue(forKey: step)!.sorted { $0.rank < $1.rank }
+      lastCompletedStep = max(lastCompletedStep, step)
+      for event in stragglerWatch.observe(reports) {
+        switch event {
+        case let .straggling(r, own, others):
+          let report = reports[r]
+          let line = "\(members[r].name) is a straggler: its own work took \(format(own * 1000, 1)) ms a step (compute \(format((own - report.inputWaitSeconds) * 1000, 1)) ms, input wait \(format(report.inputWaitSeconds * 1000, 1)) ms) against the other ranks' median \(format(others * 1000, 1)) ms, more than \(Int(options.stragglerMargin * 100))% slower for \(options.stragglerSteps) steps (--straggler_margin, --straggler_steps)"
+          if options.evictStragglers { return .lose(line + "; evicted (--evict_stragglers)") }
+          log("coordinator: warning: " + line)
+        case let .recovered(r):
+          log("coordinator: \(members[r].name) is no longer a straggler")
+        }
+      }
+      record(step: step, reports)
+      if step % options.logEvery == 0 || step == options.totalSteps { progress(step: step, reports, started: started) }
+    case let .evaluation(_, step, top1, top5, count):
+      guard round.starts[rank] != nil else { return nil }
+      round.evaluation.top1 += top1; round.evaluation.top5 += top5; round.evaluation.count += count; round.evaluation.reports += 1
+      if round.evaluation.reports == members.count {
+        let n = Double(max(round.evaluation.count, 1))
+        let top1 = Double(round.evaluation.top1) / n, top5 = Double(round.evaluation.top5) / n
+        log("eval step \(step): top_1_accuracy \(format(top1)) top_5_accuracy \(format(top5)) over \(round.evaluation.count) validation images from \(members.count) workers")
+        events?.add(step: step, scalars: [("top_1_accuracy", Float(top1)), ("top_5_accuracy", Float(top5))])
+        jsonLog?.write([("step", step), ("top_1_accuracy", top1), ("top_5_accuracy", top5), ("eval_images", round.evaluation.count)])
+        exporter?.set("amoeba_top_1_accuracy", help: "Validation top-1 accuracy of the moving-average weights.", samples: [.init(labels: [:], value: top1)])
+        exporter?.set("amoeba_top_5_accuracy", help: "Validation top-5 accuracy of the moving-average weights.", samples: [.init(labels: [:], value: top5)])
+        round.evaluation = (0, 0, 0, 0)
+      }
+    case .heartbeat:
+      break
+    case let .started(_, step, source, device, localDevices, generation):
+      guard generation == self.generation else { return nil }
+      round.starts[rank] = (step, source, device, max(1, localDevices))
+      if round.starts.count == members.count { return membershipStarted() }
+    case let .interrupted(_, step, reason):
+      log("coordinator: \(members[rank].name) lost its ring in step \(step): \(reason)")
+      if interruptedSince == nil { interruptedSince = monotonicNow() }
+    case .done:
+      members[rank].done = true
+    case let .failure(_, text):
+      return .fail("\(members[rank].name) failed: \(text)")
+    default:
+      return .fail("\(members[rank].name) sent an unexpected \(message)")
+    }
+    return nil
+  }
+
+  /// Every rank of the membership started: they must start at the same step.
+  func membershipStarted() -> Verdict? {
+    round.started = true
+    let starts = round.starts
+    let steps = Set(starts.values.map(\.step))
+    guard steps.count == 1, let step = steps.first else {
+      return .fail("the workers start at different steps (\(starts.keys.sorted().map { "\(members[$0].name): \(starts[$0]!.step)" }.joined(separator: ", "))); they would train different models")
+    }
+    let job = JobDevices(kinds: members.indices.map { starts[$0]!.kind }, counts: members.indices.map { starts[$0]!.count })
+    devices = job
+    let source = starts.values.map(\.source).max() ?? -1
+    if generation == 1 {
+      log("coordinator: every worker starts at step \(step)" + (source >= 0 ? " (restored from rank \(source)'s checkpoint, broadcast to all)" : "")
+          + " on \(job.summary)")
+    } else {
+      let behind = lastCompletedStep - step
+      log("coordinator: membership generation \(generation) goes on from step \(step)"
+          + (source >= 0 ? " (restored from rank \(source)'s checkpoint: the in-memory state left with the lost workers\(behind > 0 ? ", \(behind) completed steps lost" : ""))" : " (the state of a surviving rank, over the ring)")
+          + " on \(job.summary)")
+    }
+    for line in job.table(hosts: members.map { ($0.host, $0.ringAddress) }, globalBatch: options.globalBatch) { log("coordinator:   " + line) }
+    exporter?.set("amoeba_devices", help: "Devices each worker's step spans (one program replicated over them).",
+                  samples: members.indices.map { .init(labels: ["rank": String($0), "device": job.kinds[$0]], value: Double(job.counts[$0])) })
+    exporter?.set("amoeba_membership_generation", help: "The membership's number: 1 at the start, one more each time it is formed again.",
+                  samples: [.init(labels: [:], value: Double(generation))])
+    exporter?.set("amoeba_workers", help: "Workers in the current membership.", samples: [.init(labels: [:], value: Double(members.count))])
+    return nil
+  }
+
+  /// Spares are watched like ranks: one that closes or goes silent is dropped.
+  func watchSpares(_ polled: ArraySlice<pollfd>, now: Double) {
+    var drop: [Int] = []
+    for (i, fd) in zip(spares.indices, polled) {
+      if fd.revents == 0 {
+        if now - spares[i].lastHeard > options.heartbeatTimeout { drop.append(i) }
+        continue
+      }
+      spares[i].lastHeard = now
+      if case .heartbeat? = try? spares[i].channel.receive(timeout: 5) { continue }
+      drop.append(i)
+    }
+    for i in drop.reversed() {
+      log("coordinator: dropped the spare \(spares[i].name): it closed or went silent")
+      spares[i].channel.connection.close()
+      spares.remove(at: i)
+    }
+  }
+
+  /// Ranks lost in an elastic job: named, their connections closed, and the next membership formed
+  /// from the others (abandoning the step in flight: the ring would wait for the lost ranks).
+  func lose(_ lost: [(rank: Int, reason: String)]) -> String? {
+    let ranks = Set(lost.map(\.rank))
+    for (_, reason) in lost { log("coordinator: \(reason); forming the next membership without it") }
+    for rank in ranks.sorted(by: >) {
+      try? members[rank].channel.send(.stop(reason: "this worker was dropped from the job: \(lost.first { $0.rank == rank }!.reason)"), timeout: 1)
+      members[rank].channel.connection.close()
+      members.remove(at: rank)
+    }
+    workersLost += ranks.count
+    exporter?.set("amoeba_workers_lost_total", help: "Workers lost (gone, silent or evicted) since the coordinator started.", type: "counter",
+                  samples: [.init(labels: [:], value: Double(workersLost))])
+    // Once a rank finished its last step, every rank did: the job ends without the lost one.
+    if members.contains(where: \.done) {
+      log("coordinator: the lost worker had finished its steps; its share of the final evaluation is missing")
+      return nil
+    }
+    return formMembership(abandonStep: true, why: "lost " + lost.map { "rank \($0.rank)" }.joined(separator: ", "))
+  }
+
+  /// Admits spares at a step boundary when they let the job run on more workers (or when it is
+  /// waiting for replacements); gives up once it has waited --join_timeout for them.
+  func grow(now: Double) -> String? {
+    if let since = shortSince {
+      if options.sizes.choose(available: spares.count) != nil { return formMembership(abandonStep: false, why: "replacements joined") }
+      if now - since > options.joinTimeout {
+        return "only \(spares.count) worker\(spares.count == 1 ? "" : "s") left, fewer than --min_workers=\(options.sizes.minWorkers), and no replacement joined within \(Int(options.joinTimeout)) s (--join_timeout)"
+      }
+      return nil
+    }
+    guard round.started, !spares.isEmpty, !members.contains(where: \.done), lastCompletedStep < options.totalSteps,
+          let size = options.sizes.choose(available: members.count + spares.count), size > members.count else { return nil }
+    return formMembership(abandonStep: false, why: "admitted " + spares.prefix(size - members.count).map { "the worker at \($0.ringAddress) (host \($0.host))" }.joined(separator: ", "))
   }
 
   /// TensorBoard scalars, a JSONL line and the Prometheus gauges for one completed step.
@@ -292,9 +468,9 @@ public final class Coordinator {
     }
   }
 
-  func fail(_ members: [Member], _ reason: String) -> Int32 {
+  func fail(_ reason: String) -> Int32 {
     log("coordinator: error: \(reason); stopping the other workers")
-    for member in members { try? member.channel.send(.stop(reason: reason), timeout: 5) }
+    for member in members + spares { try? member.channel.send(.stop(reason: reason), timeout: 5) }
     return 1
   }
 }

@@ -43,6 +43,9 @@ public final class Worker {
     /// not returned by then (nil: never; in-process tests).
     public var exitAfterStop: Double?
     public var checksumEvery = 50
+    /// Fault injection for tests: after this step the worker closes every socket without a word,
+    /// as a host lost mid-run (what kill -9 does to a process), and returns failure.
+    public var loseAfterStep: Int?
     public init(coordinator: SocketAddress, token: String) { self.coordinator = coordinator; self.token = token }
   }
 
@@ -79,36 +82,92 @@ public final class Worker {
     }
   }
 
-  func train(_ link: CoordinatorLink, listener: TCPListener) throws {
-    let assignment = try link.awaitAssignment(timeout: options.connectTimeout)
-    guard case let .assignment(rank, size, ringAddresses, config, jobID, heartbeatTimeout, generation) = assignment else { return }
-    self.rank = rank
-    link.listen(silence: heartbeatTimeout, exitAfter: options.exitAfterStop, log: log)
-    var flags = try Flags(config.map { "--\($0.key)=\($0.value)" })
-    let network = try flags.networkConfig()
-    let training = try flags.trainingConfig()
-    let data = try flags.dataOptions()
-    let communication = try flags.communicationOptions()
-    let seed = try flags.seed()
-    let modelDir = flags.string("model_dir", default: "")
-    guard training.trainBatchSize % size == 0 else {
-      throw UsageError("--train_batch_size=\(training.trainBatchSize) is not divisible by the \(size) workers")
-    }
-    let batch = training.trainBatchSize / size
-    log("worker \(rank) of \(size): ring \(ringAddresses.joined(separator: " ")), batch \(batch) per worker")
+  /// The job's settings, read once from the configuration the coordinator sent.
+  struct JobSettings {
+    let config: [String: String]
+    let network: NetworkConfig
+    let training: TrainingConfig
+    let data: DataOptions
+    let communication: CommunicationOptions
+    let seed: UInt64
+    let modelDir: String
 
+    init(config: [String: String]) throws {
+      var flags = try Flags(config.map { "--\($0.key)=\($0.value)" })
+      self.config = config
+      network = try flags.networkConfig()
+      training = try flags.trainingConfig()
+      data = try flags.dataOptions()
+      communication = try flags.communicationOptions()
+      seed = try flags.seed()
+      modelDir = flags.string("model_dir", default: "")
+    }
+  }
+
+  /// What the training thread holds from one membership to the next.
+  struct Local {
+    let job: JobSettings
+    let context: KernelContext
+    let dataset: any Dataset
+    let client: PJRTClient?
+    /// Devices of this host the step spans.
+    let devices: Int
+    var evaluator: Evaluator?
+    let store: CheckpointStore?
+    let checkpointStep: Int?
+    var trainer: Trainer?
+    var trainerRingSize = 0
+    /// The trainer's state is the job's (it trained in a membership); false for a newcomer.
+    var holdsState = false
+    /// The last step it began, it also finished (a failed ring can leave one half done).
+    var clean = true
+    var skipped = 0
+  }
+
+  func train(_ link: CoordinatorLink, listener: TCPListener) throws {
+    var assignment = try link.awaitAssignment(timeout: options.connectTimeout, log: log)
+    rank = assignment.rank
+    link.listen(silence: assignment.heartbeatTimeout, exitAfter: options.exitAfterStop, log: log)
+    var local = try prepare(JobSettings(config: assignment.config))
+    while true {
+      guard let next = try membership(assignment, link: link, listener: listener, local: &local) else { break }
+      var directive = next
+      while case let .standby(reason) = directive {
+        log("\(name): waiting as a spare: \(reason)")
+        // A spare waits as long as the coordinator keeps beating (its silence raises the stop).
+        guard let following = try nextDirective(link, timeout: .greatestFiniteMagnitude) else { return }
+        directive = following
+      }
+      guard case let .assignment(following) = directive else { return }
+      assignment = following
+    }
+    let trainer = local.trainer!
+    if local.job.training.mode != "train" {
+      try evaluate(trainer, local, rank: rank, size: assignment.size, link: link)
+    }
+    try link.send(.done(rank: rank))
+    try link.awaitFinish(timeout: options.connectTimeout)
+  }
+
+  /// The next membership; nil when the job finished meanwhile (a spare is then done too).
+  func nextDirective(_ link: CoordinatorLink, timeout: Double) throws -> CoordinatorLink.Directive? {
+    do { return try link.awaitDirective(timeout: timeout) } catch where link.stopReason == "finished" { return nil }
+  }
+
+  /// What does not change with the membership: the dataset, the device client, the checkpoint store.
+  func prepare(_ job: JobSettings) throws -> Local {
     let context = KernelContext(threads: options.threads)
+    let training = job.training
     // The coordinator sent the job's image counts; a worker whose copy of --data_dir holds a
     // different number of records says so (each reads its own copy on a cluster).
     var counted = training
-    let dataset = try data.dataset(network: network, training: &counted, trainImagesGiven: false, evalImagesGiven: false, seed: seed)
-    if data.useData == "real" && (counted.numTrainImages != training.numTrainImages || counted.numEvalImages != training.numEvalImages) {
-      log("worker \(rank): warning: --data_dir \(data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
+    let dataset = try job.data.dataset(network: job.network, training: &counted, trainImagesGiven: false, evalImagesGiven: false, seed: job.seed)
+    if job.data.useData == "real" && (counted.numTrainImages != training.numTrainImages || counted.numEvalImages != training.numEvalImages) {
+      log("\(name): warning: --data_dir \(job.data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
     }
-    // Several local devices: each takes a slice of this worker's batch (a micro-batch on the host).
     var client: PJRTClient?
     var devices = 1
-    var perWorker = training
+    var evaluator: Evaluator?
     if options.device != .cpu {
       guard let plugin = options.pjrtPlugin ?? options.device.defaultPluginPath else {
         throw UsageError("--device \(options.device.rawValue): no PJRT plugin found; \(options.device.installHint)")
@@ -118,68 +177,112 @@ public final class Worker {
       guard devices <= started.devices.count else {
         throw UsageError("--local_devices=\(devices): \(started.platformName) has \(started.devices.count) devices on this host")
       }
-      guard batch % devices == 0 else {
-        throw UsageError("this worker's batch of \(batch) (--train_batch_size=\(training.trainBatchSize) over \(size) workers) does not split over \(devices) devices")
-      }
-      if devices > 1 { perWorker.microBatchSize = .fixed(batch / devices) }
       client = started
-    }
-    let trainer = try Trainer(network: network, training: perWorker, batchSize: batch, context: context, seed: seed,
-                              fuseBatchNormRelu: options.device == .cpu, exampleOffset: rank * batch)
-    if trainer.microBatch < batch && devices == 1 {
-      log("worker \(rank): micro-batches of \(trainer.microBatch) (\(batch / trainer.microBatch) passes per step, gradients accumulated; batch norm per micro-batch)")
-    }
-    var evaluator: Evaluator?
-    if let client {
-      let plugin = client.plugin.path
-      // With a ring, backward is compiled in one program per gradient bucket, so that each
-      // bucket leaves the device while the next is computed.
-      let groups = size > 1 ? trainer.gradientBuckets(bucketBytes: communication.bucketBytes) : []
-      let backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: size > 1, gradientGroups: groups,
-                                   precision: options.precision,
-                                   replicas: devices, cache: options.compilationCache.map(CompileCache.init)) { log("worker \(rank): compile cache: \($0)") }
-      trainer.backend = backend
-      let cached = backend.sources.allSatisfy { $0 != .compiled }
-      log("worker \(rank): the training step " + (cached ? "loaded from the compile cache" : "compiled")
-          + " for \(backend.name)\(devices > 1 ? " on \(devices) devices" : "") in \(Int(backend.compileSeconds.rounded())) s (plugin \(plugin), \(options.precision)): "
-          + (devices > 1 ? "\(batch / devices) examples per device, gradients averaged across the \(devices) devices in the program; " : "")
-          + (size > 1 ? "gradients\(groups.count > 1 ? " in \(groups.count) programs, one per bucket, each bucket to the ring as it is done" : ""), then the ring on the host (one copy per worker), then the update; " : "one program; ")
-          + "the state stays on the device")
       if training.mode != "train" {
-        let onDevice = try Evaluator(network: network, batchSize: training.evalBatchSize, context: context)
-        let evaluation = try XLABackend(client: client, executor: onDevice.executor, precision: options.precision,
-                                        cache: options.compilationCache.map(CompileCache.init)) { log("worker \(rank): compile cache: \($0)") }
+        let onDevice = try Evaluator(network: job.network, batchSize: training.evalBatchSize, context: context)
+        let evaluation = try XLABackend(client: started, executor: onDevice.executor, precision: options.precision,
+                                        cache: options.compilationCache.map(CompileCache.init)) { self.log("\(self.name): compile cache: \($0)") }
         onDevice.backend = evaluation
         evaluator = onDevice
-        log("worker \(rank): the evaluation network " + (evaluation.sources.allSatisfy { $0 != .compiled } ? "loaded from the compile cache" : "compiled")
+        log("\(name): the evaluation network " + (evaluation.sources.allSatisfy { $0 != .compiled } ? "loaded from the compile cache" : "compiled")
             + " for \(evaluation.name) in \(Int(evaluation.compileSeconds.rounded())) s")
       }
     }
     // Each worker looks in its own --model_dir (a shared directory, or a local disk per host):
     // leftovers of a crash mid-save go first, then it finds its newest checkpoint that reads back
-    // whole. The ring then agrees which rank's to resume from (`Resume`).
-    let directory = options.modelDir ?? modelDir
+    // whole. The ring then agrees which rank's to resume from (`StateSource`).
+    let directory = options.modelDir ?? job.modelDir
     let store = directory.isEmpty ? nil : CheckpointStore(directory: directory, keep: training.keepCheckpointMax)
     if let removed = store?.removeLeftovers(), !removed.isEmpty {
-      log("worker \(rank): removed what an interrupted save left in \(directory): \(removed.joined(separator: ", "))")
+      log("\(name): removed what an interrupted save left in \(directory): \(removed.joined(separator: ", "))")
     }
-    let localStep = store?.newestValidStep(config: config, report: { self.log("worker \(rank): warning: \($0)") })
-    let saveEvery = max(1, training.iterationsPerLoop)
-    let evalEvery = max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining)))
+    let checkpointStep = store?.newestValidStep(config: job.config, report: { self.log("\(self.name): warning: \($0)") })
+    return Local(job: job, context: context, dataset: dataset, client: client, devices: devices, evaluator: evaluator,
+                 store: store, checkpointStep: checkpointStep)
+  }
+
+  /// The trainer for a batch of `batch` per worker in a ring of `size`; with `replacing`, its state
+  /// (at its step) is carried over, so that a membership of another size goes on from it.
+  func makeTrainer(_ local: Local, batch: Int, size: Int, replacing old: Trainer?) throws -> Trainer {
+    let training = local.job.training
+    var perWorker = training
+    // Several local devices: each takes a slice of this worker's batch (a micro-batch on the host).
+    if local.client != nil {
+      guard batch % local.devices == 0 else {
+        throw UsageError("this worker's batch of \(batch) (--train_batch_size=\(training.trainBatchSize) over \(size) workers) does not split over \(local.devices) devices")
+      }
+      if local.devices > 1 { perWorker.microBatchSize = .fixed(batch / local.devices) }
+    }
+    let trainer = try Trainer(network: local.job.network, training: perWorker, batchSize: batch, context: local.context, seed: local.job.seed,
+                              fuseBatchNormRelu: options.device == .cpu, exampleOffset: rank * batch)
+    if trainer.microBatch < batch && local.devices == 1 {
+      log("\(name): micro-batches of \(trainer.microBatch) (\(batch / trainer.microBatch) passes per step, gradients accumulated; batch norm per micro-batch)")
+    }
+    if let client = local.client {
+      let devices = local.devices
+      // With a ring, backward is compiled in one program per gradient bucket, so that each
+      // bucket leaves the device while the next is computed.
+      let groups = size > 1 ? trainer.gradientBuckets(bucketBytes: local.job.communication.bucketBytes) : []
+      let backend = try XLABackend(client: client, executor: trainer.executor, averagesOverWorkers: size > 1, gradientGroups: groups,
+                                   precision: options.precision, replicas: devices,
+                                   cache: options.compilationCache.map(CompileCache.init)) { self.log("\(self.name): compile cache: \($0)") }
+      trainer.backend = backend
+      let cached = backend.sources.allSatisfy { $0 != .compiled }
+      log("\(name): the training step " + (cached ? "loaded from the compile cache" : "compiled")
+          + " for \(backend.name)\(devices > 1 ? " on \(devices) devices" : "") in \(Int(backend.compileSeconds.rounded())) s (plugin \(client.plugin.path), \(options.precision)): "
+          + (devices > 1 ? "\(batch / devices) examples per device, gradients averaged across the \(devices) devices in the program; " : "")
+          + (size > 1 ? "gradients\(groups.count > 1 ? " in \(groups.count) programs, one per bucket, each bucket to the ring as it is done" : ""), then the ring on the host (one copy per worker), then the update; " : "one program; ")
+          + "the state stays on the device")
+    }
+    if let old {
+      try old.synchronizeHostState()
+      for (to, from) in zip(CheckpointStore.tensors(of: trainer), CheckpointStore.tensors(of: old)) {
+        to.pointer.update(from: from.pointer, count: to.shape.elementCount)
+      }
+      trainer.setGlobalStep(old.globalStep)
+      trainer.hostStateChanged()
+      log("\(name): rebuilt the step for a batch of \(batch) per worker (was \(old.batchSize)), the state carried over at step \(old.globalStep)")
+    }
+    return trainer
+  }
+
+  /// One membership: the ring in its generation, the state from the rank that holds the newest
+  /// (in memory, or a checkpoint on the first), then steps until the job ends (nil) or the
+  /// coordinator forms the next membership (its directive).
+  func membership(_ assignment: Assignment, link: CoordinatorLink, listener: TCPListener, local: inout Local) throws -> CoordinatorLink.Directive? {
+    let (size, job) = (assignment.size, local.job)
+    rank = assignment.rank
+    guard job.training.trainBatchSize % size == 0 else {
+      throw UsageError("--train_batch_size=\(job.training.trainBatchSize) is not divisible by the \(size) workers")
+    }
+    let batch = job.training.trainBatchSize / size
+    log("worker \(rank) of \(size)\(assignment.generation > 1 ? " (membership generation \(assignment.generation))" : ""): ring \(assignment.ringAddresses.joined(separator: " ")), batch \(batch) per worker")
+    // The Swift executor keeps its step when only the ring changes; a device's program is
+    // compiled for its ring (one program, or one per bucket), and either for its batch.
+    if let old = local.trainer, old.batchSize == batch, local.client == nil || local.trainerRingSize == size {
+      old.exampleOffset = rank * batch
+    } else {
+      local.trainer = try makeTrainer(local, batch: batch, size: size, replacing: local.trainer)
+      local.trainerRingSize = size
+    }
+    let trainer = local.trainer!
     let secret = JobSecret(token: options.token)
-    let configHash = JobSecret.configHash(config)
-    let links = try TCPRing(rank: rank, addresses: ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
-                            jobID: UInt64(jobID) ?? 0, generation: UInt32(clamping: generation), authenticator: secret.ringAuthenticator(configHash: configHash, macFrames: communication.ringMAC),
-                            timeout: options.ringTimeout, cancellation: link.cancellation)
+    let links = try TCPRing(rank: rank, addresses: assignment.ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
+                            jobID: UInt64(assignment.jobID) ?? 0, generation: UInt32(clamping: assignment.generation),
+                            authenticator: secret.ringAuthenticator(configHash: JobSecret.configHash(job.config), macFrames: job.communication.ringMAC),
+                            timeout: options.ringTimeout, cancellation: link.ringCancellation())
+    defer { links.close() }
     if links.refusedConnections > 0 {
-      log("worker \(rank): refused \(links.refusedConnections) stray connection\(links.refusedConnections == 1 ? "" : "s") at ring port \(listener.address) (last: \(links.lastRefusal ?? ""))")
+      log("\(name): refused \(links.refusedConnections) stray connection\(links.refusedConnections == 1 ? "" : "s") at ring port \(listener.address) (last: \(links.lastRefusal ?? ""))")
     }
     let ring = Ring(links: links)
-    let plan = try Resume.agree(localStep: localStep, ring: ring)
-    if let plan, plan.source == rank, let store {
-      let sidecar = try store.load(step: plan.step, config: config, into: trainer)
-      log("worker \(rank): resumed from \(directory)/\(sidecar.tensorsFile) at step \(sidecar.globalStep)")
+    let plan = try StateSource.agree(inMemory: local.holdsState ? (trainer.globalStep, local.clean) : nil,
+                                     checkpoint: local.holdsState ? nil : local.checkpointStep, ring: ring)
+    if let plan, plan.fromCheckpoint, plan.source == rank, let store = local.store {
+      let sidecar = try store.load(step: plan.step, config: job.config, into: trainer)
+      log("\(name): resumed from \(store.directory)/\(sidecar.tensorsFile) at step \(sidecar.globalStep)")
     }
+    if plan?.source == rank { try trainer.synchronizeHostState() }
     // The source's whole training state everywhere (rank 0's initial one on a fresh start):
     // parameters, optimizer slots, moving averages and batch-norm moving statistics.
     for tensor in CheckpointStore.tensors(of: trainer) {
@@ -188,75 +291,99 @@ public final class Worker {
     trainer.hostStateChanged()
     if let plan {
       trainer.setGlobalStep(plan.step)
-      if plan.source != rank { log("worker \(rank): resumed at step \(plan.step) from rank \(plan.source)'s checkpoint") }
+      if plan.source != rank {
+        log("\(name): " + (plan.fromCheckpoint ? "resumed at step \(plan.step) from rank \(plan.source)'s checkpoint"
+                                               : "took the state of step \(plan.step) from rank \(plan.source) over the ring"))
+      }
     }
-    try link.send(.started(rank: rank, step: trainer.globalStep, source: plan?.source ?? -1, device: trainer.backend?.name ?? "cpu",
-                           localDevices: devices))
-    ring.chunkBytes = communication.chunkBytes
+    local.holdsState = true
+    local.clean = true
+    try link.send(.started(rank: rank, step: trainer.globalStep, source: plan.map { $0.fromCheckpoint ? $0.source : -1 } ?? -1,
+                           device: trainer.backend?.name ?? "cpu", localDevices: local.devices, generation: assignment.generation))
+    ring.chunkBytes = job.communication.chunkBytes
     // One worker has no one to average with (and a device backend compiled as one program takes no ring).
     if size > 1 {
-      trainer.attach(ring: ring, bucketBytes: communication.bucketBytes, compression: communication.compression)
-      let wire = communication.compression == .none ? "float32" : communication.compression.rawValue
+      trainer.attach(ring: ring, bucketBytes: job.communication.bucketBytes, compression: job.communication.compression)
+      let wire = job.communication.compression == .none ? "float32" : job.communication.compression.rawValue
       let buckets = trainer.gradientBucketCount
-      log("worker \(rank): gradients all-reduced in \(buckets) bucket\(buckets == 1 ? "" : "s") (cap \(communication.bucketCapMB) MiB), \(wire) on the wire, ring slices of \(size) × \(ring.chunkBytes >> 10) KiB, frames \(links.authenticatesFrames ? "authenticated (Poly1305)" : "without a MAC")")
+      log("\(name): gradients all-reduced in \(buckets) bucket\(buckets == 1 ? "" : "s") (cap \(job.communication.bucketCapMB) MiB), \(wire) on the wire, ring slices of \(size) × \(ring.chunkBytes >> 10) KiB, frames \(links.authenticatesFrames ? "authenticated (Poly1305)" : "without a MAC")")
     }
     defer { trainer.detach() }
+    return try steps(trainer, ring: ring, links: links, assignment: assignment, batch: batch, link: link, local: &local)
+  }
 
-    let batcher = Batcher(dataset: dataset, split: .train, batchSize: batch, shard: rank, shardCount: size, seed: seed,
-                          onBadRecord: data.onBadRecord)
-    let prefetcher = Prefetcher(batcher: batcher, firstBatch: trainer.globalStep, depth: data.prefetchBatches + 1, threads: data.inputThreads)
+  /// Steps in one membership until the last (nil) or the coordinator's next membership: between
+  /// steps when it finishes the step first, or — elastic — when the ring fails under a step.
+  func steps(_ trainer: Trainer, ring: Ring, links: TCPRing, assignment: Assignment, batch: Int, link: CoordinatorLink,
+             local: inout Local) throws -> CoordinatorLink.Directive? {
+    let (size, job) = (assignment.size, local.job)
+    let training = job.training
+    let saveEvery = max(1, training.iterationsPerLoop)
+    let evalEvery = max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining)))
+    let batcher = Batcher(dataset: local.dataset, split: .train, batchSize: batch, shard: rank, shardCount: size, seed: job.seed,
+                          onBadRecord: job.data.onBadRecord)
+    let prefetcher = Prefetcher(batcher: batcher, firstBatch: trainer.globalStep, depth: job.data.prefetchBatches + 1, threads: job.data.inputThreads)
     defer { prefetcher.shutDown() }
     // Damage found while indexing (a truncated last record) counts as skipped from the first step.
-    var skipped = dataset.damagedRecords(.train)
+    if !local.holdsState || local.skipped == 0 { local.skipped = max(local.skipped, local.dataset.damagedRecords(.train)) }
     let total = training.totalSteps
     // Bytes each rank moves per all-reduce of all gradients, nccl-tests' bus-bandwidth convention.
     let busBytes = Double(trainer.trainable.reduce(0) { $0 + $1.shape.elementCount } * 4) * 2 * Double(size - 1) / Double(size)
     while trainer.globalStep < total {
+      if let next = link.takeDirective() { return next }
       try link.cancellation.check()
-      let started = monotonicNow()
-      let input = try prefetcher.next()
-      let inputWait = monotonicNow() - started
-      if let error = input.report.firstError { log("worker \(rank): warning: skipped a bad record: \(error)") }
-      skipped += input.report.skipped
-      let losses = try trainer.step(images: input.images, labels: input.labels)
-      let rate = Double(losses.learningRate)
-      let seconds = monotonicNow() - started
-      let communication = trainer.lastCommunication
-      try link.send(.metrics(StepMetrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: rate,
-                                         imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
-                                         communicationSeconds: communication?.communicationSeconds ?? 0,
-                                         hiddenFraction: communication?.hiddenFraction ?? 1,
-                                         busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0,
-                                         inputWaitSeconds: inputWait, ringWaitSeconds: communication?.waitSeconds ?? 0, badRecords: skipped,
-                                         deviceSeconds: trainer.backend?.lastDeviceSeconds ?? [])))
-      if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
-        try compareChecksums(trainer, ring: ring)
+      let step = trainer.globalStep
+      do {
+        local.clean = false
+        let started = monotonicNow()
+        let input = try prefetcher.next()
+        let inputWait = monotonicNow() - started
+        if let error = input.report.firstError { log("\(name): warning: skipped a bad record: \(error)") }
+        local.skipped += input.report.skipped
+        let losses = try trainer.step(images: input.images, labels: input.labels)
+        local.clean = true
+        let seconds = monotonicNow() - started
+        let communication = trainer.lastCommunication
+        try link.send(.metrics(StepMetrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: Double(losses.learningRate),
+                                           imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
+                                           communicationSeconds: communication?.communicationSeconds ?? 0,
+                                           hiddenFraction: communication?.hiddenFraction ?? 1,
+                                           busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0,
+                                           inputWaitSeconds: inputWait, ringWaitSeconds: communication?.waitSeconds ?? 0, badRecords: local.skipped,
+                                           deviceSeconds: trainer.backend?.lastDeviceSeconds ?? [])))
+        if let lose = options.loseAfterStep, trainer.globalStep == lose {
+          link.close(); links.close()
+          throw ControlError("lost on purpose after step \(lose) (fault injection: every socket closed without a word)")
+        }
+        if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
+          try compareChecksums(trainer, ring: ring)
+        }
+      } catch where assignment.elastic && link.stopReason == nil && error is CollectiveError {
+        // The ring lost a rank (or the coordinator moved the job on): the neighbours hear of it
+        // at once, the coordinator re-forms the membership, and the state of the last step some
+        // rank finished comes back over the new ring.
+        links.close()
+        log("\(name): the ring failed in step \(step + 1): \(error); waiting for the coordinator's next membership")
+        try? link.send(.interrupted(rank: rank, step: step + 1, reason: "\(error)"))
+        return try nextDirective(link, timeout: 3 * assignment.heartbeatTimeout + options.ringTimeout)
       }
       if training.mode == "train_and_eval", trainer.globalStep % evalEvery == 0, trainer.globalStep < total {
-        try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
-                     onBadRecord: data.onBadRecord, context: context, link: link, evaluator: evaluator)
+        try evaluate(trainer, local, rank: rank, size: size, link: link)
       }
       // Rank 0 writes the checkpoints (atomically); the others hold identical parameters, and a
       // restart resumes from whichever rank holds the newest checkpoint.
-      if let store, rank == 0, trainer.globalStep % saveEvery == 0 || trainer.globalStep == total {
-        log("worker 0: saved \(try store.save(trainer, config: config))")
+      if let store = local.store, rank == 0, trainer.globalStep % saveEvery == 0 || trainer.globalStep == total {
+        log("worker 0: saved \(try store.save(trainer, config: job.config))")
       }
     }
-    trainer.detach()
-    if training.mode != "train" {
-      try evaluate(trainer, dataset: dataset, network: network, training: training, rank: rank, size: size,
-                   onBadRecord: data.onBadRecord, context: context, link: link, evaluator: evaluator)
-    }
-    try link.send(.done(rank: rank))
-    try link.awaitFinish(timeout: options.connectTimeout)
+    return nil
   }
 
   /// This worker's share of the validation set (batches b ≡ rank mod size), on the moving averages;
   /// the coordinator sums the shares.
-  func evaluate(_ trainer: Trainer, dataset: any Dataset, network: NetworkConfig, training: TrainingConfig, rank: Int, size: Int,
-                onBadRecord: BadRecordPolicy, context: KernelContext, link: CoordinatorLink, evaluator: Evaluator?) throws {
-    let hits = try Validation.hits(trainer, network: network, training: training, dataset: dataset, shard: rank,
-                                   shardCount: size, onBadRecord: onBadRecord, context: context, evaluator: evaluator)
+  func evaluate(_ trainer: Trainer, _ local: Local, rank: Int, size: Int, link: CoordinatorLink) throws {
+    let hits = try Validation.hits(trainer, network: local.job.network, training: local.job.training, dataset: local.dataset, shard: rank,
+                                   shardCount: size, onBadRecord: local.job.data.onBadRecord, context: local.context, evaluator: local.evaluator)
     try link.send(.evaluation(rank: rank, step: trainer.globalStep, top1: hits.top1, top5: hits.top5, count: hits.count))
   }
 
@@ -302,20 +429,31 @@ public enum Validation {
   }
 }
 
-/// Which checkpoint a (re)started job resumes from: every rank offers the newest step it can read
-/// from its own --model_dir, and all take the newest offered, from the lowest rank that has it.
-/// On a shared directory every rank offers the same step; on per-host disks only the host that
-/// was rank 0 last time has one, and it need not be rank 0 now.
-enum Resume {
-  static func agree(localStep: Int?, ring: Ring) throws -> (source: Int, step: Int)? {
-    // Two floats per rank, each exact below 2²⁴: steps up to 2³⁶.
-    let step = localStep ?? -1
-    let offers = try ring.allGather(step < 0 ? [-1, -1] : [Float(step >> 12), Float(step & 4095)])
-    var best: (source: Int, step: Int)?
-    for r in 0..<ring.size where offers[2 * r] >= 0 {
-      let s = Int(offers[2 * r]) << 12 | Int(offers[2 * r + 1])
-      if best == nil || s > best!.step { best = (r, s) }
+/// Where a membership's state comes from. Ranks that trained in the last membership hold the
+/// state in memory: the newest step wins, a rank that finished it cleanly before one whose step
+/// was cut short (its batch-norm statistics may be half updated), then the lowest rank. Only when
+/// none holds state (the job's first membership) does a checkpoint count: every rank offers the
+/// newest step it can read from its own --model_dir, and all take the newest, from the lowest rank
+/// that has it. On a shared directory every rank offers the same step; on per-host disks only the
+/// host that was rank 0 last time has one, and it need not be rank 0 now.
+enum StateSource {
+  static func agree(inMemory: (step: Int, clean: Bool)?, checkpoint: Int?, ring: Ring) throws -> (source: Int, step: Int, fromCheckpoint: Bool)? {
+    // Steps travel as two floats each, exact below 2²⁴: steps up to 2³⁶.
+    func split(_ step: Int?) -> [Float] { step.map { [Float($0 >> 12), Float($0 & 4095)] } ?? [-1, -1] }
+    let offers = try ring.allGather(split(inMemory?.step) + [inMemory?.clean == true ? 1 : 0] + split(checkpoint))
+    func step(_ r: Int, _ at: Int) -> Int? { offers[5 * r + at] < 0 ? nil : Int(offers[5 * r + at]) << 12 | Int(offers[5 * r + at + 1]) }
+    var best: (source: Int, step: Int, clean: Bool)?
+    for r in 0..<ring.size {
+      guard let s = step(r, 0) else { continue }
+      let clean = offers[5 * r + 2] > 0
+      if best == nil || (s, clean ? 1 : 0) > (best!.step, best!.clean ? 1 : 0) { best = (r, s, clean) }
     }
-    return best
+    if let best { return (best.source, best.step, false) }
+    var newest: (source: Int, step: Int)?
+    for r in 0..<ring.size {
+      guard let s = step(r, 3) else { continue }
+      if newest == nil || s > newest!.step { newest = (r, s) }
+    }
+    return newest.map { ($0.source, $0.step, true) }
   }
 }

@@ -54,12 +54,13 @@ public struct FuzzTarget: Sendable {
 
   static let messages: [ControlMessage] = [
     .join(ringAddress: "10.0.0.2:40000", host: "worker-1"),
-    .assignment(rank: 1, size: 2, ringAddresses: ["10.0.0.1:1", "10.0.0.2:2"], config: ["lr": "0.04", "num_cells": "3"], jobID: "123", heartbeatTimeout: 10,
-                generation: 2),
+    .assignment(Assignment(rank: 1, size: 2, ringAddresses: ["10.0.0.1:1", "10.0.0.2:2"], config: ["lr": "0.04", "num_cells": "3"], jobID: "123",
+                           heartbeatTimeout: 10, generation: 2, abandonStep: true)),
+    .standby(reason: "spare"), .interrupted(rank: 1, step: 7, reason: "rank 0 closed the connection"),
     .metrics(StepMetrics(rank: 0, step: 5, loss: 2.5, learningRate: 0.1, imagesPerSecond: 100, stepSeconds: 0.1, communicationSeconds: 0.01,
                          hiddenFraction: 0.5, busBandwidth: 1e9, inputWaitSeconds: 0, ringWaitSeconds: 0.004, badRecords: 0,
                          deviceSeconds: [0.09, 0.1])),
-    .started(rank: 0, step: 5, source: 1, device: "XLA:cpu (PJRT 0.81)", localDevices: 2), .heartbeat(rank: 0), .evaluation(rank: 0, step: 5, top1: 3, top5: 4, count: 5),
+    .started(rank: 0, step: 5, source: 1, device: "XLA:cpu (PJRT 0.81)", localDevices: 2, generation: 3), .heartbeat(rank: 0), .evaluation(rank: 0, step: 5, top1: 3, top5: 4, count: 5),
     .done(rank: 1), .failure(rank: 1, message: "x"), .stop(reason: "finished"),
   ]
 

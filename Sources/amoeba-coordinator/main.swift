@@ -9,6 +9,7 @@ let usage = """
   usage: amoeba-coordinator --workers N [--port 0] [--host 0.0.0.0] [--job_token_file F | --job_token T]
                             [--port_file F] [--metrics_port P] [--metrics_host 127.0.0.1] [--log_every 10]
                             [--heartbeat_timeout 10] [--join_timeout 120] [--handshake_timeout 10]
+                            [--min_workers N --max_workers M (elastic: survive lost workers, admit new ones)]
                             [--straggler_margin 0.5] [--straggler_steps 20] [--evict_stragglers]
                             [model, training and data flags with the reference's names]
                             [--bucket_cap_mb 25] [--gradient_compression none|bf16|fp16] [--allreduce_chunk_kb 512]
@@ -31,6 +32,8 @@ do {
   let heartbeat = try flags.double("heartbeat_timeout", default: 10)
   let join = try flags.double("join_timeout", default: 120)
   let handshake = try flags.double("handshake_timeout", default: 10)
+  let minWorkers = flags.has("min_workers") ? try flags.int("min_workers", default: workers) : nil
+  let maxWorkers = flags.has("max_workers") ? try flags.int("max_workers", default: workers) : nil
   let stragglerMargin = try flags.double("straggler_margin", default: 0.5)
   let stragglerSteps = try flags.int("straggler_steps", default: 20)
   let evictStragglers = try flags.bool("evict_stragglers", default: false)
@@ -54,6 +57,13 @@ do {
   for (name, value) in [("heartbeat_timeout", heartbeat), ("join_timeout", join), ("handshake_timeout", handshake)] where value <= 0 {
     throw UsageError("--\(name) must be a positive number of seconds, got \(value)")
   }
+  if minWorkers != nil || maxWorkers != nil {
+    let sizes = MembershipSize(minWorkers: minWorkers ?? workers, maxWorkers: maxWorkers ?? max(workers, minWorkers ?? workers), globalBatch: job.training.trainBatchSize)
+    if let problem = sizes.problem { throw UsageError(problem) }
+    guard (sizes.minWorkers...sizes.maxWorkers).contains(workers) else {
+      throw UsageError("--workers=\(workers) (the workers the job waits for to start) is outside --min_workers=\(sizes.minWorkers) to --max_workers=\(sizes.maxWorkers)")
+    }
+  }
   // Checked before anyone joins: a job that cannot split its batch should not wait for workers.
   guard job.training.trainBatchSize % workers == 0 else {
     throw UsageError("--train_batch_size=\(job.training.trainBatchSize) is not divisible by --workers=\(workers); each worker takes an equal share of the global batch")
@@ -75,6 +85,7 @@ do {
   var options = Coordinator.Options(token: token!, config: job.config, totalSteps: job.training.totalSteps,
                                     stepsPerEpoch: job.training.stepsPerEpochForTraining, globalBatch: job.training.trainBatchSize)
   options.host = host; options.port = port; options.workers = workers; options.logEvery = logEvery
+  options.minWorkers = minWorkers; options.maxWorkers = maxWorkers
   options.heartbeatTimeout = heartbeat; options.joinTimeout = join; options.handshakeTimeout = handshake
   options.metricsPort = metricsPort; options.metricsHost = metricsHost
   options.stragglerMargin = stragglerMargin; options.stragglerSteps = stragglerSteps; options.evictStragglers = evictStragglers

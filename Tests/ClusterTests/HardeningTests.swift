@@ -88,9 +88,9 @@ import Train
       try CoordinatorLink.join(address, secret: JobSecret(token: "tk"), ringAddress: "127.0.0.1:\(i + 1)", host: "w\(i)", deadline: monotonicNow() + 10)
     }
     let ranks = try links.map { link -> Int in
-      guard case let .assignment(rank, _, _, _, _, _, _) = try link.awaitAssignment(timeout: 10) else { return -1 }
+      let assignment = try link.awaitAssignment(timeout: 10)
       link.listen(silence: 1, exitAfter: nil, log: { _ in })
-      return rank
+      return assignment.rank
     }
     try links[0].send(.done(rank: ranks[0]))
     Thread.sleep(forTimeInterval: 3)
@@ -113,9 +113,10 @@ import Train
     // the real worker is left waiting in rank 0's broadcast with a 20 s ring timeout.
     let listener = try TCPListener(host: "127.0.0.1")
     let channel = try rawJoin(port: coordinator.port, token: "tk", ringAddress: listener.address.description, host: "hung")
-    guard case let .assignment(rank, _, addresses, config, jobID, _, _) = try channel.receive(timeout: 10) else {
+    guard case let .assignment(assignment) = try channel.receive(timeout: 10) else {
       Issue.record("no assignment"); return
     }
+    let (rank, addresses, config, jobID) = (assignment.rank, assignment.ringAddresses, assignment.config, assignment.jobID)
     // Under load the coordinator may already have declared it dead while the ring forms; the real
     // worker is then stopped in the formation's wait instead of the broadcast's — either is the point.
     let links = try? TCPRing(rank: rank, addresses: addresses.map { try SocketAddress(parsing: $0) }, listener: listener,

@@ -11,20 +11,51 @@ import Synchronization
 public enum ControlMessage: Codable, Sendable, Equatable {
   /// The worker's first message: where its ring socket listens and the host it runs on.
   case join(ringAddress: String, host: String)
-  /// `heartbeatTimeout`: how long either side may stay silent before the other gives up on it.
-  /// `generation`: the membership this assignment belongs to; the ring is formed in it.
-  case assignment(rank: Int, size: Int, ringAddresses: [String], config: [String: String], jobID: String, heartbeatTimeout: Double,
-                  generation: Int)
+  /// A rank in a membership (the first, or one formed again after a failure or a join).
+  case assignment(Assignment)
+  /// The job runs without this worker for now (its size would not divide the global batch, or it
+  /// is beyond --max_workers): it waits as a spare, watched, until a membership needs it.
+  case standby(reason: String)
+  /// A ring operation failed at this step (a neighbour lost, say); the worker waits for the
+  /// coordinator's next assignment instead of giving up (elastic jobs only).
+  case interrupted(rank: Int, step: Int, reason: String)
   case metrics(StepMetrics)
   /// The step a worker starts training at, the rank whose checkpoint it was restored from (−1:
   /// none), where its step runs ("cpu", "XLA:cpu (PJRT 0.81)") and on how many of the host's
   /// devices (one program replicated over them).
-  case started(rank: Int, step: Int, source: Int, device: String, localDevices: Int)
+  /// `generation`: the membership it started in (a late one of an older membership is ignored).
+  case started(rank: Int, step: Int, source: Int, device: String, localDevices: Int, generation: Int)
   case heartbeat(rank: Int)
   case evaluation(rank: Int, step: Int, top1: Int, top5: Int, count: Int)
   case done(rank: Int)
   case failure(rank: Int, message: String)
   case stop(reason: String)
+}
+
+/// A worker's place in one membership: its rank, the ring in order, the job's configuration.
+public struct Assignment: Codable, Sendable, Equatable {
+  public var rank: Int
+  public var size: Int
+  public var ringAddresses: [String]
+  public var config: [String: String]
+  public var jobID: String
+  /// How long either side may stay silent before the other gives up on it.
+  public var heartbeatTimeout: Double
+  /// The membership's number: 1 is the job's first, each re-formed membership takes the next; the
+  /// ring is formed in it and a rank of an older one is refused by name.
+  public var generation: Int
+  /// Leave the current ring at once, abandoning the step in flight (a rank was lost: the ring
+  /// would wait for it); otherwise finish the step and re-form at its boundary (a worker joined).
+  public var abandonStep: Bool
+  /// The job re-forms its membership on a failure (--min_workers/--max_workers): a worker whose
+  /// ring fails waits for the next assignment instead of giving up.
+  public var elastic: Bool
+
+  public init(rank: Int, size: Int, ringAddresses: [String], config: [String: String], jobID: String, heartbeatTimeout: Double,
+              generation: Int, abandonStep: Bool = false, elastic: Bool = false) {
+    self.rank = rank; self.size = size; self.ringAddresses = ringAddresses; self.config = config; self.jobID = jobID
+    self.heartbeatTimeout = heartbeatTimeout; self.generation = generation; self.abandonStep = abandonStep; self.elastic = elastic
+  }
 }
 
 /// What one worker measured of one step, sent to the coordinator after it.

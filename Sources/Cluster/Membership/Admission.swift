@@ -43,18 +43,17 @@ final class Admission {
     var source: String { connection.peerAddress }
   }
 
-  /// Admits until `workers` have joined; throws when `deadline` passes first.
+  /// Handshakes in progress.
+  private var pending: [Pending] = []
+
+  /// Admits until `workers` have joined; throws when `deadline` passes first. Handshakes still in
+  /// progress stay (`closePending` ends them; an elastic job serves them as it runs).
   func admit(workers: Int, deadline: Double) throws(ControlError) -> [Member] {
     var members: [Member] = []
-    var pending: [Pending] = []
     let started = monotonicNow()
     while members.count < workers {
       let now = monotonicNow()
-      pending.removeAll { p in
-        guard p.deadline <= now else { return false }
-        refuse(p, "idle", "sent no complete handshake within \(Int(handshakeTimeout)) s", now: now)
-        return true
-      }
+      expire(now: now)
       // Before their assignment workers beat once a second, whatever the timeout.
       let silence = max(heartbeatTimeout, 3)
       members.removeAll { member in
@@ -68,15 +67,15 @@ final class Admission {
         for member in members { try? member.channel.send(.stop(reason: "the job could not start: only \(members.count) of \(workers) workers joined")) }
         throw ControlError("only \(members.count) of \(workers) workers joined within \(Int(now - started)) s (--join_timeout)\(refusals)")
       }
-      var fds = [pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)]
-      fds += pending.map { pollfd(fd: $0.connection.fd, events: Int16(POLLIN), revents: 0) }
+      var fds = descriptors
+      let own = fds.count
       fds += members.map { pollfd(fd: $0.channel.connection.fd, events: Int16(POLLIN), revents: 0) }
-      let wake = min(deadline, pending.map(\.deadline).min() ?? deadline, now + 1)
+      let wake = min(deadline, wakeUp ?? deadline, now + 1)
       _ = poll(&fds, nfds_t(fds.count), Int32(max(0, wake - now) * 1000 + 1))
 
       // Members first (their indices in fds are fixed by the arrays as they were polled).
       var drop: [Int] = []
-      for (i, member) in members.enumerated() where fds[1 + pending.count + i].revents != 0 {
+      for (i, member) in members.enumerated() where fds[own + i].revents != 0 {
         do {
           let message = try member.channel.receive(timeout: 5)
           members[i].lastHeard = monotonicNow()
@@ -92,26 +91,54 @@ final class Admission {
         drop.append(i)
       }
       for i in drop.reversed() { members[i].channel.connection.close(); members.remove(at: i) }
-
-      var index = 0
-      while index < pending.count {
-        if fds[1 + index].revents == 0 { index += 1; continue }
-        switch step(&pending[index]) {
-        case .waiting: index += 1
-        case let .refused(kind, reason):
-          refuse(pending[index], kind, reason, now: monotonicNow())
-          pending.remove(at: index); fds.remove(at: 1 + index)
-        case let .joined(member):
-          log("coordinator: \(member.name) joined (\(members.count + 1) of \(workers))")
-          members.append(member)
-          pending.remove(at: index); fds.remove(at: 1 + index)
-        }
-        if members.count == workers { break }
+      for member in serve(Array(fds.prefix(own)), limit: workers - members.count) {
+        members.append(member)
+        log("coordinator: \(member.name) joined (\(members.count) of \(workers))")
       }
-      acceptNew(into: &pending, now: monotonicNow())
     }
-    for p in pending { p.connection.close() }
     return members
+  }
+
+  /// What to poll for admission: the listener, then every handshake in progress.
+  var descriptors: [pollfd] {
+    [pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)] + pending.map { pollfd(fd: $0.connection.fd, events: Int16(POLLIN), revents: 0) }
+  }
+
+  /// When the next handshake runs out of time.
+  var wakeUp: Double? { pending.map(\.deadline).min() }
+
+  /// Drops the handshakes that ran out of time.
+  func expire(now: Double) {
+    pending.removeAll { p in
+      guard p.deadline <= now else { return false }
+      refuse(p, "idle", "sent no complete handshake within \(Int(handshakeTimeout)) s", now: now)
+      return true
+    }
+  }
+
+  /// Moves the handshakes on after a poll over `descriptors` (`polled`, in that order), accepts
+  /// new connections, and returns the workers that completed a join, at most `limit`.
+  func serve(_ polled: [pollfd], limit: Int = .max) -> [Member] {
+    var joined: [Member] = []
+    var keep: [Pending] = []
+    for (i, p) in pending.enumerated() {
+      var p = p
+      guard joined.count < limit, i + 1 < polled.count, polled[i + 1].revents != 0 else { keep.append(p); continue }
+      switch step(&p) {
+      case .waiting: keep.append(p)
+      case let .refused(kind, reason): refuse(p, kind, reason, now: monotonicNow())
+      case let .joined(member): joined.append(member)
+      }
+    }
+    pending = keep
+    acceptNew(now: monotonicNow())
+    return joined
+  }
+
+  /// Ends every handshake in progress (the job is full).
+  func closePending() {
+    for p in pending { p.connection.close() }
+    pending = []
   }
 
   /// Accepts what waits in the backlog and closes it at once: the job is full (called while it runs).
@@ -123,7 +150,7 @@ final class Admission {
     }
   }
 
-  private func acceptNew(into pending: inout [Pending], now: Double) {
+  private func acceptNew(now: Double) {
     while let connection = try? listener.acceptIfReady() {
       let host = SourceGuard.host(of: connection.peerAddress)
       if !sources.allows(host, now: now) {

@@ -10,19 +10,30 @@ import Synchronization
 /// moment it joined (through data indexing, restore, broadcast and evaluation, so a slow start is
 /// not taken for a dead worker) and a listening thread once it is ranked. A stop from the
 /// coordinator, the coordinator closing, or its silence beyond the heartbeat timeout raises
-/// `cancellation`, which ends any ring wait at once.
+/// `cancellation`, which ends any ring wait at once. In an elastic job the listening thread also
+/// takes the coordinator's next membership (`Directive`): the training thread picks it up at the
+/// step boundary, or at once when the ring it waits on lost a rank.
 final class CoordinatorLink: @unchecked Sendable {
   // @unchecked: mutable state is in `state`; `channel` sends are serialised inside it, and its
   // receive side is used by the joining thread until `listen` hands it to the listening thread.
   let channel: ControlChannel
   let address: SocketAddress
   let cancellation = Cancellation()
+  /// What the coordinator says about this worker's next membership.
+  enum Directive: Sendable {
+    case assignment(Assignment)
+    case standby(reason: String)
+  }
   private struct State {
     var rank = -1
     var stop: String?
     var closing = false
     var heartbeatInterval = 1.0
+    var directives: [Directive] = []
+    /// Raised when the coordinator moves the job on from the ring this worker is in.
+    var ring: Cancellation?
   }
+  private let directive = DispatchSemaphore(value: 0)
   private let state = Mutex(State())
   private let stopped = DispatchSemaphore(value: 0)
   private var threads: [Thread] = []
@@ -104,21 +115,60 @@ final class CoordinatorLink: @unchecked Sendable {
     thread.start()
   }
 
-  /// Waits (on the joining thread) for the rank assignment; the coordinator sends it once every worker joined.
-  func awaitAssignment(timeout: Double) throws -> ControlMessage {
-    let deadline = monotonicNow() + timeout
+  /// Waits (on the joining thread) for the rank assignment; the coordinator sends it once every
+  /// worker joined (a worker joining a running elastic job may first be told to wait as a spare:
+  /// it then waits as long as the coordinator keeps beating).
+  func awaitAssignment(timeout: Double, log: (String) -> Void = { _ in }) throws -> Assignment {
+    var deadline = monotonicNow() + timeout
+    var spare = false
     while true {
       let remaining = deadline - monotonicNow()
-      guard remaining > 0 else { throw ControlError("\(name) sent no rank assignment within \(Int(timeout)) s (--connect_timeout); are all its workers starting?") }
+      guard remaining > 0 else {
+        throw ControlError(spare ? "\(name) went silent while this worker waited as a spare" : "\(name) sent no rank assignment within \(Int(timeout)) s (--connect_timeout); are all its workers starting?")
+      }
       let message = try channel.receive(timeout: remaining)
       switch message {
-      case .heartbeat: continue
+      case .heartbeat:
+        if spare { deadline = monotonicNow() + timeout }
+      case let .standby(reason):
+        log("worker: waiting as a spare: \(reason)")
+        spare = true; deadline = monotonicNow() + timeout
       case let .stop(reason): throw ControlError("stopped by \(name): \(reason)")
-      case let .assignment(rank, _, _, _, _, heartbeatTimeout, _):
-        state.withLock { $0.rank = rank; $0.heartbeatInterval = max(0.05, min(1, heartbeatTimeout / 4)) }
-        return message
+      case let .assignment(assignment):
+        state.withLock { $0.rank = assignment.rank; $0.heartbeatInterval = max(0.05, min(1, assignment.heartbeatTimeout / 4)) }
+        return assignment
       default: throw ControlError("\(name) sent \(message) before the rank assignment")
       }
+    }
+  }
+
+  /// A fresh cancellation for the ring of a new membership: raised by a stop, or by the next
+  /// membership when it says to abandon the step in flight.
+  func ringCancellation() -> Cancellation {
+    let fresh = Cancellation()
+    state.withLock { state in
+      state.ring = fresh
+      if let stop = state.stop { fresh.cancel(stop) }
+    }
+    return fresh
+  }
+
+  /// The coordinator's next membership, if one came (the training thread asks between steps).
+  func takeDirective() -> Directive? {
+    state.withLock { $0.directives.isEmpty ? nil : $0.directives.removeFirst() }
+  }
+
+  /// Waits up to `timeout` for the next membership; a stop or a lost coordinator ends the wait.
+  func awaitDirective(timeout: Double) throws -> Directive {
+    let deadline = monotonicNow() + timeout
+    while true {
+      if let stop = stopReason { throw ControlError(stop) }
+      if let next = takeDirective() { return next }
+      let remaining = deadline - monotonicNow()
+      guard remaining > 0 else {
+        throw ControlError("\(name) formed no new membership within \(Int(timeout)) s after this worker's ring failed")
+      }
+      _ = directive.wait(timeout: .now() + min(remaining, 1))
     }
   }
 
@@ -133,15 +183,30 @@ final class CoordinatorLink: @unchecked Sendable {
         do {
           let message = try channel.receive(timeout: silence)
           if case let .stop(text) = message { reason = text == "finished" ? text : "stopped by \(name): \(text)"; break }
+          let next: Directive
+          switch message {
+          case let .assignment(assignment): next = .assignment(assignment)
+          case let .standby(text): next = .standby(reason: text)
+          default: continue
+          }
+          let ring = state.withLock { state -> Cancellation? in
+            state.directives.append(next)
+            if case let .assignment(a) = next { state.rank = a.rank }
+            if case let .assignment(a) = next, !a.abandonStep { return nil }
+            return state.ring
+          }
+          ring?.cancel("\(name) formed a new membership")
+          directive.signal()
         } catch {
           if state.withLock({ $0.closing }) { return }
           reason = "lost \(name): \(error)"
           break
         }
       }
-      state.withLock { $0.stop = reason }
-      if reason != "finished" { cancellation.cancel(reason) }
+      let ring = state.withLock { state -> Cancellation? in state.stop = reason; return state.ring }
+      if reason != "finished" { cancellation.cancel(reason); ring?.cancel(reason) }
       stopped.signal()
+      directive.signal()
       guard reason != "finished", let exitAfter else { return }
       Thread.sleep(forTimeInterval: exitAfter)
       if !state.withLock({ $0.closing }) {

@@ -1,0 +1,94 @@
+import Testing
+import Foundation
+import Synchronization
+import Collective
+@testable import Cluster
+
+/// Elastic membership end to end, in one process: a rank lost mid-run (every socket closed without
+/// a word, as kill -9 leaves it) and the survivors going on from the last step in memory; a worker
+/// joining a running job, admitted at a step boundary; and the sizes a membership may take.
+@Suite struct ElasticTests {
+  static let config: [String: String] = [
+    "num_cells": "3", "reduction_size": "8", "image_size": "24", "use_aux_head": "false", "train_batch_size": "12",
+    "num_train_images": "120", "num_eval_images": "40", "eval_batch_size": "20", "lr": "0.04",
+    "use_data": "builtin", "num_label_classes": "1001",
+  ]
+
+  static func coordinator(workers: Int, min: Int, max: Int, steps: Int) throws -> (Coordinator, LineLog) {
+    var config = ElasticTests.config
+    config["num_epochs"] = String(Double(steps) * 12 / 120)
+    var options = Coordinator.Options(token: "el4stic", config: config, totalSteps: steps, stepsPerEpoch: 10, globalBatch: 12)
+    options.host = "127.0.0.1"; options.workers = workers; options.minWorkers = min; options.maxWorkers = max
+    options.logEvery = 1; options.joinTimeout = 30; options.heartbeatTimeout = 20
+    let coordinator = try Coordinator(options: options)
+    let lines = LineLog()
+    coordinator.log = { lines.append($0) }
+    return (coordinator, lines)
+  }
+
+  static func worker(port: Int, loseAfterStep: Int? = nil, log: LineLog) -> Box<Worker> {
+    var options = Worker.Options(coordinator: SocketAddress(host: "127.0.0.1", port: port), token: "el4stic")
+    options.threads = 1; options.connectTimeout = 30; options.ringTimeout = 30; options.loseAfterStep = loseAfterStep
+    let worker = Worker(options: options)
+    worker.log = { log.append($0) }
+    return Box(worker)
+  }
+
+  @Test func membershipSizesDivideTheGlobalBatch() {
+    let sizes = MembershipSize(minWorkers: 2, maxWorkers: 4, globalBatch: 12)
+    #expect(sizes.choose(available: 5) == 4)
+    #expect(sizes.choose(available: 4) == 4)
+    #expect(sizes.choose(available: 3) == 3)
+    #expect(sizes.choose(available: 1) == nil)
+    // 1024 splits over 2 and 4, not 3: three workers run as two and a spare.
+    #expect(MembershipSize(minWorkers: 2, maxWorkers: 4, globalBatch: 1024).choose(available: 3) == 2)
+    #expect(MembershipSize(minWorkers: 3, maxWorkers: 3, globalBatch: 1024).problem?.contains("divides --train_batch_size=1024") == true)
+    #expect(MembershipSize(minWorkers: 3, maxWorkers: 2, globalBatch: 12).problem?.contains("below --min_workers") == true)
+  }
+
+  @Test func aLostRanksSurvivorsGoOnFromTheLastStepInMemoryAndFinish() throws {
+    let (coordinator, lines) = try ElasticTests.coordinator(workers: 3, min: 2, max: 3, steps: 6)
+    let box = Box(coordinator)
+    let job = JobTests()
+    let waitCoordinator = job.start { box.value.run() }
+    let messages = LineLog()
+    let workers = [ElasticTests.worker(port: coordinator.port, log: messages), ElasticTests.worker(port: coordinator.port, log: messages),
+                   ElasticTests.worker(port: coordinator.port, loseAfterStep: 2, log: messages)]
+    let waits = workers.map { w in job.start { w.value.run() } }
+    #expect(waits.map { $0() } == [0, 0, 1])
+    #expect(waitCoordinator() == 0)
+    let log = lines.all
+    #expect(log.contains { $0.contains("membership generation 2: 2 workers (lost rank") }, "\(log)")
+    // The lost rank reported step 2; the survivors' step 3 was cut short: they go on from 2.
+    #expect(log.contains { $0.contains("membership generation 2 goes on from step 2 (the state of a surviving rank, over the ring)") }, "\(log)")
+    #expect(log.contains { $0.hasPrefix("step 6/6") })
+    #expect(log.contains { $0.hasPrefix("eval step 6:") && $0.contains("from 2 workers") }, "\(log)")
+    // The survivors hear of the new membership between steps, or from their failed ring in step 3.
+    let said = messages.all
+    #expect(said.contains { $0.contains("rebuilt the step for a batch of 6 per worker (was 4)") }, "\(said)")
+  }
+
+  @Test func aWorkerJoiningARunningJobIsAdmittedAtAStepBoundary() throws {
+    let (coordinator, lines) = try ElasticTests.coordinator(workers: 2, min: 2, max: 3, steps: 40)
+    let box = Box(coordinator)
+    let job = JobTests()
+    let waitCoordinator = job.start { box.value.run() }
+    let messages = LineLog()
+    let first = (0..<2).map { _ in ElasticTests.worker(port: coordinator.port, log: messages) }
+    let waits = first.map { w in job.start { w.value.run() } }
+    // The newcomer joins once the job is under way.
+    let deadline = monotonicNow() + 60
+    while !lines.all.contains(where: { $0.hasPrefix("step 2/") }) && monotonicNow() < deadline { usleep(20_000) }
+    let late = ElasticTests.worker(port: coordinator.port, log: messages)
+    let waitLate = job.start { late.value.run() }
+    #expect(waits.map { $0() } == [0, 0])
+    #expect(waitLate() == 0)
+    #expect(waitCoordinator() == 0)
+    let log = lines.all
+    #expect(log.contains { $0.contains("joined as a spare") }, "\(log)")
+    #expect(log.contains { $0.contains("membership generation 2: 3 workers (admitted the worker at") }, "\(log)")
+    #expect(log.contains { $0.contains("membership generation 2 goes on from step") }, "\(log)")
+    #expect(log.contains { $0.hasPrefix("eval step 40:") && $0.contains("from 3 workers") }, "\(log)")
+    #expect(messages.all.contains { $0.contains("took the state of step") }, "\(messages.all)")
+  }
+}
