@@ -130,7 +130,20 @@ public final class Worker {
     link.listen(silence: assignment.heartbeatTimeout, exitAfter: options.exitAfterStop, log: log)
     var local = try prepare(JobSettings(config: assignment.config))
     while true {
-      guard let next = try membership(assignment, link: link, listener: listener, local: &local) else { break }
+      let next: CoordinatorLink.Directive?
+      do {
+        next = try membership(assignment, link: link, listener: listener, local: &local)
+      } catch where assignment.elastic && link.stopReason == nil && error is CollectiveError {
+        // The ring lost a rank (or the coordinator moved the job on) while forming, handing the
+        // state over or in a step: the neighbours hear of it at once (this rank's ring sockets
+        // are closed), the coordinator forms the next membership, and the state of the last step
+        // a rank finished comes back over the new ring.
+        log("\(name): the ring of membership generation \(assignment.generation) failed: \(error); waiting for the coordinator's next membership")
+        try? link.send(.interrupted(rank: rank, step: (local.trainer?.globalStep ?? 0) + 1, reason: "\(error)"))
+        next = try nextDirective(link, timeout: 3 * assignment.heartbeatTimeout + options.ringTimeout)
+        if next == nil { return }
+      }
+      guard let next else { break }
       var directive = next
       while case let .standby(reason) = directive {
         log("\(name): waiting as a spare: \(reason)")
@@ -283,6 +296,12 @@ public final class Worker {
       log("\(name): resumed from \(store.directory)/\(sidecar.tensorsFile) at step \(sidecar.globalStep)")
     }
     if plan?.source == rank { try trainer.synchronizeHostState() }
+    // Until the broadcast is complete a receiver's own state is partly the source's: it counts as
+    // state only if it was at the source's step already (then only batch-norm statistics differ).
+    if let plan, plan.source != rank {
+      if trainer.globalStep != plan.step { local.holdsState = false }
+      local.clean = false
+    }
     // The source's whole training state everywhere (rank 0's initial one on a fresh start):
     // parameters, optimizer slots, moving averages and batch-norm moving statistics.
     for tensor in CheckpointStore.tensors(of: trainer) {
@@ -332,40 +351,29 @@ public final class Worker {
     while trainer.globalStep < total {
       if let next = link.takeDirective() { return next }
       try link.cancellation.check()
-      let step = trainer.globalStep
-      do {
-        local.clean = false
-        let started = monotonicNow()
-        let input = try prefetcher.next()
-        let inputWait = monotonicNow() - started
-        if let error = input.report.firstError { log("\(name): warning: skipped a bad record: \(error)") }
-        local.skipped += input.report.skipped
-        let losses = try trainer.step(images: input.images, labels: input.labels)
-        local.clean = true
-        let seconds = monotonicNow() - started
-        let communication = trainer.lastCommunication
-        try link.send(.metrics(StepMetrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: Double(losses.learningRate),
-                                           imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
-                                           communicationSeconds: communication?.communicationSeconds ?? 0,
-                                           hiddenFraction: communication?.hiddenFraction ?? 1,
-                                           busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0,
-                                           inputWaitSeconds: inputWait, ringWaitSeconds: communication?.waitSeconds ?? 0, badRecords: local.skipped,
-                                           deviceSeconds: trainer.backend?.lastDeviceSeconds ?? [])))
-        if let lose = options.loseAfterStep, trainer.globalStep == lose {
-          link.close(); links.close()
-          throw ControlError("lost on purpose after step \(lose) (fault injection: every socket closed without a word)")
-        }
-        if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
-          try compareChecksums(trainer, ring: ring)
-        }
-      } catch where assignment.elastic && link.stopReason == nil && error is CollectiveError {
-        // The ring lost a rank (or the coordinator moved the job on): the neighbours hear of it
-        // at once, the coordinator re-forms the membership, and the state of the last step some
-        // rank finished comes back over the new ring.
-        links.close()
-        log("\(name): the ring failed in step \(step + 1): \(error); waiting for the coordinator's next membership")
-        try? link.send(.interrupted(rank: rank, step: step + 1, reason: "\(error)"))
-        return try nextDirective(link, timeout: 3 * assignment.heartbeatTimeout + options.ringTimeout)
+      local.clean = false
+      let started = monotonicNow()
+      let input = try prefetcher.next()
+      let inputWait = monotonicNow() - started
+      if let error = input.report.firstError { log("\(name): warning: skipped a bad record: \(error)") }
+      local.skipped += input.report.skipped
+      let losses = try trainer.step(images: input.images, labels: input.labels)
+      local.clean = true
+      let seconds = monotonicNow() - started
+      let communication = trainer.lastCommunication
+      try link.send(.metrics(StepMetrics(rank: rank, step: trainer.globalStep, loss: Double(losses.total), learningRate: Double(losses.learningRate),
+                                         imagesPerSecond: Double(batch) / seconds, stepSeconds: seconds,
+                                         communicationSeconds: communication?.communicationSeconds ?? 0,
+                                         hiddenFraction: communication?.hiddenFraction ?? 1,
+                                         busBandwidth: (communication?.communicationSeconds ?? 0) > 0 ? busBytes / communication!.communicationSeconds : 0,
+                                         inputWaitSeconds: inputWait, ringWaitSeconds: communication?.waitSeconds ?? 0, badRecords: local.skipped,
+                                         deviceSeconds: trainer.backend?.lastDeviceSeconds ?? [])))
+      if let lose = options.loseAfterStep, trainer.globalStep == lose {
+        link.close(); links.close()
+        throw ControlError("lost on purpose after step \(lose) (fault injection: every socket closed without a word)")
+      }
+      if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
+        try compareChecksums(trainer, ring: ring)
       }
       if training.mode == "train_and_eval", trainer.globalStep % evalEvery == 0, trainer.globalStep < total {
         try evaluate(trainer, local, rank: rank, size: size, link: link)
