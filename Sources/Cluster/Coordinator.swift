@@ -324,10 +324,12 @@ public final class Coordinator {
       log("coordinator: every worker starts at step \(step)" + (source >= 0 ? " (restored from rank \(source)'s checkpoint, broadcast to all)" : "")
           + " on \(job.summary)")
     } else {
-      let behind = lastCompletedStep - step
+      // Steps every rank had reported that the new membership does again (0 from memory: at most
+      // the step in flight is lost, and it was never reported complete).
+      let lost = max(0, lastCompletedStep - step)
       log("coordinator: membership generation \(generation) goes on from step \(step)"
-          + (source >= 0 ? " (restored from rank \(source)'s checkpoint: the in-memory state left with the lost workers\(behind > 0 ? ", \(behind) completed steps lost" : ""))" : " (the state of a surviving rank, over the ring)")
-          + " on \(job.summary)")
+          + (source >= 0 ? " (restored from rank \(source)'s checkpoint: the in-memory state left with the lost workers" : " (the state of a surviving rank, over the ring")
+          + "; completed steps lost: \(lost)) on \(job.summary)")
     }
     for line in job.table(hosts: members.map { ($0.host, $0.ringAddress) }, globalBatch: options.globalBatch) { log("coordinator:   " + line) }
     exporter?.set("amoeba_devices", help: "Devices each worker's step spans (one program replicated over them).",

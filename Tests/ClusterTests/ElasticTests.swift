@@ -60,7 +60,7 @@ import Collective
     let log = lines.all
     #expect(log.contains { $0.contains("membership generation 2: 2 workers (lost rank") }, "\(log)")
     // The lost rank reported step 2; the survivors' step 3 was cut short: they go on from 2.
-    #expect(log.contains { $0.contains("membership generation 2 goes on from step 2 (the state of a surviving rank, over the ring)") }, "\(log)")
+    #expect(log.contains { $0.contains("membership generation 2 goes on from step 2 (the state of a surviving rank, over the ring; completed steps lost: 0)") }, "\(log)")
     #expect(log.contains { $0.hasPrefix("step 6/6") })
     #expect(log.contains { $0.hasPrefix("eval step 6:") && $0.contains("from 2 workers") }, "\(log)")
     // The survivors hear of the new membership between steps, or from their failed ring in step 3.
