@@ -68,6 +68,7 @@ public enum FlagHelp {
       ("log_every", "steps between progress lines"),
       ("heartbeat_timeout", "seconds of silence before a worker is declared dead (the job stops, or an elastic one re-forms without it)"),
       ("min_workers", "elastic: the fewest workers the job trains on; a lost worker's ring re-forms from the survivors, state in memory"),
+      ("coordinator_grace", "seconds workers that lose the coordinator keep their state and reconnect (a restarted one resumes from its journal in --model_dir)"),
       ("max_workers", "elastic: the most workers the job trains on; more wait as spares, a worker joining later is admitted at a step boundary"),
       ("straggler_margin", "a worker whose own work (compute + input wait) is this share over the others' median is slow (0.5: 50%)"),
       ("straggler_steps", "slow steps in a row before a worker is named a straggler"),

@@ -33,6 +33,8 @@ public final class Coordinator {
   /// When a rank first said its ring failed while no rank was known lost.
   private var interruptedSince: Double?
   private var workersLost = 0
+  /// When the journal was last written (it is written at most once a second as steps complete).
+  private var journalled = -Double.infinity
   /// When the job fell below --min_workers (it waits that long for replacements: --join_timeout).
   private var shortSince: Double?
 
@@ -68,6 +70,13 @@ public final class Coordinator {
     public var stragglerSteps = 20
     /// Stop the job naming a straggler, as a failed worker (`--evict_stragglers`).
     public var evictStragglers = false
+    /// Seconds workers that lose this coordinator keep their state and try to reach it again
+    /// (`--coordinator_grace`; a restarted coordinator on the same address and --model_dir takes
+    /// the job over from its journal); 0: they give up at once.
+    public var coordinatorGrace = 0.0
+    /// Fault injection for tests: once every rank reported this step the coordinator closes every
+    /// socket without a word, as kill -9 leaves it, and returns 137.
+    public var vanishAfterStep: Int?
     public init(token: String, config: [String: String], totalSteps: Int, stepsPerEpoch: Int, globalBatch: Int) {
       self.token = token; self.config = config; self.totalSteps = totalSteps
       self.stepsPerEpoch = stepsPerEpoch; self.globalBatch = globalBatch
@@ -128,6 +137,17 @@ public final class Coordinator {
       return 1
     }
     if !options.elastic { admission.closePending() }
+    if let directory = options.logDirectory {
+      do {
+        if let journal = try JobJournal.read(in: directory, configHash: JobSecret.configHash(options.config)), !journal.finished {
+          generation = journal.generation
+          lastCompletedStep = journal.lastCompletedStep
+          log("coordinator: taking the job over from \(JobJournal.path(in: directory)): membership generation \(journal.generation), step \(journal.lastCompletedStep) completed by every rank")
+        }
+      } catch {
+        return fail("\(error)")
+      }
+    }
     if let failure = formMembership(abandonStep: false, why: nil) { return fail(failure) }
     return supervise(admission)
   }
@@ -158,7 +178,7 @@ public final class Coordinator {
       members[rank].channel.peerName = members[rank].name
       let assignment = Assignment(rank: rank, size: size, ringAddresses: addresses, config: options.config, jobID: jobID,
                                   heartbeatTimeout: options.heartbeatTimeout, generation: generation, abandonStep: abandonStep,
-                                  elastic: options.elastic)
+                                  elastic: options.elastic, coordinatorGrace: options.coordinatorGrace)
       do { try members[rank].channel.send(.assignment(assignment)) } catch {
         return "could not send \(members[rank].name) its assignment: \(error)"
       }
@@ -169,10 +189,11 @@ public final class Coordinator {
       try? spares[index].channel.send(.standby(reason: reason), timeout: 5)
     }
     round = Round()
+    writeJournal(force: true)
     devices = nil
     stragglerWatch = StragglerWatch(options: stragglerWatch.options)
     let order = addresses.enumerated().map { "\($0.offset):\($0.element)" }.joined(separator: " ")
-    if generation == 1 {
+    if generation == 1 || why == nil {
       log("coordinator: \(members.count) workers joined; ring order \(order)")
     } else {
       log("coordinator: membership generation \(generation): \(size) workers" + (why.map { " (\($0))" } ?? "") + "; ring order \(order)"
@@ -222,6 +243,10 @@ public final class Coordinator {
         case .none: break
         case let .lose(reason): lost.append((rank, reason))
         case let .fail(reason): return fail(reason)
+        case .vanish:
+          for member in members + spares { member.channel.connection.close() }
+          Glibc.shutdown(listener.fd, Int32(SHUT_RDWR))
+          return 137
         }
       }
       watchSpares(fds[members.count..<own], now: now)
@@ -245,12 +270,25 @@ public final class Coordinator {
         return fail(failure)
       }
     }
+    writeJournal(force: true, finished: true)
     log("coordinator: all \(members.count) workers finished in \(Int(monotonicNow() - started)) s")
     for member in members + spares { try? member.channel.send(.stop(reason: "finished")) }
     return 0
   }
 
-  enum Verdict { case lose(String), fail(String) }
+  /// Records the job's state in --model_dir (`JobJournal`); a failed write is named, not fatal: the
+  /// job goes on, only a restarted coordinator could not take it over.
+  func writeJournal(force: Bool = false, finished: Bool = false) {
+    guard let directory = options.logDirectory, force || monotonicNow() - journalled >= 1 else { return }
+    journalled = monotonicNow()
+    let journal = JobJournal(configHash: JobSecret.configHash(options.config), generation: generation, lastCompletedStep: lastCompletedStep,
+                             finished: finished)
+    do { try journal.write(in: directory) } catch {
+      log("coordinator: warning: could not write the job journal \(JobJournal.path(in: directory)): \(error)")
+    }
+  }
+
+  enum Verdict { case lose(String), fail(String), vanish }
 
   /// Acts on one message from the rank `rank` of the current membership.
   func handle(_ message: ControlMessage, from rank: Int, started: Double) -> Verdict? {
@@ -264,6 +302,7 @@ public final class Coordinator {
       guard round.stepReports[step]!.count == members.count else { return nil }
       let reports = round.stepReports.removeValue(forKey: step)!.sorted { $0.rank < $1.rank }
       lastCompletedStep = max(lastCompletedStep, step)
+      writeJournal()
       for event in stragglerWatch.observe(reports) {
         switch event {
         case let .straggling(r, own, others):
@@ -277,6 +316,7 @@ public final class Coordinator {
       }
       record(step: step, reports)
       if step % options.logEvery == 0 || step == options.totalSteps { progress(step: step, reports, started: started) }
+      if step == options.vanishAfterStep { return .vanish }
     case let .evaluation(_, step, top1, top5, count):
       guard round.starts[rank] != nil else { return nil }
       round.evaluation.top1 += top1; round.evaluation.top5 += top5; round.evaluation.count += count; round.evaluation.reports += 1

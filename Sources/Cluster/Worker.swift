@@ -59,18 +59,31 @@ public final class Worker {
 
   public func run() -> Int32 {
     var link: CoordinatorLink?
+    // Kept across coordinators: a worker that lost its coordinator keeps its state for the next.
+    var local: Local?
     do {
       let listener = try TCPListener(host: options.listenHost)
       var hostName = [CChar](repeating: 0, count: 256)
       gethostname(&hostName, 255)
       let host = String(decoding: hostName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-      let joined = try CoordinatorLink.join(options.coordinator, secret: JobSecret(token: options.token),
-                                            ringAddress: listener.address.description, host: host,
-                                            deadline: monotonicNow() + options.connectTimeout)
-      link = joined
-      try train(joined, listener: listener)
-      joined.close()
-      return 0
+      var deadline = monotonicNow() + options.connectTimeout
+      while true {
+        let joined = try CoordinatorLink.join(options.coordinator, secret: JobSecret(token: options.token),
+                                              ringAddress: listener.address.description, host: host, deadline: deadline)
+        link = joined
+        do {
+          try train(joined, listener: listener, local: &local)
+          joined.close()
+          return 0
+        } catch where joined.lostCoordinator && (local?.grace ?? 0) > 0 {
+          // The coordinator died or its host went away: a restarted one takes the job over from
+          // its journal, and this worker's state is the job's.
+          let grace = local!.grace
+          log("\(name): \(joined.stopReason ?? "lost the coordinator"); keeping the state of step \(local?.trainer?.globalStep ?? 0) and trying to reach it again for \(Int(grace)) s (--coordinator_grace)")
+          joined.close()
+          deadline = monotonicNow() + grace
+        }
+      }
     } catch {
       // A worker the coordinator stopped says why; the coordinator already knows. Otherwise the
       // reason goes to the coordinator before the link closes.
@@ -122,13 +135,19 @@ public final class Worker {
     /// The last step it began, it also finished (a failed ring can leave one half done).
     var clean = true
     var skipped = 0
+    /// --coordinator_grace, as the coordinator last said.
+    var grace = 0.0
   }
 
-  func train(_ link: CoordinatorLink, listener: TCPListener) throws {
+  func train(_ link: CoordinatorLink, listener: TCPListener, local held: inout Local?) throws {
     var assignment = try link.awaitAssignment(timeout: options.connectTimeout, log: log)
     rank = assignment.rank
-    link.listen(silence: assignment.heartbeatTimeout, exitAfter: options.exitAfterStop, log: log)
-    var local = try prepare(JobSettings(config: assignment.config))
+    // With a grace, a lost coordinator ends this worker only once the grace has passed.
+    link.listen(silence: assignment.heartbeatTimeout, exitAfter: assignment.coordinatorGrace > 0 ? nil : options.exitAfterStop, log: log)
+    if held == nil { held = try prepare(JobSettings(config: assignment.config)) }
+    held!.grace = assignment.coordinatorGrace
+    var local = held!
+    defer { held = local }
     while true {
       let next: CoordinatorLink.Directive?
       do {

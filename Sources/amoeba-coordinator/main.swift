@@ -10,6 +10,7 @@ let usage = """
                             [--port_file F] [--metrics_port P] [--metrics_host 127.0.0.1] [--log_every 10]
                             [--heartbeat_timeout 10] [--join_timeout 120] [--handshake_timeout 10]
                             [--min_workers N --max_workers M (elastic: survive lost workers, admit new ones)]
+                            [--coordinator_grace 0 (seconds workers wait for a restarted coordinator)]
                             [--straggler_margin 0.5] [--straggler_steps 20] [--evict_stragglers]
                             [model, training and data flags with the reference's names]
                             [--bucket_cap_mb 25] [--gradient_compression none|bf16|fp16] [--allreduce_chunk_kb 512]
@@ -34,6 +35,7 @@ do {
   let handshake = try flags.double("handshake_timeout", default: 10)
   let minWorkers = flags.has("min_workers") ? try flags.int("min_workers", default: workers) : nil
   let maxWorkers = flags.has("max_workers") ? try flags.int("max_workers", default: workers) : nil
+  let coordinatorGrace = try flags.double("coordinator_grace", default: 0)
   let stragglerMargin = try flags.double("straggler_margin", default: 0.5)
   let stragglerSteps = try flags.int("straggler_steps", default: 20)
   let evictStragglers = try flags.bool("evict_stragglers", default: false)
@@ -54,6 +56,10 @@ do {
   guard workers >= 1 else { throw UsageError("--workers must be at least 1") }
   guard stragglerMargin > 0 else { throw UsageError("--straggler_margin must be above 0 (0.5: 50% slower than the others), got \(stragglerMargin)") }
   guard stragglerSteps >= 1 else { throw UsageError("--straggler_steps must be at least 1, got \(stragglerSteps)") }
+  guard coordinatorGrace >= 0 else { throw UsageError("--coordinator_grace must be 0 (off) or a positive number of seconds, got \(coordinatorGrace)") }
+  if coordinatorGrace > 0 && job.config["model_dir"] == nil {
+    printError("coordinator: warning: --coordinator_grace without --model_dir: a restarted coordinator has no journal to take the job over from (its workers still resume from their state)")
+  }
   for (name, value) in [("heartbeat_timeout", heartbeat), ("join_timeout", join), ("handshake_timeout", handshake)] where value <= 0 {
     throw UsageError("--\(name) must be a positive number of seconds, got \(value)")
   }
@@ -85,7 +91,7 @@ do {
   var options = Coordinator.Options(token: token!, config: job.config, totalSteps: job.training.totalSteps,
                                     stepsPerEpoch: job.training.stepsPerEpochForTraining, globalBatch: job.training.trainBatchSize)
   options.host = host; options.port = port; options.workers = workers; options.logEvery = logEvery
-  options.minWorkers = minWorkers; options.maxWorkers = maxWorkers
+  options.minWorkers = minWorkers; options.maxWorkers = maxWorkers; options.coordinatorGrace = coordinatorGrace
   options.heartbeatTimeout = heartbeat; options.joinTimeout = join; options.handshakeTimeout = handshake
   options.metricsPort = metricsPort; options.metricsHost = metricsHost
   options.stragglerMargin = stragglerMargin; options.stragglerSteps = stragglerSteps; options.evictStragglers = evictStragglers

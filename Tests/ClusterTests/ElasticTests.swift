@@ -14,12 +14,13 @@ import Collective
     "use_data": "builtin", "num_label_classes": "1001",
   ]
 
-  static func coordinator(workers: Int, min: Int, max: Int, steps: Int) throws -> (Coordinator, LineLog) {
+  static func coordinator(workers: Int, min: Int, max: Int, steps: Int, configure: (inout Coordinator.Options) -> Void = { _ in }) throws -> (Coordinator, LineLog) {
     var config = ElasticTests.config
     config["num_epochs"] = String(Double(steps) * 12 / 120)
     var options = Coordinator.Options(token: "el4stic", config: config, totalSteps: steps, stepsPerEpoch: 10, globalBatch: 12)
     options.host = "127.0.0.1"; options.workers = workers; options.minWorkers = min; options.maxWorkers = max
     options.logEvery = 1; options.joinTimeout = 30; options.heartbeatTimeout = 20
+    configure(&options)
     let coordinator = try Coordinator(options: options)
     let lines = LineLog()
     coordinator.log = { lines.append($0) }
@@ -90,5 +91,50 @@ import Collective
     #expect(log.contains { $0.contains("membership generation 2 goes on from step") }, "\(log)")
     #expect(log.contains { $0.hasPrefix("eval step 40:") && $0.contains("from 3 workers") }, "\(log)")
     #expect(messages.all.contains { $0.contains("took the state of step") }, "\(messages.all)")
+  }
+
+  @Test func aRestartedCoordinatorTakesTheJobOverFromItsJournalAndTheWorkersState() throws {
+    let directory = NSTemporaryDirectory() + "amoeba-journal-\(UInt32.random(in: 0...UInt32.max))"
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let (first, firstLines) = try ElasticTests.coordinator(workers: 2, min: 2, max: 2, steps: 10) {
+      $0.logDirectory = directory; $0.coordinatorGrace = 30; $0.vanishAfterStep = 3
+    }
+    let port = first.port
+    let job = JobTests()
+    let box = Box<Coordinator?>(first)
+    let waitFirst = job.start { box.value!.run() }
+    let messages = LineLog()
+    let workers = (0..<2).map { _ in ElasticTests.worker(port: port, log: messages) }
+    let waits = workers.map { w in job.start { w.value.run() } }
+    #expect(waitFirst() == 137)
+    #expect(firstLines.all.contains { $0.hasPrefix("step 3/10") })
+    // The same address and --model_dir (a new process, in real life): its journal says where the job was.
+    box.value = nil
+    let (second, lines) = try ElasticTests.coordinator(workers: 2, min: 2, max: 2, steps: 10) {
+      $0.logDirectory = directory; $0.port = port; $0.coordinatorGrace = 30
+    }
+    let secondBox = Box(second)
+    let waitSecond = job.start { secondBox.value.run() }
+    #expect(waits.map { $0() } == [0, 0])
+    #expect(waitSecond() == 0)
+    let log = lines.all
+    #expect(log.contains { $0.contains("taking the job over from \(directory)/coordinator-journal.json: membership generation 1") }, "\(log)")
+    #expect(log.contains { $0.contains("membership generation 2 goes on from step") && $0.contains("over the ring; completed steps lost: 0)") }, "\(log)")
+    #expect(log.contains { $0.hasPrefix("step 10/10") })
+    #expect(messages.all.contains { $0.contains("trying to reach it again for 30 s (--coordinator_grace)") }, "\(messages.all)")
+    let journal = try JobJournal.read(in: directory, configHash: JobSecret.configHash(second.options.config))
+    #expect(journal?.finished == true && journal?.lastCompletedStep == 10 && journal?.generation == 2)
+  }
+
+  @Test func aJournalOfAnotherJobOrUnreadableIsRefusedByName() throws {
+    let directory = NSTemporaryDirectory() + "amoeba-journal-\(UInt32.random(in: 0...UInt32.max))"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    #expect(try JobJournal.read(in: directory, configHash: "a") == nil)
+    try JobJournal(configHash: "a", generation: 4, lastCompletedStep: 120, finished: false).write(in: directory)
+    #expect(try JobJournal.read(in: directory, configHash: "a") == JobJournal(configHash: "a", generation: 4, lastCompletedStep: 120, finished: false))
+    #expect { try JobJournal.read(in: directory, configHash: "b") } throws: { "\($0)".contains("is the journal of a job with another configuration") }
+    try Array("{\"configHash\": ".utf8).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: JobJournal.path(in: directory))) }
+    #expect { try JobJournal.read(in: directory, configHash: "a") } throws: { "\($0)".contains("coordinator-journal.json is not a readable coordinator journal") }
   }
 }

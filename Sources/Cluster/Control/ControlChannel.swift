@@ -50,11 +50,15 @@ public struct Assignment: Codable, Sendable, Equatable {
   /// The job re-forms its membership on a failure (--min_workers/--max_workers): a worker whose
   /// ring fails waits for the next assignment instead of giving up.
   public var elastic: Bool
+  /// Seconds a worker that lost the coordinator keeps its state and tries to reach it again
+  /// (a restarted coordinator takes the job over from its journal); 0: it gives up at once.
+  public var coordinatorGrace: Double
 
   public init(rank: Int, size: Int, ringAddresses: [String], config: [String: String], jobID: String, heartbeatTimeout: Double,
-              generation: Int, abandonStep: Bool = false, elastic: Bool = false) {
+              generation: Int, abandonStep: Bool = false, elastic: Bool = false, coordinatorGrace: Double = 0) {
     self.rank = rank; self.size = size; self.ringAddresses = ringAddresses; self.config = config; self.jobID = jobID
     self.heartbeatTimeout = heartbeatTimeout; self.generation = generation; self.abandonStep = abandonStep; self.elastic = elastic
+    self.coordinatorGrace = coordinatorGrace
   }
 }
 

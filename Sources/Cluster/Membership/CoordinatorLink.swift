@@ -27,6 +27,8 @@ final class CoordinatorLink: @unchecked Sendable {
   private struct State {
     var rank = -1
     var stop: String?
+    /// The stop is the coordinator's loss (closed or silent), not its word.
+    var lost = false
     var closing = false
     var heartbeatInterval = 1.0
     var directives: [Directive] = []
@@ -200,6 +202,7 @@ final class CoordinatorLink: @unchecked Sendable {
         } catch {
           if state.withLock({ $0.closing }) { return }
           reason = "lost \(name): \(error)"
+          state.withLock { $0.lost = true }
           break
         }
       }
@@ -215,6 +218,9 @@ final class CoordinatorLink: @unchecked Sendable {
       }
     }
   }
+
+  /// Whether this worker lost the coordinator (it closed or went silent) rather than being stopped by it.
+  var lostCoordinator: Bool { state.withLock { $0.lost } }
 
   /// The reason the coordinator stopped this worker, if it did.
   var stopReason: String? { state.withLock { $0.stop } }
