@@ -33,6 +33,8 @@ public final class Coordinator {
   /// When a rank first said its ring failed while no rank was known lost.
   private var interruptedSince: Double?
   private var workersLost = 0
+  /// Memberships this coordinator formed (a restarted one counts from its own start).
+  private var formations = 0
   /// When the journal was last written (it is written at most once a second as steps complete).
   private var journalled = -Double.infinity
   /// When the job fell below --min_workers (it waits that long for replacements: --join_timeout).
@@ -145,7 +147,7 @@ public final class Coordinator {
           log("coordinator: taking the job over from \(JobJournal.path(in: directory)): membership generation \(journal.generation), step \(journal.lastCompletedStep) completed by every rank")
         }
       } catch {
-        return fail("\(error)")
+        log("coordinator: warning: \(error); starting the job as a new one (the journal is replaced)")
       }
     }
     if let failure = formMembership(abandonStep: false, why: nil) { return fail(failure) }
@@ -169,6 +171,7 @@ public final class Coordinator {
     shortSince = nil
     interruptedSince = nil
     generation += 1
+    formations += 1
     members = Array(pool.prefix(size))
     spares = Array(pool.dropFirst(size))
     let addresses = members.map(\.ringAddress)
@@ -360,8 +363,11 @@ public final class Coordinator {
     let job = JobDevices(kinds: members.indices.map { starts[$0]!.kind }, counts: members.indices.map { starts[$0]!.count })
     devices = job
     let source = starts.values.map(\.source).max() ?? -1
-    if generation == 1 {
-      log("coordinator: every worker starts at step \(step)" + (source >= 0 ? " (restored from rank \(source)'s checkpoint, broadcast to all)" : "")
+    // A job started again from its checkpoints (all its processes restarted, the journal of the
+    // last run read) starts as a job does; the journal says how much it redoes.
+    if formations == 1 && (generation == 1 || source >= 0) {
+      let redone = generation > 1 ? "; completed steps lost: \(max(0, lastCompletedStep - step)), per the journal" : ""
+      log("coordinator: every worker starts at step \(step)" + (source >= 0 ? " (restored from rank \(source)'s checkpoint, broadcast to all\(redone))" : "")
           + " on \(job.summary)")
     } else {
       // Steps every rank had reported that the new membership does again (0 from memory: at most

@@ -14,16 +14,17 @@ struct JobJournal: Codable, Equatable {
   static func path(in directory: String) -> String { directory + "/coordinator-journal.json" }
 
   /// The journal in `directory`, nil when there is none. A journal that does not parse, or that is
-  /// of another configuration, is an error naming the file and what to do.
+  /// of another configuration, is an error naming the file (the coordinator warns and starts the
+  /// job as new: its checkpoints are checked on their own).
   static func read(in directory: String, configHash: String) throws -> JobJournal? {
     let path = path(in: directory)
     guard access(path, F_OK) == 0 else { return nil }
     let journal: JobJournal
     do { journal = try JSONDecoder().decode(JobJournal.self, from: Data(try FileIO.read(path))) } catch {
-      throw ControlError("\(path) is not a readable coordinator journal (\(error)); remove it to start the job afresh")
+      throw ControlError("\(path) is not a readable coordinator journal (\(error))")
     }
     guard journal.configHash == configHash else {
-      throw ControlError("\(path) is the journal of a job with another configuration; use another --model_dir, or remove it to start this job afresh there")
+      throw ControlError("\(path) is the journal of a job with another configuration")
     }
     return journal
   }
