@@ -30,23 +30,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-setup() {
-  ip netns add "$p-sw" &&
-  ip -n "$p-sw" link add br0 type bridge &&
-  ip -n "$p-sw" link set br0 up || return 1
-  for i in "${!hosts[@]}"; do
-    h=${hosts[$i]}
-    ip netns add "$p-$h" &&
-    ip link add "v$p$h" type veth peer name "b$p$h" &&
-    ip link set "v$p$h" netns "$p-$h" &&
-    ip link set "b$p$h" netns "$p-sw" &&
-    ip -n "$p-sw" link set "b$p$h" master br0 up &&
-    ip -n "$p-$h" addr add "10.77.0.$((i + 1))/24" dev "v$p$h" &&
-    ip -n "$p-$h" link set "v$p$h" up &&
-    ip -n "$p-$h" link set lo up || return 1
-  done
-}
-if ! setup 2>"$work/setup.err"; then
+. Scripts/netns-lib.sh
+if ! netns_hosts "$p" 10.77.0 "${hosts[@]}" 2>"$work/setup.err"; then
   echo "netns-cluster: skipped: could not build the namespaces here ($(head -1 "$work/setup.err"))"
   exit 0
 fi
