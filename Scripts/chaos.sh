@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Chaos campaign: an elastic job (--min_workers 2 --max_workers 4) on a coordinator host and four
 # worker hosts in network namespaces, and during the one run: kill -9 of a random worker, SIGSTOP of
-# one beyond the heartbeat deadline, a veth link cut for longer than it — each time a replacement
-# started on that host — and kill -9 of the coordinator, restarted on the same address and
-# --model_dir (its workers wait --coordinator_grace for it). Then the same job undisturbed, same seed. It fails unless the disturbed run
-# completes, every fault is survived with no completed step lost, and the final accuracy is within
-# --tolerance of the undisturbed run's. Per fault it prints the detection time (fault to the
-# coordinator naming the rank), the recovery time (fault to the next membership training), the
-# completed steps lost, and what a restart from a checkpoint every --checkpoint_every steps (as
-# torchrun does) would have had to redo.
+# one beyond the heartbeat deadline, a veth link cut for longer than it, and kill -9 of the
+# coordinator, restarted on the same address and --model_dir (its workers wait --coordinator_grace
+# for it). A worker that ended is replaced on its host; one that outlived its fault (stopped, cut
+# off) must come back by itself. Then the same job undisturbed, same seed. It fails unless the
+# disturbed run completes, every fault is survived with no completed step lost, every host is back
+# in the job, and the final accuracy is within --tolerance of the undisturbed run's. Per fault it
+# prints the detection time (fault to the coordinator naming the rank), the recovery time (fault to
+# the next membership training), the completed steps lost, what a restart from a checkpoint every
+# --checkpoint_every steps (as torchrun does) would have had to redo, and how the job got back to
+# four workers and when.
 #   Scripts/chaos.sh            short version (CI): one fault of each kind
-#   Scripts/chaos.sh --long     five kill -9 among the others, a longer run (docs/BENCHMARKS.md)
+#   Scripts/chaos.sh --long     eight faults, five of them kill -9, a longer run (docs/BENCHMARKS.md)
 # Needs root and iproute2; without them it says so and skips (exit 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -122,8 +124,9 @@ for i in "${!faults[@]}"; do
       resumed=$(wait_line "$log" "goes on from step" "$named")
       lost=$(sed -n "${resumed}p" "$log" | grep -oE "completed steps lost: [0-9]+" | grep -oE "[0-9]+$")
       from=$(sed -n "${resumed}p" "$log" | grep -oE "goes on from step [0-9]+" | grep -oE "[0-9]+$")
-      rows+=("$(printf "| %d | %-7s | coordinator host | %5s | %6s | %6s | %d | %d |" $((i + 1)) "$fault" "$from" \
-                "$(seconds "$t0" "$(stamp "$log" "$named")")" "$(seconds "$t0" "$(stamp "$log" "$resumed")")" "$lost" $(( from % checkpoint_every )))")
+      rows+=("$(printf "| %d | %-7s | coordinator host | %5s | %6s | %6s | %d | %d | restarted, %s s |" $((i + 1)) "$fault" "$from" \
+                "$(seconds "$t0" "$(stamp "$log" "$named")")" "$(seconds "$t0" "$(stamp "$log" "$resumed")")" "$lost" $(( from % checkpoint_every )) \
+                "$(seconds "$t0" "$(stamp "$log" "$resumed")")")")
       if [ "$lost" != 0 ]; then echo "chaos: FAILED: fault $((i + 1)) ($fault) lost $lost completed steps"; exit 1; fi
       continue ;;
   esac
@@ -131,14 +134,20 @@ for i in "${!faults[@]}"; do
   resumed=$(wait_line "$log" "goes on from step" "$named")
   lost=$(sed -n "${resumed}p" "$log" | grep -oE "completed steps lost: [0-9]+" | grep -oE "[0-9]+$")
   from=$(sed -n "${resumed}p" "$log" | grep -oE "goes on from step [0-9]+" | grep -oE "[0-9]+$")
-  # The old process ends on its own (dropped, or it lost the coordinator); its host gets a replacement.
-  for _ in $(seq 100); do kill -0 "${pid[$k]}" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "${pid[$k]}" 2>/dev/null || true
-  start_worker "$k"
+  # A process that outlived its fault (stopped, or cut off) reconnects within --coordinator_grace
+  # and is admitted again as it is; one that ended gets a replacement on its host.
+  back=""; limit=$(( $(date +%s) + 60 ))
+  while [ -z "$back" ] && [ "$(date +%s)" -lt "$limit" ]; do
+    if tail -n +"$((resumed + 1))" "$log" | grep -q "(admitted the worker at 10.78.0.$((k + 1))"; then back=itself
+    elif ! kill -0 "${pid[$k]}" 2>/dev/null; then back=replacement; start_worker "$k"
+    else sleep 0.1; fi
+  done
+  if [ -z "$back" ]; then echo "chaos: FAILED: the worker on w$k neither came back nor ended within 60 s of fault $((i + 1)) ($fault)"; exit 1; fi
   admitted=$(wait_line "$log" "\(admitted the worker at 10.78.0.$((k + 1))" "$resumed")
-  wait_line "$log" "goes on from step" "$admitted" >/dev/null
-  rows+=("$(printf "| %d | %-7s | worker host w%d | %5s | %6s | %6s | %d | %d |" $((i + 1)) "$fault" "$k" "$from" \
-            "$(seconds "$t0" "$(stamp "$log" "$named")")" "$(seconds "$t0" "$(stamp "$log" "$resumed")")" "$lost" $(( from % checkpoint_every )))")
+  rejoined=$(wait_line "$log" "goes on from step" "$admitted")
+  rows+=("$(printf "| %d | %-7s | worker host w%d | %5s | %6s | %6s | %d | %d | %s, %s s |" $((i + 1)) "$fault" "$k" "$from" \
+            "$(seconds "$t0" "$(stamp "$log" "$named")")" "$(seconds "$t0" "$(stamp "$log" "$resumed")")" "$lost" $(( from % checkpoint_every )) \
+            "$back" "$(seconds "$t0" "$(stamp "$log" "$rejoined")")")")
   if [ "$lost" != 0 ]; then echo "chaos: FAILED: fault $((i + 1)) ($fault) lost $lost completed steps"; exit 1; fi
 done
 wait_line "$log" "^[0-9.]* exit " >/dev/null
@@ -155,8 +164,8 @@ for k in 1 2 3 4; do start_worker "$k"; done
 wait_line "$calm" "^[0-9.]* exit " >/dev/null
 if ! grep -q "^[0-9.]* exit 0$" "$calm"; then echo "chaos: FAILED: the undisturbed run did not complete"; tail -30 "$calm"; exit 1; fi
 undisturbed=$(accuracy "$calm")
-echo "| # | fault | where | resumed at step | detection s | recovery s | completed steps lost | a restart from a checkpoint every $checkpoint_every steps redoes |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| # | fault | where | resumed at step | detection s | recovery s | completed steps lost | a restart from a checkpoint every $checkpoint_every steps redoes | back to full size by, after |"
+echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo "chaos: final top-1 accuracy $disturbed with the faults ($generations membership generations), $undisturbed undisturbed (tolerance $tolerance)"
 if ! awk -v a="$disturbed" -v b="$undisturbed" -v t="$tolerance" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; then

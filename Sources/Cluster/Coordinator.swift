@@ -339,7 +339,9 @@ public final class Coordinator {
       guard generation == self.generation else { return nil }
       round.starts[rank] = (step, source, device, max(1, localDevices))
       if round.starts.count == members.count { return membershipStarted() }
-    case let .interrupted(_, step, reason):
+    case let .interrupted(_, step, reason, generation):
+      // A rank still in the old ring when the next membership formed reports that ring's end.
+      guard generation == self.generation else { return nil }
       log("coordinator: \(members[rank].name) lost its ring in step \(step): \(reason)")
       if interruptedSince == nil { interruptedSince = monotonicNow() }
     case .done:

@@ -158,7 +158,7 @@ public final class Worker {
         // are closed), the coordinator forms the next membership, and the state of the last step
         // a rank finished comes back over the new ring.
         log("\(name): the ring of membership generation \(assignment.generation) failed: \(error); waiting for the coordinator's next membership")
-        try? link.send(.interrupted(rank: rank, step: (local.trainer?.globalStep ?? 0) + 1, reason: "\(error)"))
+        try? link.send(.interrupted(rank: rank, step: (local.trainer?.globalStep ?? 0) + 1, reason: "\(error)", generation: assignment.generation))
         next = try nextDirective(link, timeout: 3 * assignment.heartbeatTimeout + options.ringTimeout)
         if next == nil { return }
       }

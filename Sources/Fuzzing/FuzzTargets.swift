@@ -56,7 +56,7 @@ public struct FuzzTarget: Sendable {
     .join(ringAddress: "10.0.0.2:40000", host: "worker-1"),
     .assignment(Assignment(rank: 1, size: 2, ringAddresses: ["10.0.0.1:1", "10.0.0.2:2"], config: ["lr": "0.04", "num_cells": "3"], jobID: "123",
                            heartbeatTimeout: 10, generation: 2, abandonStep: true)),
-    .standby(reason: "spare"), .interrupted(rank: 1, step: 7, reason: "rank 0 closed the connection"),
+    .standby(reason: "spare"), .interrupted(rank: 1, step: 7, reason: "rank 0 closed the connection", generation: 2),
     .metrics(StepMetrics(rank: 0, step: 5, loss: 2.5, learningRate: 0.1, imagesPerSecond: 100, stepSeconds: 0.1, communicationSeconds: 0.01,
                          hiddenFraction: 0.5, busBandwidth: 1e9, inputWaitSeconds: 0, ringWaitSeconds: 0.004, badRecords: 0,
                          deviceSeconds: [0.09, 0.1])),

@@ -17,8 +17,10 @@ public enum ControlMessage: Codable, Sendable, Equatable {
   /// is beyond --max_workers): it waits as a spare, watched, until a membership needs it.
   case standby(reason: String)
   /// A ring operation failed at this step (a neighbour lost, say); the worker waits for the
-  /// coordinator's next assignment instead of giving up (elastic jobs only).
-  case interrupted(rank: Int, step: Int, reason: String)
+  /// coordinator's next assignment instead of giving up (elastic jobs only). `generation`: the
+  /// membership whose ring failed; one of an older membership (its ring torn down by the
+  /// re-forming itself) is ignored.
+  case interrupted(rank: Int, step: Int, reason: String, generation: Int)
   case metrics(StepMetrics)
   /// The step a worker starts training at, the rank whose checkpoint it was restored from (−1:
   /// none), where its step runs ("cpu", "XLA:cpu (PJRT 0.81)") and on how many of the host's
