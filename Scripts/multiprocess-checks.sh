@@ -50,12 +50,12 @@ wait "$coordinator" || true
 grep -q "refused a connection from .*wrong job token" "$work/coordinator.log" || { cat "$work/coordinator.log"; fail "the coordinator did not log the refusal"; }
 grep -q "job token" "$work/intruder.log" || fail "the worker did not say why it was refused"
 echo "wrong token: refused ($(grep -o 'refused a connection.*' "$work/coordinator.log"))"
-# 3b. Exit status 2 for a wrong command line, before anyone joins: a batch the workers cannot split.
+# 3b. Exit status 2 for a wrong command line, before anyone joins: a batch too small to share.
 status=0
-"$bin/amoeba-coordinator" --workers 3 --train_batch_size=32 > "$work/usage.log" 2>&1 || status=$?
-[ "$status" = 2 ] || { cat "$work/usage.log"; fail "a batch not divisible by --workers exited $status, not 2"; }
-grep -q "not divisible by --workers=3" "$work/usage.log" || fail "the divisibility error was not named"
-echo "usage error: exit 2 before any worker joined ($(grep -o 'train_batch_size=32 is not divisible by --workers=3' "$work/usage.log"))"
+"$bin/amoeba-coordinator" --workers 3 --train_batch_size=2 > "$work/usage.log" 2>&1 || status=$?
+[ "$status" = 2 ] || { cat "$work/usage.log"; fail "a batch smaller than --workers exited $status, not 2"; }
+grep -q "leaves no example for some of the --workers=3" "$work/usage.log" || fail "the batch-share error was not named"
+echo "usage error: exit 2 before any worker joined ($(grep -o 'train_batch_size=2 leaves no example for some of the --workers=3' "$work/usage.log"))"
 # 4. Multi-process rings: N processes on loopback, awkward lengths (0, 1, 3, 7, 1001 floats, 1 MiB),
 #    every element of every rank checked against the exact sum.
 for n in 1 3 8; do

@@ -39,6 +39,8 @@ public final class Coordinator {
   private var journalled = -Double.infinity
   /// When the job fell below --min_workers (it waits that long for replacements: --join_timeout).
   private var shortSince: Double?
+  /// The most local devices a worker of this job has reported (sizes are chosen for it).
+  private var devicesPerWorker = 1
 
   public struct Options: Sendable {
     public var host = "0.0.0.0"
@@ -159,7 +161,10 @@ public final class Coordinator {
   /// Returns a reason to fail the job, or nil.
   func formMembership(abandonStep: Bool, why: String?) -> String? {
     let pool = members + spares
-    guard let size = options.sizes.choose(available: pool.count) else {
+    guard let size = options.sizes.choose(available: pool.count, devicesPerWorker: devicesPerWorker) else {
+      if options.sizes.choose(available: pool.count) != nil {
+        return "no number of workers from --min_workers=\(options.sizes.minWorkers) to \(min(pool.count, options.sizes.maxWorkers)) gives equal shares of --train_batch_size=\(options.globalBatch) that split over each host's \(devicesPerWorker) devices; choose a global batch divisible by more worker counts × \(devicesPerWorker)"
+      }
       // Too few: everyone waits as a spare until replacements join (or --join_timeout passes).
       if shortSince == nil { shortSince = monotonicNow() }
       members = []; spares = pool
@@ -188,7 +193,9 @@ public final class Coordinator {
     }
     for index in spares.indices {
       spares[index].rank = -1
-      let reason = "the job runs on \(size) workers (the most, within --min_workers=\(options.sizes.minWorkers) and --max_workers=\(options.sizes.maxWorkers), whose shares of the global batch of \(options.globalBatch) are equal)"
+      let reason = size == options.sizes.maxWorkers
+        ? "the job runs on \(size) workers (--max_workers=\(size))"
+        : "the job runs on \(size) workers (the most within --min_workers=\(options.sizes.minWorkers) and --max_workers=\(options.sizes.maxWorkers) whose equal shares of the global batch of \(options.globalBatch) split over each host's \(devicesPerWorker) devices)"
       try? spares[index].channel.send(.standby(reason: reason), timeout: 5)
     }
     round = Round()
@@ -364,6 +371,7 @@ public final class Coordinator {
     }
     let job = JobDevices(kinds: members.indices.map { starts[$0]!.kind }, counts: members.indices.map { starts[$0]!.count })
     devices = job
+    devicesPerWorker = max(devicesPerWorker, job.counts.max() ?? 1)
     let source = starts.values.map(\.source).max() ?? -1
     // A job started again from its checkpoints (all its processes restarted, the journal of the
     // last run read) starts as a job does; the journal says how much it redoes.
@@ -432,14 +440,14 @@ public final class Coordinator {
   /// waiting for replacements); gives up once it has waited --join_timeout for them.
   func grow(now: Double) -> String? {
     if let since = shortSince {
-      if options.sizes.choose(available: spares.count) != nil { return formMembership(abandonStep: false, why: "replacements joined") }
+      if options.sizes.choose(available: spares.count, devicesPerWorker: devicesPerWorker) != nil { return formMembership(abandonStep: false, why: "replacements joined") }
       if now - since > options.joinTimeout {
         return "only \(spares.count) worker\(spares.count == 1 ? "" : "s") left, fewer than --min_workers=\(options.sizes.minWorkers), and no replacement joined within \(Int(options.joinTimeout)) s (--join_timeout)"
       }
       return nil
     }
     guard round.started, !spares.isEmpty, !members.contains(where: \.done), lastCompletedStep < options.totalSteps,
-          let size = options.sizes.choose(available: members.count + spares.count), size > members.count else { return nil }
+          let size = options.sizes.choose(available: members.count + spares.count, devicesPerWorker: devicesPerWorker), size > members.count else { return nil }
     return formMembership(abandonStep: false, why: "admitted " + spares.prefix(size - members.count).map { "the worker at \($0.ringAddress) (host \($0.host))" }.joined(separator: ", "))
   }
 

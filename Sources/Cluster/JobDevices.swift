@@ -1,3 +1,5 @@
+import Data
+
 /// The job's devices as the workers reported them at the start: per rank, the kind its step runs
 /// on and how many of its host's devices the one replicated program spans. Hosts × devices is
 /// the shape a TPU pod slice or a multi-GPU cluster has; the rank table and the progress line
@@ -25,9 +27,13 @@ struct JobDevices: Equatable {
 
   /// The rank table: one line per rank with its host, ring address, devices and batch per device.
   func table(hosts: [(host: String, ringAddress: String)], globalBatch: Int) -> [String] {
-    let perDevice = total > 0 && globalBatch % total == 0 ? String(globalBatch / total) : "?"
+    let shares = BatchShares(globalBatch: globalBatch, workers: max(self.hosts, 1))
+    let perDevice = { (rank: Int) in
+      let batch = shares.batch(of: rank)
+      return batch % self.counts[rank] == 0 ? String(batch / self.counts[rank]) : "?"
+    }
     let rows = [["rank", "host", "ring address", "devices", "batch/device"]]
-      + hosts.indices.map { [String($0), hosts[$0].host, hosts[$0].ringAddress, "\(counts[$0])× \(kinds[$0])", perDevice] }
+      + hosts.indices.map { [String($0), hosts[$0].host, hosts[$0].ringAddress, "\(counts[$0])× \(kinds[$0])", perDevice($0)] }
     let widths = (0..<5).map { column in rows.map { $0[column].count }.max()! }
     return rows.map { row in
       row.enumerated().map { $0.element + String(repeating: " ", count: widths[$0.offset] - $0.element.count) }

@@ -246,7 +246,7 @@ public final class Worker {
       if local.devices > 1 { perWorker.microBatchSize = .fixed(batch / local.devices) }
     }
     let trainer = try Trainer(network: local.job.network, training: perWorker, batchSize: batch, context: local.context, seed: local.job.seed,
-                              fuseBatchNormRelu: options.device == .cpu, exampleOffset: rank * batch)
+                              fuseBatchNormRelu: options.device == .cpu)
     if trainer.microBatch < batch && local.devices == 1 {
       log("\(name): micro-batches of \(trainer.microBatch) (\(batch / trainer.microBatch) passes per step, gradients accumulated; batch norm per micro-batch)")
     }
@@ -284,20 +284,19 @@ public final class Worker {
   func membership(_ assignment: Assignment, link: CoordinatorLink, listener: TCPListener, local: inout Local) throws -> CoordinatorLink.Directive? {
     let (size, job) = (assignment.size, local.job)
     rank = assignment.rank
-    guard job.training.trainBatchSize % size == 0 else {
-      throw UsageError("--train_batch_size=\(job.training.trainBatchSize) is not divisible by the \(size) workers")
-    }
-    let batch = job.training.trainBatchSize / size
-    log("worker \(rank) of \(size)\(assignment.generation > 1 ? " (membership generation \(assignment.generation))" : ""): ring \(assignment.ringAddresses.joined(separator: " ")), batch \(batch) per worker")
+    let shares = BatchShares(globalBatch: job.training.trainBatchSize, workers: size)
+    let batch = shares.batch(of: rank)
+    log("worker \(rank) of \(size)\(assignment.generation > 1 ? " (membership generation \(assignment.generation))" : ""): ring \(assignment.ringAddresses.joined(separator: " ")), batch \(batch) per worker"
+        + (shares.isEven ? "" : " (the global batch of \(shares.globalBatch) as \(shares.summary); gradients weighted by \(shares.weight(of: rank)) before the ring's mean)"))
     // The Swift executor keeps its step when only the ring changes; a device's program is
     // compiled for its ring (one program, or one per bucket), and either for its batch.
-    if let old = local.trainer, old.batchSize == batch, local.client == nil || local.trainerRingSize == size {
-      old.exampleOffset = rank * batch
-    } else {
+    if local.trainer == nil || local.trainer!.batchSize != batch || (local.client != nil && local.trainerRingSize != size) {
       local.trainer = try makeTrainer(local, batch: batch, size: size, replacing: local.trainer)
       local.trainerRingSize = size
     }
     let trainer = local.trainer!
+    trainer.exampleOffset = shares.offset(of: rank)
+    trainer.gradientWeight = shares.weight(of: rank)
     let secret = JobSecret(token: options.token)
     let links = try TCPRing(rank: rank, addresses: assignment.ringAddresses.map { try SocketAddress(parsing: $0) }, listener: listener,
                             jobID: UInt64(assignment.jobID) ?? 0, generation: UInt32(clamping: assignment.generation),
@@ -358,8 +357,8 @@ public final class Worker {
     let training = job.training
     let saveEvery = max(1, training.iterationsPerLoop)
     let evalEvery = max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining)))
-    let batcher = Batcher(dataset: local.dataset, split: .train, batchSize: batch, shard: rank, shardCount: size, seed: job.seed,
-                          onBadRecord: job.data.onBadRecord)
+    let batcher = Batcher(dataset: local.dataset, split: .train, batchSize: batch, shard: rank, shardCount: size,
+                          globalBatch: training.trainBatchSize, seed: job.seed, onBadRecord: job.data.onBadRecord)
     let prefetcher = Prefetcher(batcher: batcher, firstBatch: trainer.globalStep, depth: job.data.prefetchBatches + 1, threads: job.data.inputThreads)
     defer { prefetcher.shutDown() }
     // Damage found while indexing (a truncated last record) counts as skipped from the first step.

@@ -6,30 +6,36 @@ import Tensor
 public enum BadRecordPolicy: String, Sendable { case skip, fail }
 
 /// Fills batches from a dataset: a seeded per-epoch shuffle of the split, sharded so that worker
-/// `shard` of `shardCount` sees every `shardCount`-th example of the shuffled order, each record
-/// once per epoch across the job. Examples are produced in parallel on a pool into a caller's
-/// preallocated buffers. A skipped bad record is replaced by its neighbour in the dataset (index
-/// + 1, + 2, …), which that epoch then sees twice.
+/// `shard` of `shardCount` sees every `shardCount`-th example of each global batch in the
+/// shuffled order, each record once per epoch across the job (its `batchSize` is its own share:
+/// when the shards do not divide `globalBatch`, the first ones take one example more). Examples
+/// are produced in parallel on a pool into a caller's preallocated buffers. A skipped bad record
+/// is replaced by its neighbour in the dataset (index + 1, + 2, …), which that epoch then sees
+/// twice.
 public struct Batcher: Sendable {
   public let dataset: any Dataset
   public let split: Split
   public let batchSize: Int
   public let shard: Int
   public let shardCount: Int
+  /// Examples of one step over all shards.
+  public let globalBatch: Int
   public let seed: UInt64
   public let onBadRecord: BadRecordPolicy
 
   /// Replacements tried for one slot before even the skip policy gives up.
   static let maxReplacements = 16
 
-  public init(dataset: any Dataset, split: Split, batchSize: Int, shard: Int = 0, shardCount: Int = 1, seed: UInt64 = 0,
-              onBadRecord: BadRecordPolicy = .skip) {
+  /// `globalBatch`: nil for `batchSize` × `shardCount` (equal shares).
+  public init(dataset: any Dataset, split: Split, batchSize: Int, shard: Int = 0, shardCount: Int = 1, globalBatch: Int? = nil,
+              seed: UInt64 = 0, onBadRecord: BadRecordPolicy = .skip) {
     self.dataset = dataset; self.split = split; self.batchSize = batchSize
-    self.shard = shard; self.shardCount = shardCount; self.seed = seed; self.onBadRecord = onBadRecord
+    self.shard = shard; self.shardCount = shardCount; self.globalBatch = globalBatch ?? batchSize * shardCount
+    self.seed = seed; self.onBadRecord = onBadRecord
   }
 
-  /// Batches per epoch for this shard (whole batches only).
-  public var batchesPerEpoch: Int { dataset.count(split) / shardCount / batchSize }
+  /// Batches per epoch for this shard (whole global batches only).
+  public var batchesPerEpoch: Int { dataset.count(split) / globalBatch }
 
   /// The epoch and example index at position `position` of the global sequence (epoch-major,
   /// shuffled per epoch for training, in order for validation).
@@ -41,6 +47,9 @@ public struct Batcher: Sendable {
   }
 
   public func exampleIndex(at position: Int) -> Int { example(at: position).index }
+
+  /// Where example `i` of this shard's batch `batch` lies in the global sequence.
+  public func position(batch: Int, example i: Int) -> Int { batch * globalBatch + i * shardCount + shard }
 
   /// What one `fill` skipped: how many records, and the first one's error.
   public struct Report: Sendable {
@@ -59,7 +68,7 @@ public struct Batcher: Sendable {
     skips.initialize(repeating: 0, count: batchSize)
     defer { errors.deinitialize(count: batchSize); errors.deallocate(); skips.deallocate() }
     pool.parallelFor(batchSize) { i, _ in
-      let (epoch, index) = example(at: (batch * batchSize + i) * shardCount + shard)
+      let (epoch, index) = example(at: position(batch: batch, example: i))
       for attempt in 0...Batcher.maxReplacements {
         do throws(DataError) {
           labels[i] = Float(try dataset.example(split, (index + attempt) % n, epoch: epoch, into: images + i * pixels))

@@ -102,6 +102,9 @@ public final class Trainer {
   public var exampleOffset: Int
   /// Examples per forward and backward pass (`--micro_batch_size`); `batchSize` when whole.
   public let microBatch: Int
+  /// What this worker's gradients are multiplied by as they go to the ring, whose mean then is
+  /// the global batch's: its examples over an equal share's (`BatchShares`; 1 when shares are equal).
+  public var gradientWeight: Float = 1
   /// Gradient sums over a step's micro-batches but the last.
   private var accumulated: [UnsafeMutablePointer<Float>] = []
 
@@ -421,7 +424,12 @@ public final class Trainer {
     handedOver[g] = true
     let (b, offset) = bucketOfGradient[g]
     let count = trainable[g].shape.elementCount
-    (buckets.buffer(b).baseAddress! + offset).update(from: gradientPointer(g), count: count)
+    let target = buckets.buffer(b).baseAddress! + offset, gradient = gradientPointer(g)
+    if gradientWeight == 1 {
+      target.update(from: gradient, count: count)
+    } else {
+      for e in 0..<count { target[e] = gradient[e] * gradientWeight }
+    }
     pendingPerBucket[b] -= 1
     if pendingPerBucket[b] == 0 { buckets.markReady(b) }
   }

@@ -71,8 +71,8 @@ do {
     }
   }
   // Checked before anyone joins: a job that cannot split its batch should not wait for workers.
-  guard job.training.trainBatchSize % workers == 0 else {
-    throw UsageError("--train_batch_size=\(job.training.trainBatchSize) is not divisible by --workers=\(workers); each worker takes an equal share of the global batch")
+  guard job.training.trainBatchSize >= workers else {
+    throw UsageError("--train_batch_size=\(job.training.trainBatchSize) leaves no example for some of the --workers=\(workers); each worker takes a share of the global batch")
   }
   if let given = token, !given.isEmpty, given.count < JobSecret.recommendedTokenLength {
     printError("coordinator: warning: the job token has \(given.count) characters; a recorded handshake lets a short token be guessed offline — use a generated one (a --job_token_file that does not exist yet gets one)")

@@ -14,10 +14,12 @@ import Collective
     "use_data": "builtin", "num_label_classes": "1001",
   ]
 
-  static func coordinator(workers: Int, min: Int, max: Int, steps: Int, configure: (inout Coordinator.Options) -> Void = { _ in }) throws -> (Coordinator, LineLog) {
+  static func coordinator(workers: Int, min: Int, max: Int, steps: Int, batch: Int = 12,
+                          configure: (inout Coordinator.Options) -> Void = { _ in }) throws -> (Coordinator, LineLog) {
     var config = ElasticTests.config
-    config["num_epochs"] = String(Double(steps) * 12 / 120)
-    var options = Coordinator.Options(token: "el4stic", config: config, totalSteps: steps, stepsPerEpoch: 10, globalBatch: 12)
+    config["num_epochs"] = String(Double(steps * batch) / 120)
+    config["train_batch_size"] = String(batch)
+    var options = Coordinator.Options(token: "el4stic", config: config, totalSteps: steps, stepsPerEpoch: 120 / batch, globalBatch: batch)
     options.host = "127.0.0.1"; options.workers = workers; options.minWorkers = min; options.maxWorkers = max
     options.logEvery = 1; options.joinTimeout = 30; options.heartbeatTimeout = 20
     configure(&options)
@@ -35,20 +37,24 @@ import Collective
     return Box(worker)
   }
 
-  @Test func membershipSizesDivideTheGlobalBatch() {
+  @Test func membershipSizesTakeTheMostWorkersTheirDevicesAllow() {
     let sizes = MembershipSize(minWorkers: 2, maxWorkers: 4, globalBatch: 12)
     #expect(sizes.choose(available: 5) == 4)
     #expect(sizes.choose(available: 4) == 4)
     #expect(sizes.choose(available: 3) == 3)
     #expect(sizes.choose(available: 1) == nil)
-    // 1024 splits over 2 and 4, not 3: three workers run as two and a spare.
-    #expect(MembershipSize(minWorkers: 2, maxWorkers: 4, globalBatch: 1024).choose(available: 3) == 2)
-    #expect(MembershipSize(minWorkers: 3, maxWorkers: 3, globalBatch: 1024).problem?.contains("divides --train_batch_size=1024") == true)
+    // Workers of one device take uneven shares: 1024 runs on 3 (342, 341, 341).
+    #expect(MembershipSize(minWorkers: 2, maxWorkers: 4, globalBatch: 1024).choose(available: 3) == 3)
+    // A host's devices split its share equally: with 4 each, 1024 splits over 2 or 4 hosts, not 3.
+    #expect(MembershipSize(minWorkers: 2, maxWorkers: 4, globalBatch: 1024).choose(available: 3, devicesPerWorker: 4) == 2)
+    #expect(MembershipSize(minWorkers: 3, maxWorkers: 3, globalBatch: 1024).choose(available: 3, devicesPerWorker: 4) == nil)
+    #expect(MembershipSize(minWorkers: 3, maxWorkers: 3, globalBatch: 2).problem?.contains("leaves no example") == true)
     #expect(MembershipSize(minWorkers: 3, maxWorkers: 2, globalBatch: 12).problem?.contains("below --min_workers") == true)
   }
 
   @Test func aLostRanksSurvivorsGoOnFromTheLastStepInMemoryAndFinish() throws {
-    let (coordinator, lines) = try ElasticTests.coordinator(workers: 3, min: 2, max: 3, steps: 6)
+    // A global batch of 10: three workers take 4, 3 and 3 of it, the two survivors 5 each.
+    let (coordinator, lines) = try ElasticTests.coordinator(workers: 3, min: 2, max: 3, steps: 6, batch: 10)
     let box = Box(coordinator)
     let job = JobTests()
     let waitCoordinator = job.start { box.value.run() }
@@ -66,7 +72,8 @@ import Collective
     #expect(log.contains { $0.hasPrefix("eval step 6:") && $0.contains("from 2 workers") }, "\(log)")
     // The survivors hear of the new membership between steps, or from their failed ring in step 3.
     let said = messages.all
-    #expect(said.contains { $0.contains("rebuilt the step for a batch of 6 per worker (was 4)") }, "\(said)")
+    #expect(said.contains { $0.contains("(the global batch of 10 as 4 on rank 0, 3 on ranks 1–2; gradients weighted by 1.2 before the ring's mean)") }, "\(said)")
+    #expect(said.contains { $0.contains("rebuilt the step for a batch of 5 per worker (was") }, "\(said)")
   }
 
   @Test func aWorkerJoiningARunningJobIsAdmittedAtAStepBoundary() throws {

@@ -15,7 +15,10 @@ import Testing
       "0     t1v-0  10.0.0.2:41000  8× XLA:tpu (PJRT 0.117)  64",
       "1     t1v-1  10.0.0.3:41000  8× XLA:tpu (PJRT 0.117)  64",
     ])
-    #expect(mixed.table(hosts: [("a", "x:1"), ("b", "x:2"), ("c", "x:3")], globalBatch: 1024)[1].hasSuffix("?"))
+    // Each rank's own share over its devices: 1024 over 3 hosts is 342, 341, 341, and 341 does not split over 2.
+    let rows = mixed.table(hosts: [("a", "x:1"), ("b", "x:2"), ("c", "x:3")], globalBatch: 1024)
+    #expect(rows[1].hasSuffix(" 342") && rows[2].hasSuffix(" ?") && rows[3].hasSuffix(" ?"), "\(rows)")
+    #expect(mixed.table(hosts: [("a", "x:1"), ("b", "x:2"), ("c", "x:3")], globalBatch: 1026).map { $0.split(separator: " ").last! } == ["batch/device", "342", "171", "171"])
   }
 
   @Test func deviceTimesSpreadOverRanksAndSkipTheUnknown() {

@@ -110,6 +110,81 @@ import Tensor
     #expect(worst < 1e-5, "largest difference \(worst)")
   }
 
+  /// Three workers sharing a batch of 8 as 3, 3 and 2, each gradient weighted by its share
+  /// (`BatchShares`) as the worker does, against one process that weights the three groups'
+  /// gradients by their sizes: the same averaged gradient and the same parameters after the
+  /// update to 1e-5 relative (the ring sums in another order). One step: at batch-norm groups of
+  /// 2 the next steps amplify a last-bit difference far beyond that.
+  @Test func unevenSharesMatchOneProcessWeightingItsGroupsBySize() throws {
+    let shares = BatchShares(globalBatch: globalBatch, workers: 3)
+    @Sendable func group(_ rank: Int) -> ([Float], [Float]) {
+      let batch = shares.batch(of: rank)
+      let batcher = Batcher(dataset: BuiltInDataset(imageSize: 24), split: .train, batchSize: batch, shard: rank, shardCount: 3,
+                            globalBatch: globalBatch, seed: 3)
+      let images = UnsafeMutablePointer<Float>.allocateAligned(batch * 24 * 24 * 3), labels = UnsafeMutablePointer<Float>.allocateAligned(batch)
+      defer { images.deallocate(); labels.deallocate() }
+      _ = try! batcher.fill(batch: 0, images: images, labels: labels, context: KernelContext(threads: 1))
+      return (Array(UnsafeBufferPointer(start: images, count: batch * 24 * 24 * 3)), Array(UnsafeBufferPointer(start: labels, count: batch)))
+    }
+    @Sendable func averaged(_ t: Trainer) -> [[Float]] {
+      t.trainable.indices.map { Array(UnsafeBufferPointer(start: t.averagedGradientPointer($0), count: t.trainable[$0].shape.elementCount)) }
+    }
+    // One process: a trainer for the groups of 3 and one for the group of 2 (the same initial parameters).
+    let main = try trainer(batch: 3), small = try trainer(batch: 2)
+    var sums: [[Float]] = main.trainable.map { [Float](repeating: 0, count: $0.shape.elementCount) }
+    var plain = sums
+    for rank in 0..<3 {
+      let t = shares.batch(of: rank) == 3 ? main : small
+      let (images, labels) = group(rank)
+      t.exampleOffset = shares.offset(of: rank)
+      try t.computeGradients(images: images, labels: labels)
+      let weight = Float(shares.batch(of: rank)) / Float(globalBatch)
+      for i in t.trainable.indices {
+        for e in sums[i].indices { sums[i][e] += t.gradientPointer(i)[e] * weight; plain[i][e] += t.gradientPointer(i)[e] / 3 }
+      }
+    }
+    for i in main.trainable.indices { main.gradientPointer(i).update(from: sums[i], count: sums[i].count) }
+    try main.applyGradients()
+    let single = (averaged(main), parameters(main))
+
+    let listeners = try (0..<3).map { _ in Shared(try TCPListener(host: "127.0.0.1")) }
+    let addresses = listeners.map(\.value.address)
+    let results = Mutex<[Int: ([[Float]], [[Float]])]>([:]), failures = Mutex<[String]>([])
+    let done = DispatchSemaphore(value: 0)
+    for rank in 0..<3 {
+      Thread {
+        do {
+          let t = try trainer(batch: shares.batch(of: rank))
+          t.exampleOffset = shares.offset(of: rank)
+          t.gradientWeight = shares.weight(of: rank)
+          t.attach(ring: Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listeners[rank].value, timeout: 30)),
+                   bucketBytes: 32 << 10, firstBucketBytes: 4 << 10)
+          defer { t.detach() }
+          let (images, labels) = group(rank)
+          try t.step(images: images, labels: labels)
+          results.withLock { $0[rank] = (averaged(t), parameters(t)) }
+        } catch { failures.withLock { $0.append("rank \(rank): \(error)") } }
+        done.signal()
+      }.start()
+    }
+    for _ in 0..<3 { done.wait() }
+    #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+    let ranks = results.withLock { r in (0..<3).compactMap { r[$0] } }
+    #expect(ranks.count == 3 && ranks.allSatisfy { $0.1 == ranks[0].1 })
+    func relative(_ a: [[Float]], _ b: [[Float]]) -> Float {
+      var worst: Float = 0
+      for (x, y) in zip(a, b) {
+        let scale = max(y.map(abs).max() ?? 0, 1e-6)
+        for (u, v) in zip(x, y) { worst = max(worst, abs(u - v) / scale) }
+      }
+      return worst
+    }
+    #expect(relative(ranks[0].0, single.0) < 1e-5, "averaged gradients differ by \(relative(ranks[0].0, single.0))")
+    #expect(relative(ranks[0].1, single.1) < 1e-5, "parameters differ by \(relative(ranks[0].1, single.1))")
+    // The weights matter: the plain mean of the three groups' gradients is another gradient.
+    #expect(relative(plain, single.0) > 1e-3, "the weighted and the plain mean differ by only \(relative(plain, single.0))")
+  }
+
   /// One process with micro-batches of B/2 accumulates exactly what one process running the two
   /// groups by hand does: the same parameters, bitwise.
   @Test func microBatchesMatchOneProcessWithTwoBatchNormGroupsBitwise() throws {
