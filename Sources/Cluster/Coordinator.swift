@@ -132,25 +132,33 @@ public final class Coordinator {
   public func run() -> Int32 {
     let admission = Admission(listener: listener, secret: secret, handshakeTimeout: options.handshakeTimeout,
                               heartbeatTimeout: options.heartbeatTimeout, log: log)
+    // A journal of this job, unfinished: this coordinator takes over a running job (its workers
+    // kept their state through --coordinator_grace and are reconnecting).
+    var journal: JobJournal?
+    if let directory = options.logDirectory {
+      do {
+        journal = try JobJournal.read(in: directory, configHash: JobSecret.configHash(options.config)).flatMap { $0.finished ? nil : $0 }
+      } catch {
+        log("coordinator: warning: \(error); starting the job as a new one (the journal is replaced)")
+      }
+    }
     log("coordinator: waiting for \(options.workers) workers on port \(port)"
-        + (options.elastic ? " (elastic: \(options.sizes.minWorkers) to \(options.sizes.maxWorkers) workers)" : ""))
+        + (options.elastic ? " (elastic: \(options.sizes.minWorkers) to \(options.sizes.maxWorkers) workers)" : "")
+        + (journal != nil && options.elastic ? "; taking a job over, it goes on with \(options.sizes.minWorkers) once no other worker joins for \(format(options.heartbeatTimeout, 1)) s" : ""))
     do {
-      spares = try admission.admit(workers: options.workers, deadline: monotonicNow() + options.joinTimeout)
+      // Taking over an elastic job, the workers that come back are the job: one that died with
+      // the old coordinator must not hold the rest until --join_timeout.
+      let enough = journal != nil && options.elastic ? (options.sizes.minWorkers, options.heartbeatTimeout) : nil
+      spares = try admission.admit(workers: options.workers, deadline: monotonicNow() + options.joinTimeout, enough: enough)
     } catch {
       log("coordinator: error: \(error)")
       return 1
     }
     if !options.elastic { admission.closePending() }
-    if let directory = options.logDirectory {
-      do {
-        if let journal = try JobJournal.read(in: directory, configHash: JobSecret.configHash(options.config)), !journal.finished {
-          generation = journal.generation
-          lastCompletedStep = journal.lastCompletedStep
-          log("coordinator: taking the job over from \(JobJournal.path(in: directory)): membership generation \(journal.generation), step \(journal.lastCompletedStep) completed by every rank")
-        }
-      } catch {
-        log("coordinator: warning: \(error); starting the job as a new one (the journal is replaced)")
-      }
+    if let journal, let directory = options.logDirectory {
+      generation = journal.generation
+      lastCompletedStep = journal.lastCompletedStep
+      log("coordinator: taking the job over from \(JobJournal.path(in: directory)): membership generation \(journal.generation), step \(journal.lastCompletedStep) completed by every rank")
     }
     if let failure = formMembership(abandonStep: false, why: nil) { return fail(failure) }
     return supervise(admission)

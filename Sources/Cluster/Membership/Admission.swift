@@ -48,11 +48,19 @@ final class Admission {
 
   /// Admits until `workers` have joined; throws when `deadline` passes first. Handshakes still in
   /// progress stay (`closePending` ends them; an elastic job serves them as it runs).
-  func admit(workers: Int, deadline: Double) throws(ControlError) -> [Member] {
+  /// `enough`: fewer workers that do — once that many joined and no other did for `settle`
+  /// seconds (a restarted coordinator: the workers that kept their state reconnect within
+  /// moments, a dead one never will).
+  func admit(workers: Int, deadline: Double, enough: (workers: Int, settle: Double)? = nil) throws(ControlError) -> [Member] {
     var members: [Member] = []
     let started = monotonicNow()
+    var lastJoin = started
     while members.count < workers {
       let now = monotonicNow()
+      if let enough, members.count >= enough.workers, now - lastJoin >= enough.settle {
+        log("coordinator: going on with the \(members.count) of \(workers) workers that came back; none other joined for \(format(enough.settle, 1)) s")
+        break
+      }
       expire(now: now)
       // Before their assignment workers beat once a second, whatever the timeout.
       let silence = max(heartbeatTimeout, 3)
@@ -70,7 +78,7 @@ final class Admission {
       var fds = descriptors
       let own = fds.count
       fds += members.map { pollfd(fd: $0.channel.connection.fd, events: Int16(POLLIN), revents: 0) }
-      let wake = min(deadline, wakeUp ?? deadline, now + 1)
+      let wake = min(deadline, wakeUp ?? deadline, now + (enough == nil ? 1 : 0.2))
       _ = poll(&fds, nfds_t(fds.count), Int32(max(0, wake - now) * 1000 + 1))
 
       // Members first (their indices in fds are fixed by the arrays as they were polled).
@@ -93,6 +101,7 @@ final class Admission {
       for i in drop.reversed() { members[i].channel.connection.close(); members.remove(at: i) }
       for member in serve(Array(fds.prefix(own)), limit: workers - members.count) {
         members.append(member)
+        lastJoin = monotonicNow()
         log("coordinator: \(member.name) joined (\(members.count) of \(workers))")
       }
     }
