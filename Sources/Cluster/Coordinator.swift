@@ -41,6 +41,8 @@ public final class Coordinator {
   private var shortSince: Double?
   /// The most local devices a worker of this job has reported (sizes are chosen for it).
   private var devicesPerWorker = 1
+  /// The last step whose evaluation every rank reported.
+  private var lastEvaluatedStep = 0
 
   public struct Options: Sendable {
     public var host = "0.0.0.0"
@@ -78,6 +80,8 @@ public final class Coordinator {
     /// (`--coordinator_grace`; a restarted coordinator on the same address and --model_dir takes
     /// the job over from its journal); 0: they give up at once.
     public var coordinatorGrace = 0.0
+    /// Steps between evaluations (`TrainingConfig.evaluationInterval`); nil: none during training.
+    public var evaluationInterval: Int?
     /// Fault injection for tests: once every rank reported this step the coordinator closes every
     /// socket without a word, as kill -9 leaves it, and returns 137.
     public var vanishAfterStep: Int?
@@ -158,6 +162,8 @@ public final class Coordinator {
     if let journal, let directory = options.logDirectory {
       generation = journal.generation
       lastCompletedStep = journal.lastCompletedStep
+      // An older journal does not say: the evaluation of its last step is taken as made.
+      lastEvaluatedStep = journal.lastEvaluatedStep ?? journal.lastCompletedStep
       log("coordinator: taking the job over from \(JobJournal.path(in: directory)): membership generation \(journal.generation), step \(journal.lastCompletedStep) completed by every rank")
     }
     if let failure = formMembership(abandonStep: false, why: nil) { return fail(failure) }
@@ -194,7 +200,8 @@ public final class Coordinator {
       members[rank].channel.peerName = members[rank].name
       let assignment = Assignment(rank: rank, size: size, ringAddresses: addresses, config: options.config, jobID: jobID,
                                   heartbeatTimeout: options.heartbeatTimeout, generation: generation, abandonStep: abandonStep,
-                                  elastic: options.elastic, coordinatorGrace: options.coordinatorGrace)
+                                  elastic: options.elastic, coordinatorGrace: options.coordinatorGrace,
+                                  evaluatedThrough: generation > 1 ? lastEvaluatedStep : nil)
       do { try members[rank].channel.send(.assignment(assignment)) } catch {
         return "could not send \(members[rank].name) its assignment: \(error)"
       }
@@ -300,7 +307,7 @@ public final class Coordinator {
     guard let directory = options.logDirectory, force || monotonicNow() - journalled >= 1 else { return }
     journalled = monotonicNow()
     let journal = JobJournal(configHash: JobSecret.configHash(options.config), generation: generation, lastCompletedStep: lastCompletedStep,
-                             finished: finished)
+                             lastEvaluatedStep: lastEvaluatedStep, finished: finished)
     do { try journal.write(in: directory) } catch {
       log("coordinator: warning: could not write the job journal \(JobJournal.path(in: directory)): \(error)")
     }
@@ -335,8 +342,8 @@ public final class Coordinator {
       record(step: step, reports)
       if step % options.logEvery == 0 || step == options.totalSteps { progress(step: step, reports, started: started) }
       if step == options.vanishAfterStep { return .vanish }
-    case let .evaluation(_, step, top1, top5, count):
-      guard round.starts[rank] != nil else { return nil }
+    case let .evaluation(_, step, top1, top5, count, generation):
+      guard generation == self.generation, round.starts[rank] != nil else { return nil }
       round.evaluation.top1 += top1; round.evaluation.top5 += top5; round.evaluation.count += count; round.evaluation.reports += 1
       if round.evaluation.reports == members.count {
         let n = Double(max(round.evaluation.count, 1))
@@ -347,6 +354,7 @@ public final class Coordinator {
         exporter?.set("amoeba_top_1_accuracy", help: "Validation top-1 accuracy of the moving-average weights.", samples: [.init(labels: [:], value: top1)])
         exporter?.set("amoeba_top_5_accuracy", help: "Validation top-5 accuracy of the moving-average weights.", samples: [.init(labels: [:], value: top5)])
         round.evaluation = (0, 0, 0, 0)
+        lastEvaluatedStep = max(lastEvaluatedStep, step)
       }
     case .heartbeat:
       break
@@ -380,6 +388,13 @@ public final class Coordinator {
     let job = JobDevices(kinds: members.indices.map { starts[$0]!.kind }, counts: members.indices.map { starts[$0]!.count })
     devices = job
     devicesPerWorker = max(devicesPerWorker, job.counts.max() ?? 1)
+    // The ranks make an evaluation in flight again when they go on from its step; from a later one it is gone.
+    if generation > 1, let every = options.evaluationInterval {
+      let latest = step / every * every
+      if latest > lastEvaluatedStep, latest > 0, latest != step, latest < options.totalSteps {
+        log("coordinator: the evaluation of step \(latest) was in flight when the membership changed, and the job goes on from step \(step): it is lost (the next is at step \(latest + every))")
+      }
+    }
     let source = starts.values.map(\.source).max() ?? -1
     // A job started again from its checkpoints (all its processes restarted, the journal of the
     // last run read) starts as a job does; the journal says how much it redoes.

@@ -175,7 +175,7 @@ public final class Worker {
     }
     let trainer = local.trainer!
     if local.job.training.mode != "train" {
-      try evaluate(trainer, local, rank: rank, size: assignment.size, link: link)
+      try evaluate(trainer, local, assignment: assignment, link: link)
     }
     try link.send(.done(rank: rank))
     try link.awaitFinish(timeout: options.connectTimeout)
@@ -346,6 +346,12 @@ public final class Worker {
       log("\(name): gradients all-reduced in \(buckets) bucket\(buckets == 1 ? "" : "s") (cap \(job.communication.bucketCapMB) MiB), \(wire) on the wire, ring slices of \(size) × \(ring.chunkBytes >> 10) KiB, frames \(links.authenticatesFrames ? "authenticated (Poly1305)" : "without a MAC")")
     }
     defer { trainer.detach() }
+    let step = trainer.globalStep
+    if let done = assignment.evaluatedThrough, let every = job.training.evaluationInterval, step > done, step > 0, step % every == 0,
+       step < job.training.totalSteps {
+      log("\(name): evaluating step \(step) again: the membership changed while its evaluation was in flight")
+      try evaluate(trainer, local, assignment: assignment, link: link)
+    }
     return try steps(trainer, ring: ring, links: links, assignment: assignment, batch: batch, link: link, local: &local)
   }
 
@@ -356,7 +362,7 @@ public final class Worker {
     let (size, job) = (assignment.size, local.job)
     let training = job.training
     let saveEvery = max(1, training.iterationsPerLoop)
-    let evalEvery = max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining)))
+    let evalEvery = training.evaluationInterval ?? Int.max
     let batcher = Batcher(dataset: local.dataset, split: .train, batchSize: batch, shard: rank, shardCount: size,
                           globalBatch: training.trainBatchSize, seed: job.seed, onBadRecord: job.data.onBadRecord)
     let prefetcher = Prefetcher(batcher: batcher, firstBatch: trainer.globalStep, depth: job.data.prefetchBatches + 1, threads: job.data.inputThreads)
@@ -393,8 +399,8 @@ public final class Worker {
       if trainer.globalStep % options.checksumEvery == 0 || trainer.globalStep == total {
         try compareChecksums(trainer, ring: ring)
       }
-      if training.mode == "train_and_eval", trainer.globalStep % evalEvery == 0, trainer.globalStep < total {
-        try evaluate(trainer, local, rank: rank, size: size, link: link)
+      if trainer.globalStep % evalEvery == 0, trainer.globalStep < total {
+        try evaluate(trainer, local, assignment: assignment, link: link)
       }
       // Rank 0 writes the checkpoints (atomically); the others hold identical parameters, and a
       // restart resumes from whichever rank holds the newest checkpoint.
@@ -406,11 +412,13 @@ public final class Worker {
   }
 
   /// This worker's share of the validation set (batches b ≡ rank mod size), on the moving averages;
-  /// the coordinator sums the shares.
-  func evaluate(_ trainer: Trainer, _ local: Local, rank: Int, size: Int, link: CoordinatorLink) throws {
-    let hits = try Validation.hits(trainer, network: local.job.network, training: local.job.training, dataset: local.dataset, shard: rank,
-                                   shardCount: size, onBadRecord: local.job.data.onBadRecord, context: local.context, evaluator: local.evaluator)
-    try link.send(.evaluation(rank: rank, step: trainer.globalStep, top1: hits.top1, top5: hits.top5, count: hits.count))
+  /// the coordinator sums the shares of one membership.
+  func evaluate(_ trainer: Trainer, _ local: Local, assignment: Assignment, link: CoordinatorLink) throws {
+    let hits = try Validation.hits(trainer, network: local.job.network, training: local.job.training, dataset: local.dataset, shard: assignment.rank,
+                                   shardCount: assignment.size, onBadRecord: local.job.data.onBadRecord, context: local.context,
+                                   evaluator: local.evaluator)
+    try link.send(.evaluation(rank: assignment.rank, step: trainer.globalStep, top1: hits.top1, top5: hits.top5, count: hits.count,
+                              generation: assignment.generation))
   }
 
   /// Every rank's parameter checksum must agree; a divergence names the ranks that differ.

@@ -60,7 +60,7 @@ public struct FuzzTarget: Sendable {
     .metrics(StepMetrics(rank: 0, step: 5, loss: 2.5, learningRate: 0.1, imagesPerSecond: 100, stepSeconds: 0.1, communicationSeconds: 0.01,
                          hiddenFraction: 0.5, busBandwidth: 1e9, inputWaitSeconds: 0, ringWaitSeconds: 0.004, badRecords: 0,
                          deviceSeconds: [0.09, 0.1])),
-    .started(rank: 0, step: 5, source: 1, device: "XLA:cpu (PJRT 0.81)", localDevices: 2, generation: 3), .heartbeat(rank: 0), .evaluation(rank: 0, step: 5, top1: 3, top5: 4, count: 5),
+    .started(rank: 0, step: 5, source: 1, device: "XLA:cpu (PJRT 0.81)", localDevices: 2, generation: 3), .heartbeat(rank: 0), .evaluation(rank: 0, step: 5, top1: 3, top5: 4, count: 5, generation: 1),
     .done(rank: 1), .failure(rank: 1, message: "x"), .stop(reason: "finished"),
   ]
 

@@ -50,6 +50,10 @@ public struct TrainingConfig: Hashable, Sendable {
   public var stepsPerEpochForTraining: Int { (numTrainImages + trainBatchSize - 1) / trainBatchSize }
   /// int(num_epochs · ceil(N / B)).
   public var totalSteps: Int { Int(numEpochs * Double(stepsPerEpochForTraining)) }
+  /// Steps between evaluations in train_and_eval mode (--num_epochs_per_eval); nil in the others.
+  public var evaluationInterval: Int? {
+    mode == "train_and_eval" ? max(1, Int(numEpochsPerEval * Double(stepsPerEpochForTraining))) : nil
+  }
 
   public func validate() throws(TrainError) {
     guard trainBatchSize >= 1, evalBatchSize >= 1 else { throw .invalidConfig("--train_batch_size and --eval_batch_size must be positive") }

@@ -96,6 +96,7 @@ do {
   options.metricsPort = metricsPort; options.metricsHost = metricsHost
   options.stragglerMargin = stragglerMargin; options.stragglerSteps = stragglerSteps; options.evictStragglers = evictStragglers
   options.logDirectory = job.config["model_dir"]
+  options.evaluationInterval = job.training.evaluationInterval
   let coordinator = try Coordinator(options: options)
   if let exporter = coordinator.exporter { print("coordinator: Prometheus metrics at http://\(metricsHost):\(exporter.port)/metrics") }
   print("coordinator listening on port \(coordinator.port) for \(workers) workers: \(job.network.cellName) num_cells=\(job.network.numCells) reduction_size=\(job.network.reductionSize) image_size=\(job.network.imageSize), global batch \(job.training.trainBatchSize), \(job.training.totalSteps) steps")

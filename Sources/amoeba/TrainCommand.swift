@@ -64,7 +64,7 @@ struct TrainCommand {
     print("training \(network.cellName) num_cells=\(network.numCells) reduction_size=\(network.reductionSize) image_size=\(network.imageSize) on \(data.useData) data\(data.dataDir.isEmpty ? "" : " from " + data.dataDir) (\(dataset.count(.train)) training, \(dataset.count(.validation)) validation images): \(trainer.model.trainableParameterCount) parameters, \(total) steps of \(training.trainBatchSize) (\(training.numEpochs) epochs)"
           + (trainer.microBatch < trainer.batchSize ? " in micro-batches of \(trainer.microBatch) (gradients accumulated; batch norm per micro-batch)" : "")
           + ", \(threads) threads")
-    let evalEvery = training.mode == "train_and_eval" ? max(1, Int(training.numEpochsPerEval * Double(training.stepsPerEpochForTraining))) : Int.max
+    let evalEvery = training.evaluationInterval ?? Int.max
     var windowStart = now(), windowImages = 0, lossSum = 0.0, lossCount = 0, inputWait = 0.0, skipped = 0
     var firstLoss: (step: Int, value: Double)?, lossSeen = false
     let started = now()

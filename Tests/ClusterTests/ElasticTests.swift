@@ -22,6 +22,7 @@ import Collective
     var options = Coordinator.Options(token: "el4stic", config: config, totalSteps: steps, stepsPerEpoch: 120 / batch, globalBatch: batch)
     options.host = "127.0.0.1"; options.workers = workers; options.minWorkers = min; options.maxWorkers = max
     options.logEvery = 1; options.joinTimeout = 30; options.heartbeatTimeout = 20
+    options.evaluationInterval = (120 + batch - 1) / batch
     configure(&options)
     let coordinator = try Coordinator(options: options)
     let lines = LineLog()
@@ -52,26 +53,31 @@ import Collective
     #expect(MembershipSize(minWorkers: 3, maxWorkers: 2, globalBatch: 12).problem?.contains("below --min_workers") == true)
   }
 
+  /// A rank lost right after step 3, an evaluation step: the survivors go on from step 3 in a
+  /// membership of two and make the evaluation of step 3 again (the lost rank's share never came).
   @Test func aLostRanksSurvivorsGoOnFromTheLastStepInMemoryAndFinish() throws {
     // A global batch of 10: three workers take 4, 3 and 3 of it, the two survivors 5 each.
-    let (coordinator, lines) = try ElasticTests.coordinator(workers: 3, min: 2, max: 3, steps: 6, batch: 10)
+    let (coordinator, lines) = try ElasticTests.coordinator(workers: 3, min: 2, max: 3, steps: 6, batch: 10) {
+      $0.config["num_epochs_per_eval"] = "0.25"; $0.evaluationInterval = 3
+    }
     let box = Box(coordinator)
     let job = JobTests()
     let waitCoordinator = job.start { box.value.run() }
     let messages = LineLog()
     let workers = [ElasticTests.worker(port: coordinator.port, log: messages), ElasticTests.worker(port: coordinator.port, log: messages),
-                   ElasticTests.worker(port: coordinator.port, loseAfterStep: 2, log: messages)]
+                   ElasticTests.worker(port: coordinator.port, loseAfterStep: 3, log: messages)]
     let waits = workers.map { w in job.start { w.value.run() } }
     #expect(waits.map { $0() } == [0, 0, 1])
     #expect(waitCoordinator() == 0)
     let log = lines.all
     #expect(log.contains { $0.contains("membership generation 2: 2 workers (lost rank") }, "\(log)")
-    // The lost rank reported step 2; the survivors' step 3 was cut short: they go on from 2.
-    #expect(log.contains { $0.contains("membership generation 2 goes on from step 2 (the state of a surviving rank, over the ring; completed steps lost: 0)") }, "\(log)")
+    // The lost rank reported step 3; the survivors' step 4 was cut short (or never began): they go on from 3.
+    #expect(log.contains { $0.contains("membership generation 2 goes on from step 3 (the state of a surviving rank, over the ring; completed steps lost: 0)") }, "\(log)")
+    #expect(log.contains { $0.hasPrefix("eval step 3:") && $0.contains("over 40 validation images from 2 workers") }, "\(log)")
     #expect(log.contains { $0.hasPrefix("step 6/6") })
     #expect(log.contains { $0.hasPrefix("eval step 6:") && $0.contains("from 2 workers") }, "\(log)")
-    // The survivors hear of the new membership between steps, or from their failed ring in step 3.
     let said = messages.all
+    #expect(said.contains { $0.contains("evaluating step 3 again: the membership changed while its evaluation was in flight") }, "\(said)")
     #expect(said.contains { $0.contains("(the global batch of 10 as 4 on rank 0, 3 on ranks 1–2; gradients weighted by 1.2 before the ring's mean)") }, "\(said)")
     #expect(said.contains { $0.contains("rebuilt the step for a batch of 5 per worker (was") }, "\(said)")
   }

@@ -28,7 +28,9 @@ public enum ControlMessage: Codable, Sendable, Equatable {
   /// `generation`: the membership it started in (a late one of an older membership is ignored).
   case started(rank: Int, step: Int, source: Int, device: String, localDevices: Int, generation: Int)
   case heartbeat(rank: Int)
-  case evaluation(rank: Int, step: Int, top1: Int, top5: Int, count: Int)
+  /// A rank's share of an evaluation, in the membership it was made in (a share of an older one
+  /// is ignored: the membership that replaced it evaluates again).
+  case evaluation(rank: Int, step: Int, top1: Int, top5: Int, count: Int, generation: Int)
   case done(rank: Int)
   case failure(rank: Int, message: String)
   case stop(reason: String)
@@ -55,12 +57,16 @@ public struct Assignment: Codable, Sendable, Equatable {
   /// Seconds a worker that lost the coordinator keeps its state and tries to reach it again
   /// (a restarted coordinator takes the job over from its journal); 0: it gives up at once.
   public var coordinatorGrace: Double
+  /// The last step whose evaluation the coordinator has every share of. A membership that goes
+  /// on from a later evaluation step makes that evaluation first: it was in flight when the
+  /// membership changed (its shares from the old one are ignored). nil: the job's first membership.
+  public var evaluatedThrough: Int?
 
   public init(rank: Int, size: Int, ringAddresses: [String], config: [String: String], jobID: String, heartbeatTimeout: Double,
-              generation: Int, abandonStep: Bool = false, elastic: Bool = false, coordinatorGrace: Double = 0) {
+              generation: Int, abandonStep: Bool = false, elastic: Bool = false, coordinatorGrace: Double = 0, evaluatedThrough: Int? = nil) {
     self.rank = rank; self.size = size; self.ringAddresses = ringAddresses; self.config = config; self.jobID = jobID
     self.heartbeatTimeout = heartbeatTimeout; self.generation = generation; self.abandonStep = abandonStep; self.elastic = elastic
-    self.coordinatorGrace = coordinatorGrace
+    self.coordinatorGrace = coordinatorGrace; self.evaluatedThrough = evaluatedThrough
   }
 }
 

@@ -2,13 +2,15 @@ import Foundation
 import Train
 
 /// What a coordinator must know to take over a running job after a restart, kept in the job's
-/// --model_dir: which configuration it runs, the last membership's number, and the last step every
-/// rank reported. Written atomically (a crash leaves the old journal or the new one) when a
+/// --model_dir: which configuration it runs, the last membership's number, the last step every
+/// rank reported and the last one evaluated. Written atomically (a crash leaves the old journal or the new one) when a
 /// membership forms, at most once a second as steps complete, and when the job ends.
 struct JobJournal: Codable, Equatable {
   var configHash: String
   var generation: Int
   var lastCompletedStep: Int
+  /// The last step whose evaluation every rank reported (nil in a journal from before it was kept).
+  var lastEvaluatedStep: Int?
   var finished: Bool
 
   static func path(in directory: String) -> String { directory + "/coordinator-journal.json" }
