@@ -82,11 +82,13 @@ start_worker() {
 # Waits until the coordinator's log ($1) has a line matching $2 after line $3; prints its line number.
 wait_line() {
   local log=$1 pattern=$2 after=${3:-0} limit=$(( $(date +%s) + 180 ))
+  local ended=0
   while [ "$(date +%s)" -lt "$limit" ]; do
     local n; n=$(tail -n +"$((after + 1))" "$log" | grep -n -m1 -E "$pattern" | cut -d: -f1 || true)
     if [ -n "$n" ]; then echo $((after + n)); return 0; fi
-    if grep -q "^[0-9.]* exit " "$log"; then break; fi
-    sleep 0.05
+    # The job ended: one more look, for a line written after the one above.
+    [ "$ended" = 1 ] && break
+    if grep -q "^[0-9.]* exit " "$log"; then ended=1; else sleep 0.05; fi
   done
   echo "chaos: FAILED: no line matching '$pattern' in the coordinator's log" >&2
   tail -20 "$log" >&2
