@@ -50,7 +50,7 @@ let package = Package(
     .executableTarget(name: "amoeba-worker", dependencies: ["Cluster", "CLI", "Collective", "Tensor", "XLA"], swiftSettings: numericFlags),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .testTarget(name: "GraphTests", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
-    .testTarget(name: "ModelTests", dependencies: ["Model", "Graph", "Tensor"], swiftSettings: numericFlags),
+    .testTarget(name: "ModelTests", dependencies: ["Model", "Graph", "Tensor", "CLI"], swiftSettings: numericFlags),
     .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Data", "Graph", "Tensor", "Collective", "Checksums"], swiftSettings: numericFlags),
     .testTarget(name: "CollectiveTests", dependencies: ["Collective"], swiftSettings: numericFlags),
     .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checksums", "CLI", "Collective", "Train", "Tensor"], swiftSettings: numericFlags),

@@ -13,7 +13,7 @@ public enum FlagHelp {
     var t: [String: (String, String)] = [:]
     func add(_ section: String, _ entries: [(String, String)]) { for (name, text) in entries { t[name] = (section, text) } }
     add("Model (the reference's)", [
-      ("cell_name", "cell genotype: amoeba_net_d (AmoebaNet-D), amoeba_net_a/b/c (or their evol_net_* names)"),
+      ("cell_name", "cell genotype: amoeba_net_d (AmoebaNet-D), amoeba_net_a/b/c (or their evol_net_* names), or a genotype file (path.json: `amoeba genotype` prints one)"),
       ("num_cells", "normal cells over the three stacks (N6 in DAWNBench's N6F256 is 6)"),
       ("reduction_size", "F: filters of the first stack's cells (doubled at each reduction)"),
       ("stem_reduction_size", "filters of the stem's 3x3 convolution"),

@@ -4,7 +4,7 @@ extension Flags {
   /// The model flags, with the reference's names (`--num_cells`, `--reduction_size`, …).
   public mutating func networkConfig() throws -> NetworkConfig {
     var c = NetworkConfig()
-    c.cellName = string("cell_name", default: c.cellName)
+    do { c.genotype = try Genotype.resolve(string("cell_name", default: c.cellName)) } catch { throw UsageError("\(error)") }
     c.numCells = try int("num_cells", default: c.numCells)
     c.reductionSize = try int("reduction_size", default: c.reductionSize)
     c.stemReductionSize = try int("stem_reduction_size", default: c.stemReductionSize)

@@ -39,9 +39,8 @@ public struct AmoebaNet: Sendable {
   public init(config: NetworkConfig, batchSize: Int, mode: Mode, dropPathRampSteps: Int? = nil) throws(ModelError) {
     try config.validate()
     guard batchSize >= 1 else { throw .invalidConfig("batch size must be at least 1, got \(batchSize)") }
-    let genotype = try Genotype.named(config.cellName)
-    try genotype.normal.validate("\(config.cellName) normal cell")
-    try genotype.reduction.validate("\(config.cellName) reduction cell")
+    let genotype = config.genotype
+    try genotype.validate()
     var builder = Builder(config: config, mode: mode, genotype: genotype)
     builder.dropPathRampSteps = dropPathRampSteps
     do {

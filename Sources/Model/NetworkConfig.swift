@@ -2,7 +2,9 @@
 /// `--num_cells` counts normal cells over all three stacks (the paper's N is per stack), and
 /// `--reduction_size` is F: "N6F256" is `num_cells=6, reduction_size=256`.
 public struct NetworkConfig: Hashable, Sendable {
-  public var cellName = "amoeba_net_d"
+  /// The cells (`--cell_name`: a built-in genotype, or one from a file).
+  public var genotype: Genotype = .amoebaNetD
+  public var cellName: String { genotype.name }
   public var numCells = 12
   public var reductionSize = 256
   public var stemReductionSize = 32
@@ -18,7 +20,7 @@ public struct NetworkConfig: Hashable, Sendable {
   /// `--fc_init`: how the FC weights of the head (and the aux head) start.
   public var fcInit = FullyConnectedInit.fanOut
   /// Fixed hparams of the ImageNet recipe (not flags in the reference).
-  public var numReductionLayers = 2
+  public var numReductionLayers: Int { genotype.numReductionLayers }
   public var numStemCells = 2
 
   public init() {}
@@ -64,7 +66,8 @@ public struct NetworkConfig: Hashable, Sendable {
 extension NetworkConfig {
   /// The flags as `--name` → value text, for checkpoint sidecars and logs.
   public var flagValues: [String: String] {
-    ["cell_name": cellName, "num_cells": String(numCells), "reduction_size": String(reductionSize),
+    // A genotype that is not a built-in one travels as its JSON (a worker need not have the file).
+    ["cell_name": Genotype.builtIn[cellName] == genotype ? cellName : genotype.json, "num_cells": String(numCells), "reduction_size": String(reductionSize),
      "stem_reduction_size": String(stemReductionSize), "image_size": String(imageSize),
      "num_label_classes": String(numLabelClasses), "use_aux_head": String(useAuxHead), "aux_scaling": String(auxScaling),
      "dense_dropout_keep_prob": String(denseDropoutKeepProb), "drop_connect_keep_prob": String(dropConnectKeepProb),

@@ -1,5 +1,6 @@
 import Checksums
 import Foundation
+import Model
 import Tensor
 
 /// Checkpoints in `--model_dir`: `model.ckpt-<step>.safetensors` (every trainable parameter,
@@ -29,14 +30,18 @@ public struct CheckpointStore {
     public var tensorsBytes: Int
     public var tensorsCRC32C: UInt32
     public var seed: UInt64
-    /// Examples consumed per worker so far (the batcher's position).
+    /// Examples the job consumed so far (the batchers' position in the global sequence).
     public var dataPosition: Int
     public var config: [String: String]
+    /// The whole genotype the network was built from (a restore checks the cells, whatever the
+    /// name); nil in a sidecar from before it was kept, where --cell_name is compared instead.
+    public var genotype: Genotype?
 
     public init(globalStep: Int, tensorsFile: String, tensorsBytes: Int, tensorsCRC32C: UInt32, seed: UInt64,
-                dataPosition: Int, config: [String: String]) {
+                dataPosition: Int, config: [String: String], genotype: Genotype? = nil) {
       self.globalStep = globalStep; self.tensorsFile = tensorsFile; self.tensorsBytes = tensorsBytes
       self.tensorsCRC32C = tensorsCRC32C; self.seed = seed; self.dataPosition = dataPosition; self.config = config
+      self.genotype = genotype
     }
   }
 
@@ -55,7 +60,7 @@ public struct CheckpointStore {
     try FileIO.writeAtomically(bytes, to: path(base + ".safetensors"))
     let sidecar = Sidecar(globalStep: step, tensorsFile: base + ".safetensors", tensorsBytes: bytes.count,
                           tensorsCRC32C: CRC32C.checksum(bytes), seed: trainer.seed,
-                          dataPosition: step * trainer.batchSize, config: config)
+                          dataPosition: step * trainer.training.trainBatchSize, config: config, genotype: trainer.network.genotype)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     guard let json = try? encoder.encode(sidecar) else { throw .checkpoint("\(base).json: could not encode the sidecar") }
@@ -101,6 +106,10 @@ public struct CheckpointStore {
       throw .checkpoint("\(sidecarPath) is not a readable checkpoint sidecar")
     }
     if let config {
+      let run = config["cell_name"].flatMap { try? Genotype.resolve($0) } ?? .amoebaNetD
+      if let written = sidecar.genotype ?? sidecar.config["cell_name"].flatMap({ try? Genotype.resolve($0) }), !written.sameCells(as: run) {
+        throw .checkpoint("\(sidecarPath) was written for the genotype \(written.name) (\(written.json)), this run builds \(run.name) (\(run.json)); use another --model_dir or the same --cell_name")
+      }
       for key in CheckpointStore.modelKeys where sidecar.config[key] != config[key] {
         throw .checkpoint("\(sidecarPath) was written with --\(key)=\(sidecar.config[key] ?? "?"), this run has --\(key)=\(config[key] ?? "?"); use another --model_dir or the same flags")
       }
@@ -155,8 +164,8 @@ public struct CheckpointStore {
     return sidecar
   }
 
-  /// The model flags a checkpoint must agree with to be restored.
-  static let modelKeys = ["cell_name", "num_cells", "reduction_size", "stem_reduction_size", "image_size",
+  /// The model flags a checkpoint must agree with to be restored (besides its genotype, compared by the cells).
+  static let modelKeys = ["num_cells", "reduction_size", "stem_reduction_size", "image_size",
                           "num_label_classes", "use_aux_head", "aux_scaling", "optimizer"]
 
   /// Every tensor of the trainer's state, in a fixed order: parameters, then the tensor store.

@@ -10,6 +10,7 @@ let usage = """
 
   commands:
     summary [model flags]                                  per-stage shapes, parameter counts, multiply-adds
+    genotype [--cell_name NAME|FILE.json]                  a genotype as file JSON (a built-in one to start from, or a file checked)
     lr-schedule [training flags] --steps 0,100,437         the learning rate at each step
     launch --workers N [--device cpu|xla_cpu|gpu|tpu] [--precision …] [model, training and data flags]
                                                           a coordinator and N workers on this machine
@@ -76,6 +77,8 @@ do {
     try CrossCheckCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("export", _):
     try ExportCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
+  case ("genotype", _):
+    try GenotypeCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("train", _):
     try TrainCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("summary", _):

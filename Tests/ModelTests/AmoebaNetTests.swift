@@ -1,4 +1,6 @@
 import Testing
+import Foundation
+import CLI
 import Graph
 import Model
 import Tensor
@@ -65,7 +67,7 @@ import Tensor
   }
 
   @Test func badGenotypesAndConfigsAreClearErrors() {
-    #expect(throws: ModelError.self) { try Genotype.named("amoeba_net_z") }
+    #expect(throws: ModelError.self) { try Genotype.resolve("amoeba_net_z") }
     #expect(throws: ModelError.self) { try CellOperation(parsing: "sep_conv_9") }
     var c = config(cells: 6, filters: 6, image: 32)
     #expect(throws: ModelError.self) { try c.validate() }
@@ -91,7 +93,7 @@ import Tensor
   @Test(arguments: ["amoeba_net_a", "amoeba_net_b", "amoeba_net_c", "amoeba_net_d"])
   func tinyNetworkOfEveryGenotypeRunsForwardAndBackward(cellName: String) throws {
     var c = NetworkConfig()
-    c.cellName = cellName; c.numCells = 3; c.reductionSize = 8; c.imageSize = 24; c.useAuxHead = false
+    c.genotype = try Genotype.resolve(cellName); c.numCells = 3; c.reductionSize = 8; c.imageSize = 24; c.useAuxHead = false
     c.numLabelClasses = 10; c.dropConnectKeepProb = 0.8
     let net = try AmoebaNet(config: c, batchSize: 2, mode: .training)
     var g = net.graph
@@ -125,5 +127,77 @@ import Tensor
     #expect(abs(variance / (stddev * stddev) - 0.774) < 0.03)
     #expect(net.parameters.first { $0.kind == .gamma }!.initialValues(seed: 7).allSatisfy { $0 == 1 })
     #expect(net.parameters.first { $0.kind == .movingVariance }!.initialValues(seed: 7).allSatisfy { $0 == 1 })
+  }
+}
+
+/// Genotypes as files: every built-in one reads back from its JSON, a file without a name is named
+/// after it, the JSON travels in the job's flags, and what is wrong with a bad one is named.
+@Suite struct GenotypeFileTests {
+  func temporaryFile(_ text: String, name: String = "cells.json") throws -> String {
+    let directory = NSTemporaryDirectory() + "amoeba-genotype-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let path = directory + "/" + name
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+  }
+
+  @Test func builtInGenotypesReadBackFromTheirJSONAndFiles() throws {
+    for name in ["amoeba_net_a", "amoeba_net_b", "amoeba_net_c", "amoeba_net_d"] {
+      let genotype = try Genotype.resolve(name)
+      #expect(try Genotype.resolve(genotype.json) == genotype)
+      let path = try temporaryFile(genotype.json)
+      #expect(try Genotype.resolve(path) == genotype)
+    }
+    #expect(try Genotype.resolve("evol_net_x") == .amoebaNetD)
+    // Without a name the file names it; num_reduction_layers defaults to the reference's 2.
+    var mine = Genotype.amoebaNetA
+    mine.normal.operations[0] = "separable_5x5_2"
+    var text = mine.json
+    text = text.replacingOccurrences(of: "\"name\":\"amoeba_net_a\",", with: "").replacingOccurrences(of: ",\"num_reduction_layers\":2", with: "")
+    #expect(!text.contains("name") && !text.contains("num_reduction_layers"))
+    let resolved = try Genotype.resolve(try temporaryFile(text, name: "mine.json"))
+    #expect(resolved.name == "mine" && resolved.sameCells(as: mine) && resolved.numReductionLayers == 2)
+  }
+
+  @Test func aGenotypeFromAFileTravelsInTheFlagsAndBuildsItsNetwork() throws {
+    var mine = Genotype.amoebaNetD
+    mine.name = "wider"; mine.reduction.operations[3] = "separable_7x7_2"
+    let path = try temporaryFile(mine.json)
+    var flags = try Flags(["--cell_name=\(path)", "--num_cells=3", "--reduction_size=8", "--image_size=24", "--use_aux_head=false"])
+    let network = try flags.networkConfig()
+    #expect(network.genotype == mine && network.cellName == "wider")
+    // On the wire (and in checkpoint sidecars) it is the JSON itself, which a worker without the file reads.
+    let value = network.flagValues["cell_name"]!
+    #expect(value.hasPrefix("{") && value == mine.json)
+    var remote = try Flags(["--cell_name=\(value)"])
+    #expect(try remote.networkConfig().genotype == mine)
+    #expect(NetworkConfig().flagValues["cell_name"] == "amoeba_net_d")
+    let built = try AmoebaNet(config: network, batchSize: 1, mode: .training)
+    let reference = try AmoebaNet(config: { var n = network; n.genotype = .amoebaNetD; return n }(), batchSize: 1, mode: .training)
+    #expect(built.trainableParameterCount != reference.trainableParameterCount)
+  }
+
+  @Test func whatIsWrongWithABadGenotypeIsNamed() throws {
+    func problem(_ change: (inout Genotype) -> Void) -> String {
+      var g = Genotype.amoebaNetD
+      change(&g)
+      do { _ = try Genotype.resolve(g.json); return "accepted" } catch { return "\(error)" }
+    }
+    #expect(problem { $0.normal.hiddenstateIndices[4] = 5 }.contains("normal cell: hiddenstate_indices[4] = 5 refers to a state not built yet (0..<4)"))
+    #expect(problem { $0.reduction.operations[2] = "conv_9x9" }.contains("reduction cell: operations[2]: unknown operation 'conv_9x9'"))
+    #expect(problem { $0.normal.usedHiddenstates[3] = 1 }.contains("used_hiddenstates[3] = 1 but no combination takes state 3 as input"))
+    #expect(problem { $0.normal.usedHiddenstates[0] = 2 }.contains("used_hiddenstates[0] = 2; each flag is 0 or 1"))
+    #expect(problem { $0.normal.operations.removeLast() }.contains("needs 10 operations"))
+    #expect(problem { $0.numReductionLayers = 0 }.contains("num_reduction_layers = 0"))
+    let missing = "{\"normal_cell\": {\"operations\": [], \"hiddenstate_indices\": []}, \"reduction_cell\": {}}"
+    func refusal(_ text: String) -> String {
+      (#expect(throws: ModelError.self) { try Genotype.resolve(text) }).map { "\($0)" } ?? "accepted"
+    }
+    #expect(refusal(missing).contains("the genotype JSON is not a genotype: .normal_cell.used_hiddenstates is missing"), "\(refusal(missing))")
+    let file = try temporaryFile(missing)
+    #expect(refusal(file).contains("--cell_name=\(file) is not a genotype"))
+    #expect(refusal("/nonexistent/cells.json").contains("no such genotype file"))
+    #expect(refusal(try temporaryFile("{not json")).contains("not valid JSON"))
+    #expect(refusal("amoeba_net_z").contains("or a genotype file"))
   }
 }

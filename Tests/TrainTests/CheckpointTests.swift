@@ -133,6 +133,30 @@ import Checksums
     #expect(error?.description.contains("--num_cells=3") == true)
   }
 
+  /// The sidecar keeps the whole genotype: a restore with the same cells under another name (or
+  /// an alias) goes on, one with other cells under the same name is refused naming both.
+  @Test func aCheckpointRecordsItsGenotypeAndARestoreChecksTheCells() throws {
+    let context = KernelContext(threads: 1)
+    let directory = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let store = CheckpointStore(directory: directory)
+    let trainer = try Trainer(network: network, training: training, batchSize: 4, context: context)
+    try store.save(trainer, config: network.flagValues.merging(training.flagValues) { a, _ in a })
+    let sidecar = try JSONDecoder().decode(CheckpointStore.Sidecar.self, from: Data(FileIO.read(directory + "/model.ckpt-0.json")))
+    #expect(sidecar.genotype == .amoebaNetD)
+    var renamed = network
+    renamed.genotype.name = "my_copy"
+    var config = renamed.flagValues.merging(training.flagValues) { a, _ in a }
+    #expect(config["cell_name"]!.hasPrefix("{"))
+    #expect(try store.restore(into: trainer, config: config, report: { _ in })?.globalStep == 0)
+    var changed = renamed
+    changed.genotype.normal.operations[0] = "3x3"
+    config = changed.flagValues.merging(training.flagValues) { a, _ in a }
+    let error = #expect(throws: TrainError.self) { try store.restore(into: trainer, config: config, report: { _ in }) }
+    #expect(error?.description.contains("written for the genotype amoeba_net_d") == true && error?.description.contains("this run builds my_copy") == true,
+            "\(String(describing: error))")
+  }
+
   /// What `amoeba predict` and `amoeba export` read: the newest checkpoint's moving averages by
   /// variable name give an evaluator the logits of one loaded from the trainer's averages, bitwise.
   @Test func theNewestAveragesEvaluateAsTheTrainersAverages() throws {
