@@ -35,6 +35,11 @@ let usage = """
                                                           ring all-reduce over loopback: time, algbw, busbw, #wrong
     bench allreduce --addresses H0:P0,H1:P1,... --rank R [--bind H:P] [--sizes ...]
                                                           the same across hosts: run once per host, rank 0 prints
+    bench allreduce --ranks N | --addresses … --rank R  --step_compute_ms C [--bucket_cap_mb 25] [--steps 8] [--link_gbps L]
+                                                          the DAWNBench gradients in buckets behind a compute stand-in: exposed communication
+    plan --hosts H [--devices_per_host D] --link_gbps L --step_compute_ms C [--gradient_compression none|bf16]
+         [--latency_us 50] [--device_price_per_hour P] [--host_price_per_hour Q]
+                                                          predicted step time, exposed communication, efficiency, DAWNBench time and cost
     bench scaling --preset bench-small|tiny --workers 1,2,4 [--device xla_cpu --local_devices 1,2,4] [--steps N]
                                                           images/s and exposed communication per worker count
     bench train --preset bench-small|tiny [--steps N] [--threads N] [--profile] [--device cpu|xla_cpu]
@@ -77,6 +82,8 @@ do {
     try CrossCheckCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("export", _):
     try ExportCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
+  case ("plan", _):
+    try PlanCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("genotype", _):
     try GenotypeCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("train", _):

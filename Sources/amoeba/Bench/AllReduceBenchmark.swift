@@ -13,6 +13,10 @@ import Foundation
 ///
 /// Across hosts: run `amoeba bench allreduce --addresses H0:P0,H1:P1,… --rank R` on each host
 /// (rank R binds the R-th address, or `--bind H:P`); rank 0 prints the table.
+///
+/// With `--step_compute_ms C` it measures steps instead (`OverlapStandIn`): the DAWNBench network's
+/// gradients in buckets behind a compute stand-in of C ms, and the exposed communication per step
+/// beside what `OverlapModel` predicts for `--link_gbps`.
 struct AllReduceBenchmark {
   var ranks: Int
   var sizes: [Int]
@@ -31,6 +35,8 @@ struct AllReduceBenchmark {
   /// Where this rank binds when that differs from the address the others connect to
   /// (`--bind`: behind NAT, a container's port mapping, or a relay).
   var bind: SocketAddress?
+  /// The step mode's settings; nil: plain all-reduces of `sizes`.
+  var standIn: OverlapStandIn?
 
   init(flags: Flags) throws {
     var flags = flags
@@ -52,6 +58,17 @@ struct AllReduceBenchmark {
     let addressText = flags.string("addresses", default: "")
     let bindText = flags.string("bind", default: "")
     mac = try flags.bool("mac")
+    if flags.has("step_compute_ms") {
+      standIn = OverlapStandIn(computeSeconds: try flags.double("step_compute_ms", default: 0) / 1000,
+                               backwardShare: try flags.double("backward_share", default: 2.0 / 3),
+                               bucketBytes: Int(try flags.double("bucket_cap_mb", default: 25) * Double(1 << 20)),
+                               steps: try flags.int("steps", default: 8), linkGbps: try flags.double("link_gbps", default: 0),
+                               latencySeconds: try flags.double("latency_us", default: 50) / 1e6)
+      guard standIn!.computeSeconds >= 0, standIn!.steps >= 2, standIn!.bucketBytes > 0,
+            (0...1).contains(standIn!.backwardShare) else {
+        throw UsageError("--step_compute_ms ≥ 0, --steps ≥ 2, --bucket_cap_mb > 0 and --backward_share in [0, 1]")
+      }
+    }
     try flags.finish()
     bind = bindText.isEmpty ? nil : try SocketAddress(parsing: bindText)
     addresses = try addressText.split(separator: ",").map { try SocketAddress(parsing: String($0)) }
@@ -89,6 +106,7 @@ struct AllReduceBenchmark {
       var extra: [String] = json ? ["--json"] : []
       if let chunkBytes { extra += ["--chunk", String(chunkBytes)] }
       if mac { extra.append("--mac") }
+      if let standIn { extra += standIn.flags }
       var pid = pid_t()
       let cArgs = (args + extra).map { strdup($0) } + [nil]
       defer { cArgs.forEach { free($0) } }
@@ -116,7 +134,11 @@ struct AllReduceBenchmark {
       let listener = try TCPListener(host: local.host, port: local.port)
       ring = Ring(links: try TCPRing(rank: rank, addresses: addresses, listener: listener, authenticator: authenticator, timeout: 120))
     }
-    try measure(ring, rank: rank)
+    if let standIn {
+      try standIn.measure(ring, rank: rank, compression: compression, where: addresses.isEmpty ? "on loopback" : "at " + addresses.map(\.description).joined(separator: " "))
+    } else {
+      try measure(ring, rank: rank)
+    }
   }
 
   /// Binds loopback, publishes the port in the rendezvous directory and reads everyone's.
