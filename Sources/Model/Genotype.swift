@@ -125,7 +125,7 @@ public struct Genotype: Hashable, Sendable, Codable {
   }
 
   /// A decoding error in a reader's words: the missing or mistyped key and where.
-  static func describe(_ error: any Error) -> String {
+  public static func describe(_ error: any Error) -> String {
     let path = { (keys: [any CodingKey]) in keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined() }
     switch error as? DecodingError {
     case let .keyNotFound(key, context)?: return "\(path(context.codingPath + [key])) is missing"
