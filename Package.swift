@@ -42,7 +42,7 @@ let package = Package(
     .target(name: "Collective", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .target(name: "Telemetry", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .target(name: "CLI", dependencies: ["Model", "Train", "Data", "JPEG", "Tensor", "Collective"], swiftSettings: numericFlags),
-    .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor", "CLI", "Telemetry", "Checksums", "XLA"], swiftSettings: numericFlags),
+    .target(name: "Cluster", dependencies: ["Collective", "Train", "Model", "Data", "Tensor", "CLI", "Telemetry", "Checksums", "XLA", "Search"], swiftSettings: numericFlags),
     .target(name: "CPJRT"),
     .target(name: "XLA", dependencies: ["CPJRT", "Graph", "Tensor", "Checksums"], swiftSettings: numericFlags),
     .target(name: "Fuzzing", dependencies: ["Cluster", "Collective", "Data", "JPEG", "Train", "Tensor"], swiftSettings: numericFlags),

@@ -140,7 +140,11 @@ public final class Worker {
   }
 
   func train(_ link: CoordinatorLink, listener: TCPListener, local held: inout Local?) throws {
-    var assignment = try link.awaitAssignment(timeout: options.connectTimeout, log: log)
+    var assignment: Assignment
+    switch try link.awaitWork(timeout: options.connectTimeout, log: log) {
+    case let .assignment(first): assignment = first
+    case let .task(task): return try searchChildren(first: task, link: link)
+    }
     rank = assignment.rank
     // With a grace, a lost coordinator ends this worker only once the grace has passed.
     link.listen(silence: assignment.heartbeatTimeout, exitAfter: assignment.coordinatorGrace > 0 ? nil : options.exitAfterStop, log: log)
@@ -179,6 +183,49 @@ public final class Worker {
     }
     try link.send(.done(rank: rank))
     try link.awaitFinish(timeout: options.connectTimeout)
+  }
+
+  /// A search's worker (`--mode=search`): trains each child it is given alone on the proxy task,
+  /// evaluates its moving averages on the validation set and reports, until the coordinator
+  /// stops it. A child whose loss diverges scores 0 (a bad genotype is a result, not a failure).
+  func searchChildren(first: SearchTask, link: CoordinatorLink) throws {
+    var task = first
+    while true {
+      let started = monotonicNow()
+      let settings = try JobSettings(config: task.config)
+      let local = try prepare(settings)
+      let trainer = try makeTrainer(local, batch: settings.training.trainBatchSize, size: 1, replacing: nil)
+      let batcher = Batcher(dataset: local.dataset, split: .train, batchSize: settings.training.trainBatchSize, seed: settings.seed,
+                            onBadRecord: settings.data.onBadRecord)
+      let prefetcher = Prefetcher(batcher: batcher, firstBatch: 0, depth: settings.data.prefetchBatches + 1, threads: settings.data.inputThreads)
+      var result = TaskResult(id: task.id, top1: 0, top5: 0, trainSeconds: 0)
+      do {
+        defer { prefetcher.shutDown() }
+        while trainer.globalStep < settings.training.totalSteps {
+          let input = try prefetcher.next()
+          try trainer.step(images: input.images, labels: input.labels)
+        }
+        let hits = try Validation.hits(trainer, network: settings.network, training: settings.training, dataset: local.dataset,
+                                       onBadRecord: settings.data.onBadRecord, context: local.context, evaluator: local.evaluator)
+        let count = Double(max(hits.count, 1))
+        result.top1 = Double(hits.top1) / count; result.top5 = Double(hits.top5) / count
+      } catch {
+        guard let failure = error as? TrainError, case .diverged = failure else { throw error }
+        log("\(name): child \(task.id) diverged (\(failure)); it scores 0")
+      }
+      result.trainSeconds = monotonicNow() - started
+      log("\(name): child \(task.id) (\(settings.network.cellName)): top-1 \(result.top1) after \(trainer.globalStep) steps in \(Int(result.trainSeconds)) s")
+      try link.send(.taskResult(result))
+      // The next child, or the end (heartbeats in between; the coordinator's silence ends the wait).
+      while true {
+        let message = try link.channel.receive(timeout: 3 * task.heartbeatTimeout)
+        if case let .task(next) = message { task = next; break }
+        if case let .stop(reason) = message {
+          if reason == "finished" { return }
+          throw ControlError("stopped by \(link.name): \(reason)")
+        }
+      }
+    }
   }
 
   /// The next membership; nil when the job finished meanwhile (a spare is then done too).

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CLI
 import Cluster
+import Search
 
 /// `amoeba-coordinator --workers N [--port P] [--job_token_file F] [training flags]`
 let usage = """
@@ -14,6 +15,10 @@ let usage = """
                             [--straggler_margin 0.5] [--straggler_steps 20] [--evict_stragglers]
                             [model, training and data flags with the reference's names]
                             [--bucket_cap_mb 25] [--gradient_compression none|bf16|fp16] [--allreduce_chunk_kb 512]
+         amoeba-coordinator --mode=search --model_dir D [--population 100] [--sample 25] [--cycles 1000]
+                            [--search_seed 0] [--aging true] [the proxy task's model, training and data flags]
+                            regularized evolution: every worker that joins trains children on the proxy task;
+                            the history (search-history.jsonl) and best.json go to D, and a restart resumes
   The job token may also come from AMOEBA_JOB_TOKEN. A --job_token_file that does not exist yet is
   created with a fresh token (mode 0600); give the workers the same file. Without any token a fresh
   one is generated and shown on the terminal only (or written to a 0600 file whose path is printed).
@@ -24,7 +29,14 @@ if AmoebaVersion.requested(CommandLine.arguments) {
   exit(0)
 }
 do {
-  var flags = try Flags(Array(CommandLine.arguments.dropFirst()))
+  // --mode=search is this program's own mode, not a training mode the proxy task's flags take.
+  var arguments = Array(CommandLine.arguments.dropFirst())
+  var searching = false
+  if let i = arguments.firstIndex(of: "--mode=search") { arguments.remove(at: i); searching = true }
+  if let i = arguments.firstIndex(of: "--mode"), i + 1 < arguments.count, arguments[i + 1] == "search" {
+    arguments.removeSubrange(i...(i + 1)); searching = true
+  }
+  var flags = try Flags(arguments)
   let workers = try flags.int("workers", default: 1)
   let port = try flags.int("port", default: 0)
   let host = flags.string("host", default: "0.0.0.0")
@@ -51,6 +63,29 @@ do {
     token = try flags.jobToken()
   }
   let ignored = flags.ignoredReferenceFlags()
+  if searching {
+    let settings = SearchSettings(populationSize: try flags.int("population", default: 100), sampleSize: try flags.int("sample", default: 25),
+                                  cycles: try flags.int("cycles", default: 1000), seed: UInt64(try flags.int("search_seed", default: 0)),
+                                  aging: try flags.bool("aging", default: true))
+    var job = try flags.trainingJob()
+    try flags.finish()
+    if let problem = settings.problem { throw UsageError(problem) }
+    guard let directory = job.config["model_dir"] else { throw UsageError("--mode=search needs --model_dir, where the search's history and best genotype go") }
+    guard let token, !token.isEmpty else { throw UsageError("--mode=search needs a job token (--job_token_file F or AMOEBA_JOB_TOKEN) for its workers") }
+    // Each child trains alone on the proxy task, evaluated once at its end; no checkpoints.
+    job.config["mode"] = "train"
+    job.config["model_dir"] = nil
+    var options = SearchCoordinator.Options(token: token, config: job.config, settings: settings, directory: directory)
+    options.host = host; options.port = port; options.heartbeatTimeout = heartbeat; options.joinTimeout = join; options.handshakeTimeout = handshake
+    let coordinator = try SearchCoordinator(options: options)
+    print("coordinator listening on port \(coordinator.port) for search workers: proxy task \(job.network.numCells) cells, reduction_size \(job.network.reductionSize), image_size \(job.network.imageSize), \(job.training.totalSteps) steps of \(job.training.trainBatchSize) per child")
+    fflush(nil)
+    if !portFile.isEmpty {
+      let temporary = portFile + ".tmp"
+      if let f = fopen(temporary, "w") { fputs("\(coordinator.port)\n", f); fclose(f); rename(temporary, portFile) }
+    }
+    exit(coordinator.run())
+  }
   let job = try flags.trainingJob()
   try flags.finish()
   guard workers >= 1 else { throw UsageError("--workers must be at least 1") }

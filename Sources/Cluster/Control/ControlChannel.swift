@@ -32,8 +32,34 @@ public enum ControlMessage: Codable, Sendable, Equatable {
   /// is ignored: the membership that replaced it evaluates again).
   case evaluation(rank: Int, step: Int, top1: Int, top5: Int, count: Int, generation: Int)
   case done(rank: Int)
+  /// A search's child to train on the proxy task (`--mode=search`): the worker trains it alone
+  /// and answers with its `taskResult`.
+  case task(SearchTask)
+  case taskResult(TaskResult)
   case failure(rank: Int, message: String)
   case stop(reason: String)
+}
+
+/// One child of an evolution search as a worker's task: the proxy task's flags, its genotype as
+/// `cell_name` (JSON), and how long the coordinator may stay silent.
+public struct SearchTask: Codable, Sendable, Equatable {
+  public var id: Int
+  public var config: [String: String]
+  public var heartbeatTimeout: Double
+  public init(id: Int, config: [String: String], heartbeatTimeout: Double) {
+    self.id = id; self.config = config; self.heartbeatTimeout = heartbeatTimeout
+  }
+}
+
+/// A trained child's validation accuracy (of its moving averages) and its training time.
+public struct TaskResult: Codable, Sendable, Equatable {
+  public var id: Int
+  public var top1: Double
+  public var top5: Double
+  public var trainSeconds: Double
+  public init(id: Int, top1: Double, top5: Double, trainSeconds: Double) {
+    self.id = id; self.top1 = top1; self.top5 = top5; self.trainSeconds = trainSeconds
+  }
 }
 
 /// A worker's place in one membership: its rank, the ring in order, the job's configuration.

@@ -24,6 +24,11 @@ final class CoordinatorLink: @unchecked Sendable {
     case assignment(Assignment)
     case standby(reason: String)
   }
+  /// What a joined worker is given: a rank in a training job, or a search's child to train.
+  enum Work: Sendable {
+    case assignment(Assignment)
+    case task(SearchTask)
+  }
   private struct State {
     var rank = -1
     var stop: String?
@@ -121,6 +126,14 @@ final class CoordinatorLink: @unchecked Sendable {
   /// worker joined (a worker joining a running elastic job may first be told to wait as a spare:
   /// it then waits as long as the coordinator keeps beating).
   func awaitAssignment(timeout: Double, log: (String) -> Void = { _ in }) throws -> Assignment {
+    guard case let .assignment(assignment) = try awaitWork(timeout: timeout, log: log) else {
+      throw ControlError("\(name) runs a search (--mode=search), not a training job")
+    }
+    return assignment
+  }
+
+  /// The first work: a rank assignment, or (from a search's coordinator) a child to train.
+  func awaitWork(timeout: Double, log: (String) -> Void = { _ in }) throws -> Work {
     var deadline = monotonicNow() + timeout
     var spare = false
     while true {
@@ -138,7 +151,10 @@ final class CoordinatorLink: @unchecked Sendable {
       case let .stop(reason): throw ControlError("stopped by \(name): \(reason)")
       case let .assignment(assignment):
         state.withLock { $0.rank = assignment.rank; $0.heartbeatInterval = max(0.05, min(1, assignment.heartbeatTimeout / 4)) }
-        return assignment
+        return .assignment(assignment)
+      case let .task(task):
+        state.withLock { $0.heartbeatInterval = max(0.05, min(1, task.heartbeatTimeout / 4)) }
+        return .task(task)
       default: throw ControlError("\(name) sent \(message) before the rank assignment")
       }
     }

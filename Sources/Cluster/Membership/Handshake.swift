@@ -18,7 +18,7 @@ public enum Handshake {
 
   /// Raised whenever the handshake, the control messages or the ring's frames change (4: fixed-size
   /// handshake, session keys, authenticated control frames, heartbeats), so mixed builds are refused.
-  public static let protocolVersion: UInt32 = 9
+  public static let protocolVersion: UInt32 = 10
 
   public static func hello(magic: [UInt8], nonce: [UInt8], version: UInt32 = protocolVersion) -> [UInt8] {
     magic + withUnsafeBytes(of: version.littleEndian) { Array($0) } + nonce
