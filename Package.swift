@@ -46,7 +46,7 @@ let package = Package(
     .target(name: "CPJRT"),
     .target(name: "XLA", dependencies: ["CPJRT", "Graph", "Tensor", "Checksums"], swiftSettings: numericFlags),
     .target(name: "Fuzzing", dependencies: ["Cluster", "Collective", "Data", "JPEG", "Train", "Tensor"], swiftSettings: numericFlags),
-    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "JPEG", "PNG", "Checksums", "Collective", "CLI", "Cluster", "Fuzzing", "XLA"], swiftSettings: numericFlags),
+    .executableTarget(name: "amoeba", dependencies: ["Tensor", "Graph", "Model", "Train", "Data", "JPEG", "PNG", "Checksums", "Collective", "CLI", "Cluster", "Fuzzing", "XLA", "Search"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba-coordinator", dependencies: ["Cluster", "CLI"], swiftSettings: numericFlags),
     .executableTarget(name: "amoeba-worker", dependencies: ["Cluster", "CLI", "Collective", "Tensor", "XLA"], swiftSettings: numericFlags),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: numericFlags),

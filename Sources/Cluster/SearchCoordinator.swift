@@ -59,6 +59,7 @@ public final class SearchCoordinator {
     var search: RegularizedEvolution
     do {
       try FileIO.makeDirectory(options.directory)
+      try SearchHistory.record(options.settings, in: options.directory)
       let history = try SearchHistory.read(historyPath)
       search = RegularizedEvolution(settings: options.settings, history: history)
       if !history.isEmpty { log("search: resuming from \(historyPath): \(history.count) children trained") }

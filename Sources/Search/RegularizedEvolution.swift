@@ -145,9 +145,40 @@ public struct SearchError: Error, CustomStringConvertible, Sendable {
   public init(_ description: String) { self.description = description }
 }
 
-/// The history as JSON lines, one per trained child, appended as results come in.
+/// The history as JSON lines, one per trained child, appended as results come in; beside it the
+/// settings it was made with (a resumed search, and the report, read them back).
 public enum SearchHistory {
   public static func path(in directory: String) -> String { directory + "/search-history.jsonl" }
+  public static func settingsPath(in directory: String) -> String { directory + "/search-settings.json" }
+
+  /// Writes `settings` in `directory`, or checks them against the ones written there by the
+  /// search being resumed: another population, sample or seed would be another search.
+  public static func record(_ settings: SearchSettings, in directory: String) throws {
+    let path = settingsPath(in: directory)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+    if let data = FileManager.default.contents(atPath: path) {
+      guard let written = try? JSONDecoder().decode(SearchSettings.self, from: data) else {
+        throw SearchError("\(path) is not readable search settings; move it away (and the history beside it) to start a new search")
+      }
+      var comparable = settings
+      comparable.cycles = written.cycles
+      guard comparable == written else {
+        throw SearchError("\(directory) holds a search with other settings (\(path): population \(written.populationSize), sample \(written.sampleSize), seed \(written.seed), aging \(written.aging)); use another --model_dir or the same flags (--cycles may change)")
+      }
+      if written.cycles == settings.cycles { return }
+    }
+    try Data(try encoder.encode(settings)).write(to: URL(fileURLWithPath: path), options: .atomic)
+  }
+
+  /// The settings a search in `directory` was made with.
+  public static func settings(in directory: String) throws -> SearchSettings {
+    let path = settingsPath(in: directory)
+    guard let data = FileManager.default.contents(atPath: path) else { throw SearchError("no search in \(directory): \(path) does not exist") }
+    do { return try JSONDecoder().decode(SearchSettings.self, from: data) } catch {
+      throw SearchError("\(path) is not readable search settings: \(Genotype.describe(error))")
+    }
+  }
 
   public static func line(_ entry: HistoryEntry) -> String {
     let encoder = JSONEncoder()

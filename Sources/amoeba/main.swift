@@ -10,6 +10,8 @@ let usage = """
 
   commands:
     summary [model flags]                                  per-stage shapes, parameter counts, multiply-adds
+    search report --model_dir D [--top 5] [--every 10] [--out FILE.svg]
+                                                          a search's best genotypes, its accuracy-by-children table and plot
     genotype [--cell_name NAME|FILE.json]                  a genotype as file JSON (a built-in one to start from, or a file checked)
     lr-schedule [training flags] --steps 0,100,437         the learning rate at each step
     launch --workers N [--device cpu|xla_cpu|gpu|tpu] [--precision …] [model, training and data flags]
@@ -82,6 +84,8 @@ do {
     try CrossCheckCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("export", _):
     try ExportCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
+  case ("search", "report"):
+    try SearchReportCommand(flags: try Flags(Array(arguments.dropFirst(2)))).run()
   case ("plan", _):
     try PlanCommand(flags: try Flags(Array(arguments.dropFirst()))).run()
   case ("genotype", _):
