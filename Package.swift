@@ -34,7 +34,7 @@ let package = Package(
     .target(name: "Graph", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .target(name: "Model", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
     .target(name: "Train", dependencies: ["Model", "Graph", "Tensor", "Collective", "Checksums"], swiftSettings: numericFlags),
-    .target(name: "Search", dependencies: ["Model"], swiftSettings: numericFlags),
+    .target(name: "Search", dependencies: ["Model", "Tensor"], swiftSettings: numericFlags),
     .target(name: "JPEG", swiftSettings: numericFlags),
     .target(name: "PNG", dependencies: ["Checksums"], swiftSettings: numericFlags),
     .target(name: "Data", dependencies: ["Tensor", "Checksums", "JPEG", "PNG"], swiftSettings: numericFlags),

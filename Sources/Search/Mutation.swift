@@ -1,4 +1,5 @@
 import Model
+import Tensor
 
 /// The operations evolution chooses from: the eight of Real et al. (AAAI 2019, the space
 /// AmoebaNet was found in) under the names tensorflow/tpu's model builder parses. Its parser
@@ -8,19 +9,19 @@ public let searchOperations = [
   "none", "avg_pool_3x3", "max_pool_3x3", "separable_3x3_2", "separable_5x5_2", "separable_7x7_2", "dilated_3x3_rate_2", "1x7_7x1",
 ]
 
-/// A seeded, reproducible stream of random numbers (SplitMix64): the same seed gives the same
-/// search given the same child results, and its state is one number a history line can keep.
+/// A seeded, reproducible stream of random numbers (`CounterRandom` at successive positions):
+/// the same seed gives the same search given the same child results, and with the seed its
+/// position is all a history line must keep to go on from there.
 public struct SearchRandom: Sendable, Equatable {
-  public var state: UInt64
+  public let seed: UInt64
+  /// Numbers drawn so far.
+  public private(set) var position: UInt64
 
-  public init(seed: UInt64) { state = seed }
+  public init(seed: UInt64, position: UInt64 = 0) { self.seed = seed; self.position = position }
 
   public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
+    defer { position += 1 }
+    return CounterRandom.bits(seed: seed, stream: 0x5EA2C4, index: position)
   }
 
   /// Uniform in 0..<bound.

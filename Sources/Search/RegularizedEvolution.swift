@@ -42,7 +42,8 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
   public var accuracy: Double
   public var trainSeconds: Double
   public var worker: String
-  /// The search's random state once this child's result was taken in (a resumed search goes on from it).
+  /// How many random numbers the search had drawn once this child's result was taken in (a
+  /// resumed search goes on from there, with the seed of its settings).
   public var randomState: UInt64
 
   enum CodingKeys: String, CodingKey {
@@ -72,13 +73,13 @@ public struct RegularizedEvolution: Sendable {
   private var requeued: [Child] = []
 
   /// A new search, or one resumed from its history: the population rebuilt as the reports came
-  /// in, the random state taken from the last line. Children in flight when it stopped are made
+  /// in, the random position taken from the last line. Children in flight when it stopped are made
   /// afresh.
   public init(settings: SearchSettings, history: [HistoryEntry] = []) {
     self.settings = settings
     random = SearchRandom(seed: settings.seed)
     for entry in history { take(entry) }
-    if let last = history.last { random = SearchRandom(seed: last.randomState) }
+    if let last = history.last { random = SearchRandom(seed: settings.seed, position: last.randomState) }
     nextID = (history.map(\.child.id).max() ?? -1) + 1
   }
 
@@ -117,7 +118,7 @@ public struct RegularizedEvolution: Sendable {
     guard let child = inFlight.removeValue(forKey: id) else {
       throw SearchError("a result for child \(id) from \(worker), which is not being trained (already reported, or never handed out)")
     }
-    let entry = HistoryEntry(child: child, accuracy: accuracy, trainSeconds: trainSeconds, worker: worker, randomState: random.state)
+    let entry = HistoryEntry(child: child, accuracy: accuracy, trainSeconds: trainSeconds, worker: worker, randomState: random.position)
     take(entry)
     return entry
   }
