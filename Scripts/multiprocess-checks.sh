@@ -89,7 +89,8 @@ printf 'not a picture' > "$work/jpegs/broken.JPEG"
 echo "predict: FAKE_val_00000.JPEG → $(grep -m1 '^  1\.' "$work/predict.log" | sed 's/^ *//'); the broken file named"
 # 5c. --help: every flag of every command and executable listed with a line (Sources/CLI/FlagHelp.swift).
 for command in train launch summary lr-schedule "data dump" "data make-fake" "data inspect" "data convert" export predict crosscheck fuzz \
-               "bench kernels" "bench allreduce" "bench scaling" "bench train" "bench data" "bench xla" "bench step" "xla compile"; do
+               "bench kernels" "bench allreduce" "bench scaling" "bench train" "bench data" "bench xla" "bench step" "xla compile" \
+               plan genotype "search report"; do
   # shellcheck disable=SC2086
   out=$("$bin/amoeba" $command --help 2>&1) || fail "amoeba $command --help exited non-zero"
   if grep -q 'no description' <<< "$out"; then echo "$out" | grep 'no description'; fail "amoeba $command --help: flags without a line"; fi

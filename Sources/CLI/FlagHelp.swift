@@ -142,6 +142,17 @@ public enum FlagHelp {
       ("data inspect/scale", "with --hashes: decode at 1/2, 1/4 or 1/8 (1: full size)"),
       ("dct", "with --hashes: --dct=fast for libjpeg's fast IDCT (TensorFlow's default)"),
       ("rendezvous", "HOST:PORT where the ranks of a cross-host run meet"),
+      ("step_compute_ms", "compute per step in ms (bench allreduce: a stand-in that sleeps; plan: the device's time at --hosts)"),
+      ("backward_share", "the share of a step's compute that is backward, over which gradient buckets become ready"),
+      ("link_gbps", "link rate in Gbit/s the prediction assumes"), ("latency_us", "one-way latency per ring hop in µs"),
+      ("hosts", "hosts in the ring"), ("devices_per_host", "devices per host (they reduce inside their program first)"),
+      ("device_price_per_hour", "price of one device per hour, for the projected cost"),
+      ("host_price_per_hour", "price of one host (without its devices) per hour"),
+      ("every", "a table row every N children"), ("search report/top", "best children to print"),
+      ("search report/out", "where the SVG plot goes (default: --model_dir/search-report.svg)"),
+      ("population", "search: members of the population (--mode=search)"), ("sample", "search: members sampled per tournament"),
+      ("cycles", "search: children trained in all, the initial population included"), ("search_seed", "search: the seed of the search"),
+      ("aging", "search: remove the oldest member (regularized evolution); false: the worst"),
     ])
     return t
   }()
