@@ -194,7 +194,7 @@ public final class Worker {
       let started = monotonicNow()
       let settings = try JobSettings(config: task.config)
       let local = try prepare(settings)
-      let trainer = try makeTrainer(local, batch: settings.training.trainBatchSize, size: 1, replacing: nil)
+      let trainer = try makeTrainer(local, batch: settings.training.trainBatchSize, size: 1, offset: 0, replacing: nil)
       let batcher = Batcher(dataset: local.dataset, split: .train, batchSize: settings.training.trainBatchSize, seed: settings.seed,
                             onBadRecord: settings.data.onBadRecord)
       let prefetcher = Prefetcher(batcher: batcher, firstBatch: 0, depth: settings.data.prefetchBatches + 1, threads: settings.data.inputThreads)
@@ -282,7 +282,9 @@ public final class Worker {
 
   /// The trainer for a batch of `batch` per worker in a ring of `size`; with `replacing`, its state
   /// (at its step) is carried over, so that a membership of another size goes on from it.
-  func makeTrainer(_ local: Local, batch: Int, size: Int, replacing old: Trainer?) throws -> Trainer {
+  /// `offset`: where this worker's examples start in the global batch (its masks are keyed on it;
+  /// a device backend compiles it into its programs).
+  func makeTrainer(_ local: Local, batch: Int, size: Int, offset: Int, replacing old: Trainer?) throws -> Trainer {
     let training = local.job.training
     var perWorker = training
     // Several local devices: each takes a slice of this worker's batch (a micro-batch on the host).
@@ -293,7 +295,7 @@ public final class Worker {
       if local.devices > 1 { perWorker.microBatchSize = .fixed(batch / local.devices) }
     }
     let trainer = try Trainer(network: local.job.network, training: perWorker, batchSize: batch, context: local.context, seed: local.job.seed,
-                              fuseBatchNormRelu: options.device == .cpu)
+                              fuseBatchNormRelu: options.device == .cpu, exampleOffset: offset)
     if trainer.microBatch < batch && local.devices == 1 {
       log("\(name): micro-batches of \(trainer.microBatch) (\(batch / trainer.microBatch) passes per step, gradients accumulated; batch norm per micro-batch)")
     }
@@ -338,7 +340,7 @@ public final class Worker {
     // The Swift executor keeps its step when only the ring changes; a device's program is
     // compiled for its ring (one program, or one per bucket), and either for its batch.
     if local.trainer == nil || local.trainer!.batchSize != batch || (local.client != nil && local.trainerRingSize != size) {
-      local.trainer = try makeTrainer(local, batch: batch, size: size, replacing: local.trainer)
+      local.trainer = try makeTrainer(local, batch: batch, size: size, offset: shares.offset(of: rank), replacing: local.trainer)
       local.trainerRingSize = size
     }
     let trainer = local.trainer!
