@@ -339,7 +339,9 @@ public final class Worker {
         + (shares.isEven ? "" : " (the global batch of \(shares.globalBatch) as \(shares.summary); gradients weighted by \(shares.weight(of: rank)) before the ring's mean)"))
     // The Swift executor keeps its step when only the ring changes; a device's program is
     // compiled for its ring (one program, or one per bucket), and either for its batch.
-    if local.trainer == nil || local.trainer!.batchSize != batch || (local.client != nil && local.trainerRingSize != size) {
+    // A device backend compiled the ring size and the example offset into its programs too.
+    if local.trainer == nil || local.trainer!.batchSize != batch
+      || (local.client != nil && (local.trainerRingSize != size || local.trainer!.exampleOffset != shares.offset(of: rank))) {
       local.trainer = try makeTrainer(local, batch: batch, size: size, offset: shares.offset(of: rank), replacing: local.trainer)
       local.trainerRingSize = size
     }
