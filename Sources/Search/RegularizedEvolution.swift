@@ -128,7 +128,8 @@ public struct RegularizedEvolution: Sendable {
     if let child = inFlight.removeValue(forKey: id) { requeued.append(child) }
   }
 
-  private mutating func take(_ entry: HistoryEntry) {
+  /// A trained child into the history and the population (a report, or a replayed line).
+  mutating func take(_ entry: HistoryEntry) {
     history.append(entry)
     population.append(Member(id: entry.child.id, genotype: entry.child.genotype, accuracy: entry.accuracy))
     if population.count > settings.populationSize {

@@ -22,7 +22,7 @@ public struct SearchReport: Sendable {
     var points: [Point] = []
     var bestEver = -Double.infinity
     for (index, entry) in history.enumerated() {
-      replay = RegularizedEvolution(settings: settings, history: Array(history.prefix(index + 1)))
+      replay.take(entry)
       bestEver = max(bestEver, entry.accuracy)
       let sorted = replay.population.map(\.accuracy).sorted()
       points.append(Point(trained: index + 1, populationMedian: sorted[sorted.count / 2], populationBest: sorted.last!, bestEver: bestEver))

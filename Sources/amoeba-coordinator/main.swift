@@ -24,6 +24,12 @@ let usage = """
   one is generated and shown on the terminal only (or written to a 0600 file whose path is printed).
   Exit status: 0 when every worker finished, 1 when the job failed, 2 for a wrong command line.
   """
+/// The listening port for scripts, written whole (renamed into place) so a reader never sees half.
+func writePortFile(_ path: String, _ port: Int) {
+  guard !path.isEmpty else { return }
+  let temporary = path + ".tmp"
+  if let f = fopen(temporary, "w") { fputs("\(port)\n", f); fclose(f); rename(temporary, path) }
+}
 if AmoebaVersion.requested(CommandLine.arguments) {
   print("amoeba-coordinator \(AmoebaVersion.release) (cluster protocol \(Handshake.protocolVersion))")
   exit(0)
@@ -80,10 +86,7 @@ do {
     let coordinator = try SearchCoordinator(options: options)
     print("coordinator listening on port \(coordinator.port) for search workers: proxy task \(job.network.numCells) cells, reduction_size \(job.network.reductionSize), image_size \(job.network.imageSize), \(job.training.totalSteps) steps of \(job.training.trainBatchSize) per child")
     fflush(nil)
-    if !portFile.isEmpty {
-      let temporary = portFile + ".tmp"
-      if let f = fopen(temporary, "w") { fputs("\(coordinator.port)\n", f); fclose(f); rename(temporary, portFile) }
-    }
+    writePortFile(portFile, coordinator.port)
     exit(coordinator.run())
   }
   let job = try flags.trainingJob()
@@ -136,10 +139,7 @@ do {
   if let exporter = coordinator.exporter { print("coordinator: Prometheus metrics at http://\(metricsHost):\(exporter.port)/metrics") }
   print("coordinator listening on port \(coordinator.port) for \(workers) workers: \(job.network.cellName) num_cells=\(job.network.numCells) reduction_size=\(job.network.reductionSize) image_size=\(job.network.imageSize), global batch \(job.training.trainBatchSize), \(job.training.totalSteps) steps")
   fflush(nil)
-  if !portFile.isEmpty {
-    let temporary = portFile + ".tmp"
-    if let f = fopen(temporary, "w") { fputs("\(coordinator.port)\n", f); fclose(f); rename(temporary, portFile) }
-  }
+  writePortFile(portFile, coordinator.port)
   exit(coordinator.run())
 } catch let help as HelpRequested {
   print("\(usage)\nflags:\n\(help)")
