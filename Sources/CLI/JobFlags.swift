@@ -47,6 +47,8 @@ extension Flags {
         throw UsageError("\(error.message); if the data is only on the workers, give --num_train_images and --num_eval_images")
       }
     }
+    // Checked here so a coordinator refuses a model no worker can build, instead of every worker failing on it.
+    try network.validate()
     try training.validate()
     var config = network.flagValues.merging(training.flagValues) { a, _ in a }
     config.merge(data.flagValues) { a, _ in a }

@@ -127,7 +127,8 @@ public final class SearchCoordinator {
             continue
           }
           do {
-            let entry = try search.report(id: result.id, accuracy: result.top1, trainSeconds: result.trainSeconds, worker: workers[i].member.ringAddress)
+            let entry = try search.report(id: result.id, accuracy: result.top1, trainSeconds: result.trainSeconds, worker: workers[i].member.ringAddress,
+                                          at: Date().timeIntervalSince1970)
             try SearchHistory.append(entry, to: historyPath)
             if best == nil || entry.accuracy > best!.accuracy {
               best = entry

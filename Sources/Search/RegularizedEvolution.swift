@@ -45,9 +45,12 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
   /// How many random numbers the search had drawn once this child's result was taken in (a
   /// resumed search goes on from there, with the seed of its settings).
   public var randomState: UInt64
+  /// When the coordinator took the result in (seconds since 1970), for children per hour; nil in
+  /// histories written before it was recorded.
+  public var reportedAt: Double?
 
   enum CodingKeys: String, CodingKey {
-    case child, accuracy, trainSeconds = "train_seconds", worker, randomState = "random_state"
+    case child, accuracy, trainSeconds = "train_seconds", worker, randomState = "random_state", reportedAt = "reported_at"
   }
 }
 
@@ -114,11 +117,12 @@ public struct RegularizedEvolution: Sendable {
 
   /// A child's validation accuracy is in. Returns its history line.
   @discardableResult
-  public mutating func report(id: Int, accuracy: Double, trainSeconds: Double, worker: String) throws -> HistoryEntry {
+  public mutating func report(id: Int, accuracy: Double, trainSeconds: Double, worker: String, at reportedAt: Double? = nil) throws -> HistoryEntry {
     guard let child = inFlight.removeValue(forKey: id) else {
       throw SearchError("a result for child \(id) from \(worker), which is not being trained (already reported, or never handed out)")
     }
-    let entry = HistoryEntry(child: child, accuracy: accuracy, trainSeconds: trainSeconds, worker: worker, randomState: random.position)
+    let entry = HistoryEntry(child: child, accuracy: accuracy, trainSeconds: trainSeconds, worker: worker, randomState: random.position,
+                             reportedAt: reportedAt)
     take(entry)
     return entry
   }

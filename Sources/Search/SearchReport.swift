@@ -35,6 +35,16 @@ public struct SearchReport: Sendable {
     Array(history.enumerated().sorted { ($0.element.accuracy, -$0.offset) > ($1.element.accuracy, -$1.offset) }.prefix(count).map(\.element))
   }
 
+  /// Children trained per hour of wall clock, between the first and the last result the
+  /// coordinator recorded a time for, and how many workers reported them; nil without two.
+  public var throughput: (childrenPerHour: Double, workers: Int)? {
+    let timed = history.filter { $0.reportedAt != nil }
+    guard timed.count >= 2, let first = timed.map({ $0.reportedAt! }).min(), let last = timed.map({ $0.reportedAt! }).max(),
+          last > first else { return nil }
+    // The first result's own training started before the first time recorded: count the children after it.
+    return (Double(timed.count - 1) * 3600 / (last - first), Set(timed.map(\.worker)).count)
+  }
+
   /// The curve every `every` children (and the last), as a plot-ready table.
   public func table(every: Int) -> [String] {
     let rows = curve.enumerated().filter { ($0.offset + 1) % every == 0 || $0.offset == curve.count - 1 }.map(\.element)

@@ -32,6 +32,9 @@ struct SearchReportCommand {
     let initial = history.prefix(settings.populationSize).map(\.accuracy).sorted()
     let now = report.curve.last!
     print("initial random population: median \(initial[initial.count / 2]), best \(initial.last!); population now: median \(now.populationMedian), best \(now.populationBest)")
+    if let throughput = report.throughput {
+      print("throughput: \(Int(throughput.childrenPerHour.rounded())) children per hour from \(throughput.workers) worker\(throughput.workers == 1 ? "" : "s") (wall clock between the first and the last result)")
+    }
     print("best children:")
     for entry in report.best(top) {
       print("  child \(entry.child.id)\(entry.child.parent.map { " (of \($0), \(entry.child.mutation!.rawValue))" } ?? " (random)"): top-1 \(entry.accuracy), \(Int(entry.trainSeconds)) s on \(entry.worker)")

@@ -58,6 +58,9 @@ import Search
     #expect(best.sameCells(as: history.max { $0.accuracy < $1.accuracy }!.child.genotype))
     let report = SearchReport(settings: try SearchHistory.settings(in: directory), history: history)
     #expect(report.curve.count == 5 && report.svg.contains("<polyline"))
+    // Every result is timed, and all came from the survivor, at a positive rate.
+    #expect(history.allSatisfy { $0.reportedAt != nil })
+    #expect(report.throughput.map { $0.childrenPerHour > 0 && $0.workers == 1 } == true, "\(String(describing: report.throughput))")
 
     // More cycles, the same --model_dir: it goes on from the five.
     let (second, secondLines) = try coordinator(directory: directory, cycles: 7)
