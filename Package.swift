@@ -21,6 +21,17 @@ let numericFlags: [SwiftSetting] = {
   #endif
 }()
 
+// The GEMM's wide register tile compiled for AVX-512 into a binary that otherwise targets AVX2: it
+// runs only where the CPU has AVX-512 (chosen at start, Sources/Tensor/GEMMKernel.swift).
+let avx512Flags: [SwiftSetting] = {
+  #if arch(x86_64)
+  return [.unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c", "-Xcc", "-mavx512f", "-Xcc", "-mavx512dq",
+                        "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl"])]
+  #else
+  return []
+  #endif
+}()
+
 let package = Package(
   name: "Amoeba",
   platforms: [.macOS(.v15)],
@@ -30,7 +41,9 @@ let package = Package(
     .executable(name: "amoeba-worker", targets: ["amoeba-worker"]),
   ],
   targets: [
-    .target(name: "Tensor", swiftSettings: numericFlags),
+    .target(name: "Tensor", dependencies: ["WideTile", "WideTileAVX512"], swiftSettings: numericFlags),
+    .target(name: "WideTile", swiftSettings: numericFlags),
+    .target(name: "WideTileAVX512", dependencies: ["WideTile"], swiftSettings: avx512Flags),
     .target(name: "Graph", dependencies: ["Tensor"], swiftSettings: numericFlags),
     .target(name: "Model", dependencies: ["Graph", "Tensor"], swiftSettings: numericFlags),
     .target(name: "Train", dependencies: ["Model", "Graph", "Tensor", "Collective", "Checksums"], swiftSettings: numericFlags),

@@ -8,8 +8,7 @@ extension Conv2D {
   /// A = im2col (rows = output pixels, columns = k-indices), for the forward pass, in row-major
   /// slivers: each pixel's window is a run of contiguous channel copies.
   static func packWindows(_ g: WindowGeometry, input x: UnsafePointer<Float>, pixel: Int, kIndex: Int,
-                          pixels: Int, kc: Int, into out: UnsafeMutablePointer<Float>) -> GEMM.PackedLayout {
-    let mr = GEMMBlocking.mr
+                          pixels: Int, kc: Int, mr: Int, into out: UnsafeMutablePointer<Float>) -> GEMM.PackedLayout {
     let rows = (pixels + mr - 1) / mr * mr
     let start = TapCursor(g, kIndex: kIndex)
     var position = PixelPosition(g, pixel: pixel)
@@ -28,8 +27,7 @@ extension Conv2D {
   /// B = im2col (rows = output pixels, columns = k-indices) as one NR-wide k-major sliver, for
   /// the filter gradient: each pixel contributes one contiguous run of channels per tap.
   static func packWindowColumns(_ g: WindowGeometry, input x: UnsafePointer<Float>, pixel: Int, kIndex: Int,
-                                pixels: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
-    let nr = GEMMBlocking.nr
+                                pixels: Int, columns: Int, nr: Int, into out: UnsafeMutablePointer<Float>) {
     let start = TapCursor(g, kIndex: kIndex)
     var position = PixelPosition(g, pixel: pixel)
     for q in 0..<pixels {

@@ -93,9 +93,9 @@ public enum Conv2D {
       return
     }
     GEMM.compute(m: g.outputPixels, n: g.outC, k: k, packA: { pixel, kIndex, pixels, kc, out in
-      packWindows(g, input: x, pixel: pixel, kIndex: kIndex, pixels: pixels, kc: kc, into: out)
+      packWindows(g, input: x, pixel: pixel, kIndex: kIndex, pixels: pixels, kc: kc, mr: context.gemm.mr, into: out)
     }, packB: { row, column, kc, columns, out in
-      GEMM.packB(transB: false, b: w, ldb: g.outC, row: row, column: column, kc: kc, columns: columns, into: out)
+      GEMM.packB(transB: false, b: w, ldb: g.outC, row: row, column: column, kc: kc, columns: columns, nr: context.gemm.nr, into: out)
     }, c: y, ldc: g.outC, context: context)
   }
 
@@ -140,9 +140,9 @@ public enum Conv2D {
     // contiguous copy per pixel and sliver), then a small transpose gives the HWIO layout.
     let transposed = workspace
     GEMM.compute(m: g.outC, n: k, k: g.outputPixels, packA: { channel, pixel, channels, kc, out in
-      GEMM.packA(transA: true, a: dy, lda: g.outC, row: channel, column: pixel, rows: channels, kc: kc, into: out)
+      GEMM.packA(transA: true, a: dy, lda: g.outC, row: channel, column: pixel, rows: channels, kc: kc, mr: context.gemm.mr, into: out)
     }, packB: { pixel, kIndex, kc, columns, out in
-      packWindowColumns(g, input: x, pixel: pixel, kIndex: kIndex, pixels: kc, columns: columns, into: out)
+      packWindowColumns(g, input: x, pixel: pixel, kIndex: kIndex, pixels: kc, columns: columns, nr: context.gemm.nr, into: out)
     }, c: transposed, ldc: k, context: context)
     Elementwise.parallelRanges(k, chunk: 64, context: context) { s, e in
       for row in s..<e { for channel in 0..<g.outC { dw[row * g.outC + channel] = transposed[channel * k + row] } }
@@ -173,9 +173,9 @@ public enum Conv2D {
       let first = chunk * rowsPerChunk, rows = max(0, min(rowsPerChunk, g.outputPixels - first))
       let xs = x + first * cin, gs = dy + first * cout
       GEMM.serial(m: cin, n: cout, k: rows, packA: { row, column, count, kc, out in
-        GEMM.packA(transA: true, a: xs, lda: cin, row: row, column: column, rows: count, kc: kc, into: out)
+        GEMM.packA(transA: true, a: xs, lda: cin, row: row, column: column, rows: count, kc: kc, mr: context.gemm.mr, into: out)
       }, packB: { row, column, kc, columns, out in
-        GEMM.packB(transB: false, b: gs, ldb: cout, row: row, column: column, kc: kc, columns: columns, into: out)
+        GEMM.packB(transB: false, b: gs, ldb: cout, row: row, column: column, kc: kc, columns: columns, nr: context.gemm.nr, into: out)
       }, c: partials + chunk * filter, ldc: cout, thread: thread, context: context)
     }
     Elementwise.parallelRanges(filter, chunk: 1024, context: context) { s, e in

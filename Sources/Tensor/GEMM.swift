@@ -36,18 +36,21 @@ public enum GEMM {
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, context: KernelContext
   ) {
+    let mr = context.gemm.mr, nr = context.gemm.nr
     compute(m: m, n: n, k: k, alpha: alpha, packA: { row, column, rows, kc, out in
-      packA(transA: transA, a: a, lda: lda, row: row, column: column, rows: rows, kc: kc, into: out)
+      packA(transA: transA, a: a, lda: lda, row: row, column: column, rows: rows, kc: kc, mr: mr, into: out)
     }, packB: { row, column, kc, columns, out in
-      packB(transB: transB, b: b, ldb: ldb, row: row, column: column, kc: kc, columns: columns, into: out)
+      packB(transB: transB, b: b, ldb: ldb, row: row, column: column, kc: kc, columns: columns, nr: nr, into: out)
     }, beta: beta, c: c, ldc: ldc, context: context)
   }
 
   /// Packs `kc`×`columns` of B starting at (row, column) into one NR-wide sliver, k-major
-  /// (`out[p*NR + j]`), zero-filling columns past `columns`. Called concurrently for disjoint slivers.
+  /// (`out[p*NR + j]`), zero-filling columns past `columns`, NR being the context's
+  /// `gemm.nr`. Called concurrently for disjoint slivers.
   public typealias PackB = (_ row: Int, _ column: Int, _ kc: Int, _ columns: Int, _ into: UnsafeMutablePointer<Float>) -> Void
 
-  /// Packs `rows`×`kc` of A starting at (row, column) into MR-row slivers of `MR·kc` floats each,
+  /// Packs `rows`×`kc` of A starting at (row, column) into MR-row slivers (MR: the context's
+  /// `gemm.mr`) of `MR·kc` floats each,
   /// zero-filling rows past the end, and says which layout it used inside the slivers. Called
   /// concurrently from several threads for disjoint blocks.
   public typealias PackA = (_ row: Int, _ column: Int, _ rows: Int, _ kc: Int, _ into: UnsafeMutablePointer<Float>) -> PackedLayout
@@ -73,19 +76,19 @@ public enum GEMM {
       return
     }
     typealias B = GEMMBlocking
-    let threads = context.threadCount
+    let threads = context.threadCount, tile = context.gemm
     if k > 2 * B.kc && m * n <= B.rectangleElements {
       rectangles(m: m, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta, c: c, ldc: ldc, context: context)
       return
     }
     // Split M so every thread gets a block; if M is too short for that, split N as well.
-    let mc = min(B.mc, roundUp(max((m + threads - 1) / threads, 1), B.mr))
+    let mc = min(B.mc, roundUp(max((m + threads - 1) / threads, 1), tile.mr))
     let mBlocks = (m + mc - 1) / mc
 
     var jc = 0
     while jc < n {
       let nc = min(B.nc, n - jc)
-      let slivers = (nc + B.nr - 1) / B.nr
+      let slivers = (nc + tile.nr - 1) / tile.nr
       let nGroups = mBlocks >= 2 * threads ? 1 : min(slivers, max(1, (2 * threads + mBlocks - 1) / mBlocks))
       let sliversPerGroup = (slivers + nGroups - 1) / nGroups
       var pc = 0
@@ -96,7 +99,7 @@ public enum GEMM {
         // Phase 1: pack B[pc..<pc+kc, jc..<jc+nc] into NR-wide slivers, 8 slivers a task.
         context.pool.parallelFor((slivers + 7) / 8) { task, _ in
           for sliver in task * 8..<min(slivers, task * 8 + 8) {
-            packB(pc, jc + sliver * B.nr, kc, min(B.nr, nc - sliver * B.nr), packedB + sliver * kc * B.nr)
+            packB(pc, jc + sliver * tile.nr, kc, min(tile.nr, nc - sliver * tile.nr), packedB + sliver * kc * tile.nr)
           }
         }
         // Phase 2: each task packs one MC×KC block of A and multiplies it with a range of slivers.
@@ -109,9 +112,9 @@ public enum GEMM {
           let packedA = context.packedA(thread: thread)
           let layout = packA(ic, pc, rows, kc, packedA)
           for sliver in firstSliver..<lastSliver {
-            let j = jc + sliver * B.nr
-            multiplySliver(kc: kc, packedA: packedA, layout: layout, rows: rows, packedB: packedB + sliver * kc * B.nr,
-                           columns: min(B.nr, n - j), alpha: alpha, beta: blockBeta, c: c + ic * ldc + j, ldc: ldc)
+            let j = jc + sliver * tile.nr
+            multiplySliver(tile, kc: kc, packedA: packedA, layout: layout, rows: rows, packedB: packedB + sliver * kc * tile.nr,
+                           columns: min(tile.nr, n - j), alpha: alpha, beta: blockBeta, c: c + ic * ldc + j, ldc: ldc)
           }
         }
         pc += kc
@@ -130,7 +133,8 @@ public enum GEMM {
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, context: KernelContext
   ) {
     typealias B = GEMMBlocking
-    let columnSlivers = (n + B.nr - 1) / B.nr, rowSlivers = (m + B.mr - 1) / B.mr
+    let tile = context.gemm
+    let columnSlivers = (n + tile.nr - 1) / tile.nr, rowSlivers = (m + tile.mr - 1) / tile.mr
     // Split columns first (each panel fits the per-thread B scratch), then whichever side has more
     // slivers per panel, until every thread has two rectangles.
     var columnPanels = (columnSlivers + B.panelSlivers - 1) / B.panelSlivers, rowPanels = 1
@@ -139,12 +143,12 @@ public enum GEMM {
       if columnsLeft >= 2 && columnsLeft >= rowsLeft { columnPanels += 1 } else if rowsLeft >= 2 { rowPanels += 1 } else { break }
     }
     let slivPerColumnPanel = (columnSlivers + columnPanels - 1) / columnPanels
-    let rowsPerPanel = (rowSlivers + rowPanels - 1) / rowPanels * B.mr
+    let rowsPerPanel = (rowSlivers + rowPanels - 1) / rowPanels * tile.mr
     context.pool.parallelFor(rowPanels * columnPanels) { task, thread in
       let firstRow = (task / columnPanels) * rowsPerPanel, lastRow = min(m, firstRow + rowsPerPanel)
       let first = (task % columnPanels) * slivPerColumnPanel, last = min(columnSlivers, first + slivPerColumnPanel)
       if first >= last || firstRow >= lastRow { return }
-      rectangle(rows: firstRow..<lastRow, slivers: first..<last, n: n, k: k, alpha: alpha, packA: packA, packB: packB,
+      rectangle(tile, rows: firstRow..<lastRow, slivers: first..<last, n: n, k: k, alpha: alpha, packA: packA, packB: packB,
                 beta: beta, c: c, ldc: ldc, packedA: context.packedA(thread: thread), packedB: context.panelB(thread: thread))
     }
   }
@@ -156,18 +160,19 @@ public enum GEMM {
     typealias B = GEMMBlocking
     if m == 0 || n == 0 { return }
     if k == 0 { scale(c, rows: m, columns: n, ldc: ldc, by: beta, context: context); return }
-    let slivers = (n + B.nr - 1) / B.nr
+    let tile = context.gemm
+    let slivers = (n + tile.nr - 1) / tile.nr
     var first = 0
     while first < slivers {
       let last = min(slivers, first + B.panelSlivers)
-      rectangle(rows: 0..<m, slivers: first..<last, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta,
+      rectangle(tile, rows: 0..<m, slivers: first..<last, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta,
                 c: c, ldc: ldc, packedA: context.packedA(thread: thread), packedB: context.panelB(thread: thread))
       first = last
     }
   }
 
   /// C[rows, slivers] over the whole k, packing its own A rows and B columns into the given scratch.
-  private static func rectangle(rows rowRange: Range<Int>, slivers: Range<Int>, n: Int, k: Int, alpha: Float,
+  private static func rectangle(_ tile: GEMMKernel, rows rowRange: Range<Int>, slivers: Range<Int>, n: Int, k: Int, alpha: Float,
                                 packA: PackA, packB: PackB, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
                                 packedA: UnsafeMutablePointer<Float>, packedB: UnsafeMutablePointer<Float>) {
     typealias B = GEMMBlocking
@@ -176,17 +181,17 @@ public enum GEMM {
       let kc = min(B.kc, k - pc)
       let blockBeta: Float = pc == 0 ? beta : 1
       for sliver in slivers {
-        packB(pc, sliver * B.nr, kc, min(B.nr, n - sliver * B.nr), packedB + (sliver - slivers.lowerBound) * kc * B.nr)
+        packB(pc, sliver * tile.nr, kc, min(tile.nr, n - sliver * tile.nr), packedB + (sliver - slivers.lowerBound) * kc * tile.nr)
       }
       var ic = rowRange.lowerBound
       while ic < rowRange.upperBound {
         let rows = min(B.mc, rowRange.upperBound - ic)
         let layout = packA(ic, pc, rows, kc, packedA)
         for sliver in slivers {
-          let j = sliver * B.nr
-          multiplySliver(kc: kc, packedA: packedA, layout: layout, rows: rows,
-                         packedB: packedB + (sliver - slivers.lowerBound) * kc * B.nr,
-                         columns: min(B.nr, n - j), alpha: alpha, beta: blockBeta, c: c + ic * ldc + j, ldc: ldc)
+          let j = sliver * tile.nr
+          multiplySliver(tile, kc: kc, packedA: packedA, layout: layout, rows: rows,
+                         packedB: packedB + (sliver - slivers.lowerBound) * kc * tile.nr,
+                         columns: min(tile.nr, n - j), alpha: alpha, beta: blockBeta, c: c + ic * ldc + j, ldc: ldc)
         }
         ic += rows
       }
@@ -195,24 +200,24 @@ public enum GEMM {
   }
 
   /// One packed A block (`rows` × kc, MR-slivers) times one packed B sliver (kc × NR) into the
-  /// `rows` × `columns` corner of C at `c`: full tiles through the micro-kernel, the ragged edge
+  /// `rows` × `columns` corner of C at `c`: full tiles through the tile's kernel, the ragged edge
   /// through `edgeTile`.
   @inline(__always)
-  private static func multiplySliver(kc: Int, packedA: UnsafeMutablePointer<Float>, layout: PackedLayout, rows: Int,
+  private static func multiplySliver(_ tile: GEMMKernel, kc: Int, packedA: UnsafeMutablePointer<Float>, layout: PackedLayout, rows: Int,
                                      packedB: UnsafeMutablePointer<Float>, columns: Int, alpha: Float, beta: Float,
                                      c: UnsafeMutablePointer<Float>, ldc: Int) {
-    typealias B = GEMMBlocking
     var ir = 0
+    let rowMajor = layout == .rowMajor
     while ir < rows {
-      let tileRows = min(B.mr, rows - ir)
+      let tileRows = min(tile.mr, rows - ir)
       let aSliver = UnsafePointer(packedA + ir * kc), bSliver = UnsafePointer(packedB)
-      if tileRows == B.mr && columns == B.nr {
-        microKernel(kc: kc, a: aSliver, layout: layout, b: bSliver, c: c + ir * ldc, ldc: ldc, alpha: alpha, beta: beta)
+      if tileRows == tile.mr && columns == tile.nr {
+        tile.multiply(kc, aSliver, rowMajor, bSliver, c + ir * ldc, ldc, alpha, beta)
       } else {
-        edgeTile(kc: kc, a: aSliver, layout: layout, b: bSliver, c: c + ir * ldc, ldc: ldc,
+        edgeTile(tile, kc: kc, a: aSliver, rowMajor: rowMajor, b: bSliver, c: c + ir * ldc, ldc: ldc,
                  rows: tileRows, columns: columns, alpha: alpha, beta: beta)
       }
-      ir += B.mr
+      ir += tile.mr
     }
   }
 
@@ -227,8 +232,7 @@ public enum GEMM {
   /// copies of A's rows) when A is not transposed, k-major ones (contiguous copies of Aᵀ's rows) when it is.
   @inline(__always)
   static func packA(transA: Bool, a: UnsafePointer<Float>, lda: Int, row: Int, column: Int,
-                    rows: Int, kc: Int, into out: UnsafeMutablePointer<Float>) -> PackedLayout {
-    let mr = GEMMBlocking.mr
+                    rows: Int, kc: Int, mr: Int, into out: UnsafeMutablePointer<Float>) -> PackedLayout {
     var ir = 0
     var dst = out
     while ir < rows {
@@ -258,8 +262,8 @@ public enum GEMM {
   /// zero-filling the columns past `columns`.
   @inline(__always)
   static func packB(transB: Bool, b: UnsafePointer<Float>, ldb: Int, row: Int, column: Int,
-                    kc: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
-    let nr = GEMMBlocking.nr, w = vectorWidth
+                    kc: Int, columns: Int, nr: Int, into out: UnsafeMutablePointer<Float>) {
+    let w = vectorWidth
     if transB {
       for j in 0..<nr {
         if j < columns {
@@ -285,16 +289,16 @@ public enum GEMM {
   }
 
   /// A partial tile: multiply into a full-size local tile, then merge the live part into C.
-  private static func edgeTile(kc: Int, a: UnsafePointer<Float>, layout: PackedLayout, b: UnsafePointer<Float>,
+  private static func edgeTile(_ tile: GEMMKernel, kc: Int, a: UnsafePointer<Float>, rowMajor: Bool, b: UnsafePointer<Float>,
                                c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int,
                                alpha: Float, beta: Float) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: GEMMBlocking.mr * GEMMBlocking.nr) { tile in
-      let t = tile.baseAddress!
-      microKernel(kc: kc, a: a, layout: layout, b: b, c: t, ldc: GEMMBlocking.nr, alpha: alpha, beta: 0)
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: tile.mr * tile.nr) { scratch in
+      let t = scratch.baseAddress!
+      tile.multiply(kc, a, rowMajor, b, t, tile.nr, alpha, 0)
       for r in 0..<rows {
         for j in 0..<columns {
           let prior = beta == 0 ? 0 : beta * c[r * ldc + j]
-          c[r * ldc + j] = t[r * GEMMBlocking.nr + j] + prior
+          c[r * ldc + j] = t[r * tile.nr + j] + prior
         }
       }
     }
@@ -383,12 +387,10 @@ public enum GEMM {
   }
 }
 
-/// Block sizes of the fast GEMM. MR×NR is the register tile; KC×NR of packed B (16 KiB with 8
-/// lanes) stays in L1 across a sliver of A; MC×KC of packed A (96 KiB) stays in L2; KC×NC of packed
-/// B (2 MiB) in L3.
+/// Block sizes of the fast GEMM around its register tile (MR×NR, `GEMMKernel`): KC×NR of packed B
+/// (16 KiB for the 6×16 tile, 32 KiB for 12×32) stays in L1 across a sliver of A; MC×KC of packed A
+/// (96 KiB) stays in L2; KC×NC of packed B (2 MiB) in L3. MC and NC are multiples of every tile's MR and NR.
 public enum GEMMBlocking {
-  public static let mr = 6
-  public static let nr = 2 * vectorWidth
   public static let kc = 256
   public static let mc = 96
   public static let nc = 2048
@@ -398,7 +400,7 @@ public enum GEMMBlocking {
   public static let rectangleElements = 1 << 18
   static let packedAElements = mc * kc
   static let packedBElements = kc * nc
-  static let panelBElements = kc * panelSlivers * nr
+  static func panelBElements(nr: Int) -> Int { kc * panelSlivers * nr }
 }
 
 @inline(__always) func roundUp(_ x: Int, _ multiple: Int) -> Int { (x + multiple - 1) / multiple * multiple }

@@ -9,12 +9,15 @@ public final class KernelContext: @unchecked Sendable {
   private let packedABuffers: UnsafeMutablePointer<Float>
   private let panelBBuffers: UnsafeMutablePointer<Float>
   public let packedB: UnsafeMutablePointer<Float>
+  /// The GEMM's register tile, for every call with this context (packing follows its shape).
+  public let gemm: GEMMKernel
 
-  public init(threads: Int = ThreadPool.onlineCores) {
+  public init(threads: Int = ThreadPool.onlineCores, gemm: GEMMKernel = .detected) {
     pool = ThreadPool(threadCount: threads)
+    self.gemm = gemm
     packedABuffers = .allocateAligned(GEMMBlocking.packedAElements * threads)
     packedB = .allocateAligned(GEMMBlocking.packedBElements)
-    panelBBuffers = .allocateAligned(GEMMBlocking.panelBElements * threads)
+    panelBBuffers = .allocateAligned(GEMMBlocking.panelBElements(nr: gemm.nr) * threads)
   }
 
   deinit {
@@ -34,7 +37,7 @@ public final class KernelContext: @unchecked Sendable {
   /// This thread's buffer for the B panel of GEMM's column-panel path.
   @inline(__always)
   public func panelB(thread: Int) -> UnsafeMutablePointer<Float> {
-    panelBBuffers + thread * GEMMBlocking.panelBElements
+    panelBBuffers + thread * GEMMBlocking.panelBElements(nr: gemm.nr)
   }
 }
 

@@ -35,8 +35,10 @@ let convCases: [ConvCase] = [
   /// Each test gets its own pool: a KernelContext serves one caller at a time.
   let context = KernelContext(threads: 2)
 
-  @Test(arguments: convCases)
-  func conv2dFastMatchesReference(_ c: ConvCase) {
+  /// With every register tile this CPU runs: the packers follow the tile's MR×NR.
+  @Test(arguments: convCases, GEMMKernel.runnable)
+  func conv2dFastMatchesReference(_ c: ConvCase, variant: GEMMKernel.Variant) {
+    let context = KernelContext(threads: 2, gemm: .variant(variant))
     let g = c.geometry
     let x = randomArray(g.inputShape.elementCount, seed: 11)
     let w = randomArray(g.kh * g.kw * g.inC * g.outC, seed: 12)
@@ -47,17 +49,17 @@ let convCases: [ConvCase] = [
     var fast = [Float](repeating: 0, count: g.outputShape.elementCount), slow = fast
     fast.withUnsafeMutableBufferPointer { Conv2D.forward(g, input: x, filter: w, output: $0.baseAddress!, workspace: workspace, context: context) }
     slow.withUnsafeMutableBufferPointer { Conv2D.forwardReference(g, input: x, filter: w, output: $0.baseAddress!) }
-    #expect(maxRelativeError(fast, slow) < 1e-4, "forward")
+    #expect(maxRelativeError(fast, slow) < 1e-4, "forward, \(variant)")
 
     var fastDx = [Float](repeating: .nan, count: x.count), slowDx = fastDx
     fastDx.withUnsafeMutableBufferPointer { Conv2D.backpropInput(g, outputGradient: dy, filter: w, inputGradient: $0.baseAddress!, workspace: workspace, context: context) }
     slowDx.withUnsafeMutableBufferPointer { Conv2D.backpropInputReference(g, outputGradient: dy, filter: w, inputGradient: $0.baseAddress!) }
-    #expect(maxRelativeError(fastDx, slowDx) < 1e-4, "backprop input")
+    #expect(maxRelativeError(fastDx, slowDx) < 1e-4, "backprop input, \(variant)")
 
     var fastDw = [Float](repeating: .nan, count: w.count), slowDw = fastDw
     fastDw.withUnsafeMutableBufferPointer { Conv2D.backpropFilter(g, input: x, outputGradient: dy, filterGradient: $0.baseAddress!, workspace: workspace, context: context) }
     slowDw.withUnsafeMutableBufferPointer { Conv2D.backpropFilterReference(g, input: x, outputGradient: dy, filterGradient: $0.baseAddress!) }
-    #expect(maxRelativeError(fastDw, slowDw) < 1e-4, "backprop filter")
+    #expect(maxRelativeError(fastDw, slowDw) < 1e-4, "backprop filter, \(variant)")
   }
 
   @Test(arguments: convCases.filter { $0.dilations == (1, 1) || true })

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLI
+import Tensor
 
 /// Monotonic seconds.
 func now() -> Double {
@@ -23,22 +24,9 @@ func medianSeconds(repeats: Int, _ body: () -> Void) -> Double {
   return times[times.count / 2]
 }
 
-/// The host, for recording beside the figures.
+/// The host, for recording beside the figures, and the GEMM tile chosen for it.
 func machineDescription() -> String {
-  var model = "unknown CPU"
-  if let file = fopen("/proc/cpuinfo", "r") {
-    defer { fclose(file) }
-    var line: UnsafeMutablePointer<CChar>? = nil
-    var capacity = 0
-    while getline(&line, &capacity, file) > 0 {
-      let text = String(cString: line!)
-      if text.hasPrefix("model name") {
-        model = text.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: " \n") } ?? model
-        break
-      }
-    }
-    free(line)
-  }
-  return "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores, \(model)"
+  let cpu = CPUFeatures.current
+  return "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores, \(cpu.model)\(cpu.hasAVX512 ? " (AVX-512)" : ""); GEMM tile \(GEMMKernel.detected)"
 }
 
