@@ -237,10 +237,13 @@ public final class Worker {
   func prepare(_ job: JobSettings) throws -> Local {
     let context = KernelContext(threads: options.threads)
     let training = job.training
-    // The coordinator sent the job's image counts; a worker whose copy of --data_dir holds a
-    // different number of records says so (each reads its own copy on a cluster).
+    // The coordinator sent the job's image counts. The built-in and fake sets are made that size
+    // (a --num_train_images=7200 job trains on 7,200 images, as `amoeba train` does); a worker whose
+    // copy of --data_dir holds a different number of records says so (each reads its own copy).
     var counted = training
-    let dataset = try job.data.dataset(network: job.network, training: &counted, trainImagesGiven: false, evalImagesGiven: false, seed: job.seed)
+    let generated = job.data.useData != "real"
+    let dataset = try job.data.dataset(network: job.network, training: &counted, trainImagesGiven: generated, evalImagesGiven: generated,
+                                       seed: job.seed)
     if job.data.useData == "real" && (counted.numTrainImages != training.numTrainImages || counted.numEvalImages != training.numEvalImages) {
       log("\(name): warning: --data_dir \(job.data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
     }

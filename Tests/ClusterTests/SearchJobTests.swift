@@ -18,7 +18,7 @@ import Search
   func coordinator(directory: String, cycles: Int) throws -> (SearchCoordinator, LineLog) {
     var options = SearchCoordinator.Options(token: "s3arch", config: SearchJobTests.config,
                                             settings: SearchSettings(populationSize: 3, sampleSize: 2, cycles: cycles, seed: 4), directory: directory)
-    options.host = "127.0.0.1"; options.heartbeatTimeout = 5; options.joinTimeout = 30
+    options.host = "127.0.0.1"; options.heartbeatTimeout = 15; options.joinTimeout = 30  // generous: CI runs suites side by side on 2 cores
     let coordinator = try SearchCoordinator(options: options)
     let lines = LineLog()
     coordinator.log = { lines.append($0) }
