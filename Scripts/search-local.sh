@@ -30,6 +30,8 @@ mkdir -p "$model_dir"
 token="$model_dir/job-token" port_file="$model_dir/coordinator.port"
 rm -f "$port_file"
 
+trained_before=$( [ -f "$model_dir/search-history.jsonl" ] && wc -l < "$model_dir/search-history.jsonl" || echo 0)
+started=$(date +%s.%N)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -50,3 +52,6 @@ status=0
 wait "$coordinator" || status=$?
 [ "$status" = 0 ] || { echo "search-local: the coordinator ended with status $status (124: --deadline_s $deadline passed); the history so far is in $model_dir" >&2; exit "$status"; }
 "$bin/amoeba" search report --model_dir "$model_dir"
+trained=$(( $(wc -l < "$model_dir/search-history.jsonl") - trained_before ))
+awk -v n="$trained" -v s="$(date +%s.%N)" -v t0="$started" -v w="$workers" -v th="$threads" 'BEGIN {
+  printf "search-local: %d children in %.0f s of wall clock (start to end, start-up included) with %d worker(s) x %d thread(s): %.0f children per hour\n", n, s - t0, w, th, n * 3600 / (s - t0) }'

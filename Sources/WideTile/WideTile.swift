@@ -3,8 +3,10 @@
 /// `WideTileAVX512` inlines it into a function built for AVX-512, `Tensor` into one built with the
 /// default flags, so the tests check this source's logic on hosts without AVX-512 too.
 ///
-/// It is `@inlinable @inline(__always)` so that each wrapper holds its own copy compiled with its
-/// own target flags; a call to a shared symbol would run whichever copy the linker kept.
+/// It is `@inlinable @inline(__always)` so that in a release build each wrapper holds its own copy
+/// compiled with its own target flags (checked: `WideTileAVX512.o` defines only its wrapper, no
+/// shared specialisation the linker could swap). A debug build does not inline: both wrappers then
+/// call this module's copy on the default flags, correct and slow, like everything at -Onone.
 public enum WideTile {
   public static let mr = 12
   public static let nr = 32
