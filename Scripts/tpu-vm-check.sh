@@ -39,7 +39,7 @@ PY
   servers+=($!)
 }
 
-tiny=(--num_cells=3 --reduction_size=8 --image_size=24 --use_aux_head=false --train_batch_size=32 --num_train_images=320
+tiny=(--num_cells=3 --reduction_size=8 --image_size=24 --use_aux_head=false --train_batch_size=32 --lr=0.04 --num_train_images=320
       --num_epochs=1 --num_eval_images=100 --eval_batch_size=50 --log_every=5)
 port=$(free_port); meta_port=$(free_port)
 metadata "$meta_port" 1 "1a2b:worker-0:127.0.0.1,3c4d:worker-1:127.0.0.1"

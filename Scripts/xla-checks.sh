@@ -32,7 +32,7 @@ if [ -s .pjrt/xla_cpu_pjrt.so ]; then
     || { cat "$work/xla.log"; fail "xla_cpu reached top-1 $xla, the CPU job $cpu"; }
   echo "xla_cpu job: top-1 $xla (CPU job $cpu); the step $(grep -m1 -o 'compiled for XLA:cpu (PJRT 0.81) in [0-9]* s' "$work/xla.log")"
   # 2. A short job twice with the same flags: the second loads every program from the compile cache.
-  short=(--num_cells=3 --reduction_size=8 --image_size=24 --use_aux_head=false --train_batch_size=32 --num_train_images=640
+  short=(--num_cells=3 --reduction_size=8 --image_size=24 --use_aux_head=false --train_batch_size=32 --lr=0.04 --num_train_images=640
          --num_epochs=1 --num_eval_images=100 --eval_batch_size=50 --log_every=10)
   for run in first again; do
     timeout 600 "$bin/amoeba" launch --workers 2 --device xla_cpu --compilation_cache_dir "$work/short-cache" "${short[@]}" \
