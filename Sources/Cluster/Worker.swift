@@ -244,7 +244,7 @@ public final class Worker {
     let generated = job.data.useData != "real"
     let dataset = try job.data.dataset(network: job.network, training: &counted, trainImagesGiven: generated, evalImagesGiven: generated,
                                        seed: job.seed)
-    if job.data.useData == "real" && (counted.numTrainImages != training.numTrainImages || counted.numEvalImages != training.numEvalImages) {
+    if !generated && (counted.numTrainImages != training.numTrainImages || counted.numEvalImages != training.numEvalImages) {
       log("\(name): warning: --data_dir \(job.data.dataDir) here has \(counted.numTrainImages) training and \(counted.numEvalImages) validation records; the job was configured for \(training.numTrainImages) and \(training.numEvalImages)")
     }
     var client: PJRTClient?

@@ -38,11 +38,10 @@ public struct SearchReport: Sendable {
   /// Children trained per hour of wall clock, between the first and the last result the
   /// coordinator recorded a time for, and how many workers reported them; nil without two.
   public var throughput: (childrenPerHour: Double, workers: Int)? {
-    let timed = history.filter { $0.reportedAt != nil }
-    guard timed.count >= 2, let first = timed.map({ $0.reportedAt! }).min(), let last = timed.map({ $0.reportedAt! }).max(),
-          last > first else { return nil }
+    let timed = history.filter { $0.reportedAt != nil }, times = timed.compactMap(\.reportedAt)
+    guard times.count >= 2, let first = times.min(), let last = times.max(), last > first else { return nil }
     // The first result's own training started before the first time recorded: count the children after it.
-    return (Double(timed.count - 1) * 3600 / (last - first), Set(timed.map(\.worker)).count)
+    return (Double(times.count - 1) * 3600 / (last - first), Set(timed.map(\.worker)).count)
   }
 
   /// The curve every `every` children (and the last), as a plot-ready table.

@@ -17,7 +17,6 @@ public enum WideTile {
   @inlinable @inline(__always)
   public static func multiply(kc: Int, a: UnsafePointer<Float>, rowMajor: Bool, b: UnsafePointer<Float>,
                               c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
-    typealias V = SIMD16<Float>
     var acc = Accumulators()
     // Two loops, one per layout: a stride chosen at run time inside the loop spills accumulators.
     // Wrapping index arithmetic: overflow checks in the loop cost more than the FMAs.
