@@ -116,6 +116,7 @@ public enum FlagHelp {
       ("bench step/batch", "batch size"), ("bench step/image_size", "input size"), ("bench step/filters", "filters F"),
       ("bench step/cells", "normal cells"), ("fuse_bn_relu", "fuse each batch norm with the ReLU after it"),
       ("bench kernels/threads", "thread counts to measure, comma-separated"),
+      ("passes", "also time each convolution's forward, input-gradient and filter-gradient pass alone"),
       ("bench allreduce/ranks", "processes in the ring on this machine"), ("sizes", "message sizes (K, M suffixes)"),
       ("chunk", "ring slice share per rank"), ("compression", "none, bf16 or fp16"), ("mac", "Poly1305 on every frame"),
       ("addresses", "HOST:PORT of every rank, comma-separated"), ("rank", "this process's rank"), ("bind", "address to listen on"),

@@ -24,18 +24,40 @@ extension Conv2D {
     return .rowMajor
   }
 
-  /// B = im2col (rows = output pixels, columns = k-indices) as one NR-wide k-major sliver, for
-  /// the filter gradient: each pixel contributes one contiguous run of channels per tap.
+  /// B = im2col (rows = output pixels, columns = k-indices) as NR-wide k-major slivers, for the
+  /// filter gradient. Each pixel's window is walked once for the whole span of slivers, its
+  /// channel runs cut at sliver boundaries: walking it once per sliver spent more time finding
+  /// the runs than copying 16 floats from them.
   static func packWindowColumns(_ g: WindowGeometry, input x: UnsafePointer<Float>, pixel: Int, kIndex: Int,
                                 pixels: Int, columns: Int, nr: Int, into out: UnsafeMutablePointer<Float>) {
     let start = TapCursor(g, kIndex: kIndex)
+    let sliverStride = pixels * nr, ragged = columns % nr
     var position = PixelPosition(g, pixel: pixel)
     for q in 0..<pixels {
-      let dst = out + q * nr
-      copyWindow(g, x, position, start, count: columns, into: dst)
-      if columns < nr { (dst + columns).update(repeating: 0, count: nr - columns) }
+      // Runs arrive in k order, so the sliver and the place in it are advanced, never divided for.
+      var sliver = out + q * nr, inSliver = 0
+      forEachRun(g, x, position, start, count: columns) { _, source, length in
+        var done = 0
+        while done < length {
+          let take = min(nr - inSliver, length - done)
+          if let source { copyFloats(sliver + inSliver, source + done, take) } else { (sliver + inSliver).update(repeating: 0, count: take) }
+          done += take; inSliver += take
+          if inSliver == nr { inSliver = 0; sliver += sliverStride }
+        }
+      }
+      if ragged != 0 { (sliver + ragged).update(repeating: 0, count: nr - ragged) }
       position.advance(g)
     }
+  }
+
+  /// A short copy with vector moves: most runs here are one sliver's 16 or 32 floats, where a
+  /// memcpy call costs as much as the copy.
+  @inline(__always)
+  static func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+    let w = vectorWidth
+    var j = 0
+    while j + w <= count { dst.storeVector(src.vector(at: j), at: j); j += w }
+    while j < count { dst[j] = src[j]; j += 1 }
   }
 
   /// Where k-index `kIndex` falls in the filter: tap (i, j) and channel. Built with one division
@@ -65,17 +87,23 @@ extension Conv2D {
   @inline(__always)
   static func copyWindow(_ g: WindowGeometry, _ x: UnsafePointer<Float>, _ p: PixelPosition, _ start: TapCursor,
                          count: Int, into dst: UnsafeMutablePointer<Float>) {
+    forEachRun(g, x, p, start, count: count) { offset, source, length in
+      if let source { (dst + offset).update(from: source, count: length) } else { (dst + offset).update(repeating: 0, count: length) }
+    }
+  }
+
+  /// Walks k-indices `start..<start+count` of output pixel `p`'s window as runs of contiguous
+  /// channels, one per tap: `body(offset, source, length)`, `source` nil where the tap falls in the padding.
+  @inline(__always)
+  static func forEachRun(_ g: WindowGeometry, _ x: UnsafePointer<Float>, _ p: PixelPosition, _ start: TapCursor, count: Int,
+                         _ body: (_ offset: Int, _ source: UnsafePointer<Float>?, _ length: Int) -> Void) {
     let image = x + p.n * g.inH * g.inW * g.inC
     let top = p.oh * g.strideH - g.padTop, left = p.ow * g.strideW - g.padLeft
     var i = start.i, j = start.j, channel = start.channel, offset = 0
     while offset < count {
       let length = min(g.inC - channel, count - offset)
       let ih = top + i * g.dilationH, iw = left + j * g.dilationW
-      if ih >= 0 && ih < g.inH && iw >= 0 && iw < g.inW {
-        (dst + offset).update(from: image + (ih * g.inW + iw) * g.inC + channel, count: length)
-      } else {
-        (dst + offset).update(repeating: 0, count: length)
-      }
+      body(offset, ih >= 0 && ih < g.inH && iw >= 0 && iw < g.inW ? image + (ih * g.inW + iw) * g.inC + channel : nil, length)
       offset += length
       channel = 0
       j += 1

@@ -44,9 +44,10 @@ public enum GEMM {
     }, beta: beta, c: c, ldc: ldc, context: context)
   }
 
-  /// Packs `kc`×`columns` of B starting at (row, column) into one NR-wide sliver, k-major
-  /// (`out[p*NR + j]`), zero-filling columns past `columns`, NR being the context's
-  /// `gemm.nr`. Called concurrently for disjoint slivers.
+  /// Packs `kc`×`columns` of B starting at (row, column) into ⌈columns/NR⌉ consecutive NR-wide
+  /// slivers, each k-major (sliver s at `out + s·kc·NR`, element `[p*NR + j]`), zero-filling the
+  /// last sliver past `columns`, NR being the context's `gemm.nr`. Called concurrently for
+  /// disjoint spans; a span of several slivers lets a packer walk its source once for all of them.
   public typealias PackB = (_ row: Int, _ column: Int, _ kc: Int, _ columns: Int, _ into: UnsafeMutablePointer<Float>) -> Void
 
   /// Packs `rows`×`kc` of A starting at (row, column) into MR-row slivers (MR: the context's
@@ -75,14 +76,16 @@ public enum GEMM {
       scale(c, rows: m, columns: n, ldc: ldc, by: beta, context: context)
       return
     }
-    typealias B = GEMMBlocking
+    let B = context.blocking
     let threads = context.threadCount, tile = context.gemm
-    if k > 2 * B.kc && m * n <= B.rectangleElements {
+    if k > 2 * B.kc && m * n <= GEMMBlocking.rectangleElements {
       rectangles(m: m, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta, c: c, ldc: ldc, context: context)
       return
     }
-    // Split M so every thread gets a block; if M is too short for that, split N as well.
-    let mc = min(B.mc, roundUp(max((m + threads - 1) / threads, 1), tile.mr))
+    // Split M into blocks of at most MC rows, as many as a multiple of the thread count so no
+    // thread waits on a last odd block; if M is too short for that, split N as well.
+    let blocksWanted = roundUp(max((m + B.mc - 1) / B.mc, 1), threads)
+    let mc = roundUp(max((m + blocksWanted - 1) / blocksWanted, 1), tile.mr)
     let mBlocks = (m + mc - 1) / mc
 
     var jc = 0
@@ -91,16 +94,16 @@ public enum GEMM {
       let slivers = (nc + tile.nr - 1) / tile.nr
       let nGroups = mBlocks >= 2 * threads ? 1 : min(slivers, max(1, (2 * threads + mBlocks - 1) / mBlocks))
       let sliversPerGroup = (slivers + nGroups - 1) / nGroups
+      let kcStep = B.kcStep(k)
       var pc = 0
       while pc < k {
-        let kc = min(B.kc, k - pc)
+        let kc = min(kcStep, k - pc)
         let blockBeta: Float = pc == 0 ? beta : 1
         let packedB = context.packedB
         // Phase 1: pack B[pc..<pc+kc, jc..<jc+nc] into NR-wide slivers, 8 slivers a task.
         context.pool.parallelFor((slivers + 7) / 8) { task, _ in
-          for sliver in task * 8..<min(slivers, task * 8 + 8) {
-            packB(pc, jc + sliver * tile.nr, kc, min(tile.nr, nc - sliver * tile.nr), packedB + sliver * kc * tile.nr)
-          }
+          let first = task * 8 * tile.nr
+          packB(pc, jc + first, kc, min(8 * tile.nr, nc - first), packedB + first * kc)
         }
         // Phase 2: each task packs one MC×KC block of A and multiplies it with a range of slivers.
         context.pool.parallelFor(mBlocks * nGroups) { task, thread in
@@ -132,12 +135,11 @@ public enum GEMM {
     m: Int, n: Int, k: Int, alpha: Float, packA: PackA, packB: PackB,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, context: KernelContext
   ) {
-    typealias B = GEMMBlocking
-    let tile = context.gemm
+    let tile = context.gemm, panelSlivers = GEMMBlocking.panelSlivers
     let columnSlivers = (n + tile.nr - 1) / tile.nr, rowSlivers = (m + tile.mr - 1) / tile.mr
     // Split columns first (each panel fits the per-thread B scratch), then whichever side has more
     // slivers per panel, until every thread has two rectangles.
-    var columnPanels = (columnSlivers + B.panelSlivers - 1) / B.panelSlivers, rowPanels = 1
+    var columnPanels = (columnSlivers + panelSlivers - 1) / panelSlivers, rowPanels = 1
     while rowPanels * columnPanels < 2 * context.threadCount {
       let columnsLeft = columnSlivers / columnPanels, rowsLeft = rowSlivers / rowPanels
       if columnsLeft >= 2 && columnsLeft >= rowsLeft { columnPanels += 1 } else if rowsLeft >= 2 { rowPanels += 1 } else { break }
@@ -148,8 +150,8 @@ public enum GEMM {
       let firstRow = (task / columnPanels) * rowsPerPanel, lastRow = min(m, firstRow + rowsPerPanel)
       let first = (task % columnPanels) * slivPerColumnPanel, last = min(columnSlivers, first + slivPerColumnPanel)
       if first >= last || firstRow >= lastRow { return }
-      rectangle(tile, rows: firstRow..<lastRow, slivers: first..<last, n: n, k: k, alpha: alpha, packA: packA, packB: packB,
-                beta: beta, c: c, ldc: ldc, packedA: context.packedA(thread: thread), packedB: context.panelB(thread: thread))
+      rectangle(tile, context.blocking, rows: firstRow..<lastRow, slivers: first..<last, n: n, k: k, alpha: alpha, packA: packA,
+                packB: packB, beta: beta, c: c, ldc: ldc, packedA: context.packedA(thread: thread), packedB: context.panelB(thread: thread))
     }
   }
 
@@ -157,32 +159,30 @@ public enum GEMM {
   /// work themselves (the split-k filter gradient runs one of these per chunk of pixels).
   public static func serial(m: Int, n: Int, k: Int, alpha: Float = 1, packA: PackA, packB: PackB,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, thread: Int, context: KernelContext) {
-    typealias B = GEMMBlocking
     if m == 0 || n == 0 { return }
     if k == 0 { scale(c, rows: m, columns: n, ldc: ldc, by: beta, context: context); return }
     let tile = context.gemm
     let slivers = (n + tile.nr - 1) / tile.nr
     var first = 0
     while first < slivers {
-      let last = min(slivers, first + B.panelSlivers)
-      rectangle(tile, rows: 0..<m, slivers: first..<last, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta,
+      let last = min(slivers, first + GEMMBlocking.panelSlivers)
+      rectangle(tile, context.blocking, rows: 0..<m, slivers: first..<last, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta,
                 c: c, ldc: ldc, packedA: context.packedA(thread: thread), packedB: context.panelB(thread: thread))
       first = last
     }
   }
 
   /// C[rows, slivers] over the whole k, packing its own A rows and B columns into the given scratch.
-  private static func rectangle(_ tile: GEMMKernel, rows rowRange: Range<Int>, slivers: Range<Int>, n: Int, k: Int, alpha: Float,
-                                packA: PackA, packB: PackB, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+  private static func rectangle(_ tile: GEMMKernel, _ B: GEMMBlocking, rows rowRange: Range<Int>, slivers: Range<Int>, n: Int, k: Int,
+                                alpha: Float, packA: PackA, packB: PackB, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
                                 packedA: UnsafeMutablePointer<Float>, packedB: UnsafeMutablePointer<Float>) {
-    typealias B = GEMMBlocking
+    let kcStep = B.kcStep(k)
     var pc = 0
     while pc < k {
-      let kc = min(B.kc, k - pc)
+      let kc = min(kcStep, k - pc)
       let blockBeta: Float = pc == 0 ? beta : 1
-      for sliver in slivers {
-        packB(pc, sliver * tile.nr, kc, min(tile.nr, n - sliver * tile.nr), packedB + (sliver - slivers.lowerBound) * kc * tile.nr)
-      }
+      let firstColumn = slivers.lowerBound * tile.nr
+      packB(pc, firstColumn, kc, min(n, slivers.upperBound * tile.nr) - firstColumn, packedB)
       var ic = rowRange.lowerBound
       while ic < rowRange.upperBound {
         let rows = min(B.mc, rowRange.upperBound - ic)
@@ -258,11 +258,22 @@ public enum GEMM {
     return transA ? .kMajor : .rowMajor
   }
 
-  /// Packs `kc`×`columns` of B starting at (row, column) into one NR-wide sliver (`out[p*NR + j]`),
-  /// zero-filling the columns past `columns`.
+  /// Packs `kc`×`columns` of a stored B starting at (row, column) into NR-wide slivers (`PackB`).
   @inline(__always)
   static func packB(transB: Bool, b: UnsafePointer<Float>, ldb: Int, row: Int, column: Int,
                     kc: Int, columns: Int, nr: Int, into out: UnsafeMutablePointer<Float>) {
+    var j = 0
+    while j < columns {
+      packBSliver(transB: transB, b: b, ldb: ldb, row: row, column: column + j, kc: kc, columns: min(nr, columns - j), nr: nr,
+                  into: out + j * kc)
+      j += nr
+    }
+  }
+
+  /// One sliver of `packB`: `out[p*NR + j]`, zero-filling the columns past `columns`.
+  @inline(__always)
+  private static func packBSliver(transB: Bool, b: UnsafePointer<Float>, ldb: Int, row: Int, column: Int,
+                                  kc: Int, columns: Int, nr: Int, into out: UnsafeMutablePointer<Float>) {
     let w = vectorWidth
     if transB {
       for j in 0..<nr {
@@ -385,22 +396,6 @@ public enum GEMM {
     row.storeVector(r0, at: 0)
     row.storeVector(r1, at: w)
   }
-}
-
-/// Block sizes of the fast GEMM around its register tile (MR×NR, `GEMMKernel`): KC×NR of packed B
-/// (16 KiB for the 6×16 tile, 32 KiB for 12×32) stays in L1 across a sliver of A; MC×KC of packed A
-/// (96 KiB) stays in L2; KC×NC of packed B (2 MiB) in L3. MC and NC are multiples of every tile's MR and NR.
-public enum GEMMBlocking {
-  public static let kc = 256
-  public static let mc = 96
-  public static let nc = 2048
-  /// Most NR-wide slivers one task of the rectangle path packs at a time.
-  public static let panelSlivers = 32
-  /// Largest C (m·n) the rectangle path takes; larger products have enough blocks to share B.
-  public static let rectangleElements = 1 << 18
-  static let packedAElements = mc * kc
-  static let packedBElements = kc * nc
-  static func panelBElements(nr: Int) -> Int { kc * panelSlivers * nr }
 }
 
 @inline(__always) func roundUp(_ x: Int, _ multiple: Int) -> Int { (x + multiple - 1) / multiple * multiple }

@@ -46,21 +46,54 @@ public struct GEMMKernel: Sendable, CustomStringConvertible {
   /// Every variant this CPU runs (what the tests compare with the reference).
   public static var runnable: [Variant] { Variant.allCases.filter(runs) }
 
-  /// The fastest variant this CPU runs, or `AMOEBA_GEMM_KERNEL` (narrow, avx512, wide_baseline)
+  /// The variant this CPU runs fastest, or `AMOEBA_GEMM_KERNEL` (narrow, avx512, wide_baseline)
   /// where it names one the CPU runs; a name it cannot honour is reported once and ignored.
-  public static let detected: GEMMKernel = {
-    let best: Variant = runs(.avx512) ? .avx512 : .narrow
-    guard let asked = ProcessInfo.processInfo.environment["AMOEBA_GEMM_KERNEL"], !asked.isEmpty else { return variant(best) }
+  public static var detected: GEMMKernel { selection.kernel }
+
+  /// What `detected` chose, and why (printed by the benchmarks beside their figures).
+  public static let selection: (kernel: GEMMKernel, reason: String) = {
+    let (best, reason) = fastestRunnable()
+    guard let asked = ProcessInfo.processInfo.environment["AMOEBA_GEMM_KERNEL"], !asked.isEmpty else { return (variant(best), reason) }
     guard let wanted = Variant(rawValue: asked) else {
       FileHandle.standardError.write(Data("amoeba: AMOEBA_GEMM_KERNEL=\(asked) is not one of \(Variant.allCases.map(\.rawValue).joined(separator: ", ")); using \(best.rawValue)\n".utf8))
-      return variant(best)
+      return (variant(best), reason)
     }
     guard runs(wanted) else {
       FileHandle.standardError.write(Data("amoeba: AMOEBA_GEMM_KERNEL=\(asked): this CPU (\(CPUFeatures.current.model)) lacks AVX-512 F/DQ/BW/VL; using \(best.rawValue)\n".utf8))
-      return variant(best)
+      return (variant(best), reason)
     }
-    return variant(wanted)
+    return (variant(wanted), "AMOEBA_GEMM_KERNEL")
   }()
+
+  /// AVX-512 in the flags does not say the FMA units are 512 bits wide: Zen 4 splits each 512-bit
+  /// FMA in two, and there the narrow tile, with its smaller blocks, is as fast or faster. So where
+  /// both run, each tile is timed for a few milliseconds on operands that stay in L1, and the wide
+  /// one is taken only if it does clearly more multiply-adds per second.
+  static func fastestRunnable() -> (Variant, String) {
+    guard runs(.avx512) else { return (.narrow, "no AVX-512") }
+    let wide = inCacheRate(.avx512), narrow = inCacheRate(.narrow)
+    let ratio = wide / narrow
+    let text = "in-cache rate \(Double(Int(ratio * 100)) / 100)× the 6×16's"
+    return ratio >= 1.15 ? (.avx512, text) : (.narrow, text)
+  }
+
+  /// Multiply-adds per second of the tile alone on one thread, best of five runs of about a
+  /// millisecond each, with A and B packed in L1 (KC 128).
+  static func inCacheRate(_ tile: GEMMKernel) -> Double {
+    let kc = 128, calls = 400
+    let a = UnsafeMutablePointer<Float>.allocateAligned(tile.mr * kc), b = UnsafeMutablePointer<Float>.allocateAligned(kc * tile.nr)
+    let c = UnsafeMutablePointer<Float>.allocateAligned(tile.mr * tile.nr)
+    defer { a.deallocate(); b.deallocate(); c.deallocate() }
+    a.initialize(repeating: 0.5, count: tile.mr * kc); b.initialize(repeating: 0.25, count: kc * tile.nr)
+    c.initialize(repeating: 0, count: tile.mr * tile.nr)
+    var best = UInt64.max
+    for _ in 0..<5 {
+      let start = DispatchTime.now().uptimeNanoseconds
+      for _ in 0..<calls { tile.multiply(kc, a, false, b, c, tile.nr, 1, 0) }
+      best = min(best, max(1, DispatchTime.now().uptimeNanoseconds - start))
+    }
+    return Double(tile.mr * tile.nr * kc * calls) / (Double(best) / 1e9)
+  }
 
   public var description: String {
     switch variant {

@@ -11,13 +11,18 @@ public final class KernelContext: @unchecked Sendable {
   public let packedB: UnsafeMutablePointer<Float>
   /// The GEMM's register tile, for every call with this context (packing follows its shape).
   public let gemm: GEMMKernel
+  /// The GEMM's block sizes around that tile (the scratch above is sized by them).
+  public let blocking: GEMMBlocking
 
-  public init(threads: Int = ThreadPool.onlineCores, gemm: GEMMKernel = .detected) {
+  /// `blocking` nil: the one chosen for `gemm` from this host's caches (`GEMMBlocking.forThisHost`).
+  public init(threads: Int = ThreadPool.onlineCores, gemm: GEMMKernel = .detected, blocking: GEMMBlocking? = nil) {
     pool = ThreadPool(threadCount: threads)
     self.gemm = gemm
-    packedABuffers = .allocateAligned(GEMMBlocking.packedAElements * threads)
-    packedB = .allocateAligned(GEMMBlocking.packedBElements)
-    panelBBuffers = .allocateAligned(GEMMBlocking.panelBElements(nr: gemm.nr) * threads)
+    let blocking = blocking ?? GEMMBlocking.forThisHost(gemm)
+    self.blocking = blocking
+    packedABuffers = .allocateAligned(blocking.packedAElements * threads)
+    packedB = .allocateAligned(blocking.packedBElements)
+    panelBBuffers = .allocateAligned(blocking.panelBElements(nr: gemm.nr) * threads)
   }
 
   deinit {
@@ -31,13 +36,13 @@ public final class KernelContext: @unchecked Sendable {
   /// This thread's buffer for one packed MC×KC block of A.
   @inline(__always)
   public func packedA(thread: Int) -> UnsafeMutablePointer<Float> {
-    packedABuffers + thread * GEMMBlocking.packedAElements
+    packedABuffers + thread * blocking.packedAElements
   }
 
   /// This thread's buffer for the B panel of GEMM's column-panel path.
   @inline(__always)
   public func panelB(thread: Int) -> UnsafeMutablePointer<Float> {
-    panelBBuffers + thread * GEMMBlocking.panelBElements(nr: gemm.nr)
+    panelBBuffers + thread * blocking.panelBElements(nr: gemm.nr)
   }
 }
 

@@ -8,12 +8,15 @@ struct KernelBenchmark {
   var threadCounts: [Int]
   var repeats: Int
   var json: Bool
+  /// Also time each convolution's three passes alone (forward, input gradient, filter gradient).
+  var passes: Bool
 
   init(flags: Flags) throws {
     var flags = flags
     threadCounts = try flags.intList("threads", default: [1, 2])
     repeats = try flags.int("repeats", default: 5)
     json = try flags.bool("json")
+    passes = try flags.bool("passes")
     try flags.finish()
   }
 
@@ -46,7 +49,7 @@ struct KernelBenchmark {
         ("conv7x1 64->64 28x28", [32, 28, 28, 64], (7, 1)),
       ]
       for (name, input, window) in convs {
-        try emit(conv(name, input: input, window: window, context: context, peak: peak), into: &rows)
+        for row in try conv(name, input: input, window: window, context: context, peak: peak) { emit(row, into: &rows) }
       }
       try emit(depthwise("depthwise3x3 56x56x64", input: [32, 56, 56, 64], context: context, peak: peak), into: &rows)
     }
@@ -78,7 +81,7 @@ struct KernelBenchmark {
     return Row(name: "sgemm \(n)^3", threads: context.threadCount, seconds: seconds, flops: 2 * Double(n * n * n), peak: peak)
   }
 
-  private func conv(_ name: String, input: [Int], window: (Int, Int), context: KernelContext, peak: Double) throws -> Row {
+  private func conv(_ name: String, input: [Int], window: (Int, Int), context: KernelContext, peak: Double) throws -> [Row] {
     let g = WindowGeometry(input: Shape(input), window: window, strides: (1, 1), padding: .same, outChannels: input[3])!
     try checkConv(g, context: context)
     let x = randomBuffer(g.inputShape.elementCount, seed: 4), w = randomBuffer(g.kh * g.kw * g.inC * g.outC, seed: 5)
@@ -86,13 +89,19 @@ struct KernelBenchmark {
     let dx = randomBuffer(g.inputShape.elementCount, seed: 8), dw = randomBuffer(g.kh * g.kw * g.inC * g.outC, seed: 9)
     let workspace = UnsafeMutablePointer<Float>.allocateAligned(Conv2D.workspaceElements(g))
     defer { [x, w, y, dy, dx, dw, workspace].forEach { $0.deallocate() } }
-    let seconds = medianSeconds(repeats: repeats) {
-      Conv2D.forward(g, input: x, filter: w, output: y, workspace: workspace, context: context)
-      Conv2D.backpropInput(g, outputGradient: dy, filter: w, inputGradient: dx, workspace: workspace, context: context)
-      Conv2D.backpropFilter(g, input: x, outputGradient: dy, filterGradient: dw, workspace: workspace, context: context)
+    let forward = { Conv2D.forward(g, input: x, filter: w, output: y, workspace: workspace, context: context) }
+    let input = { Conv2D.backpropInput(g, outputGradient: dy, filter: w, inputGradient: dx, workspace: workspace, context: context) }
+    let filter = { Conv2D.backpropFilter(g, input: x, outputGradient: dy, filterGradient: dw, workspace: workspace, context: context) }
+    var rows: [Row] = []
+    if passes {
+      for (pass, body) in [("fwd", forward), ("bwd input", input), ("bwd filter", filter)] {
+        rows.append(Row(name: name + " " + pass, threads: context.threadCount, seconds: medianSeconds(repeats: repeats, body),
+                        flops: 2 * Double(g.convMultiplyAdds), peak: peak))
+      }
     }
-    return Row(name: name + " fwd+bwd", threads: context.threadCount, seconds: seconds,
-               flops: 3 * 2 * Double(g.convMultiplyAdds), peak: peak)
+    let seconds = medianSeconds(repeats: repeats) { forward(); input(); filter() }
+    return rows + [Row(name: name + " fwd+bwd", threads: context.threadCount, seconds: seconds,
+                       flops: 3 * 2 * Double(g.convMultiplyAdds), peak: peak)]
   }
 
   private func depthwise(_ name: String, input: [Int], context: KernelContext, peak: Double) throws -> Row {

@@ -24,9 +24,10 @@ func medianSeconds(repeats: Int, _ body: () -> Void) -> Double {
   return times[times.count / 2]
 }
 
-/// The host, for recording beside the figures, and the GEMM tile chosen for it.
+/// The host, for recording beside the figures, and the GEMM tile and blocking chosen for it.
 func machineDescription() -> String {
-  let cpu = CPUFeatures.current
-  return "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores, \(cpu.model)\(cpu.hasAVX512 ? " (AVX-512)" : ""); GEMM tile \(GEMMKernel.detected)"
+  let cpu = CPUFeatures.current, tile = GEMMKernel.detected
+  return "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores, \(cpu.model)\(cpu.hasAVX512 ? " (AVX-512)" : ""), \(CPUCaches.current); "
+    + "GEMM tile \(tile), \(GEMMBlocking.forThisHost(tile))"
 }
 
