@@ -128,6 +128,7 @@ public enum FlagHelp {
       ("quality", "JPEG quality 1-100"), ("jpeg_dir", "also write the validation pictures as JPEG files here"),
       ("raw_dir", "also write every picture in ImageNet's layout (train/<synset>/, validation/, synset_labels.txt)"),
       ("fixtures", "ImageNet-format shards whose JPEGs are decoded"),
+      ("photos", "a folder of JPEGs made elsewhere to decode instead of the built photo set (Scripts/peers/make_photos.py)"),
       ("split", "train (epoch 0's augmented order) or validation"), ("count", "examples to dump"),
       ("target", "parser to fuzz, or all"), ("iterations", "mutated inputs per target"),
       ("platform", "tpu (libtpu, no TPU needed) or cpu"), ("topology", "TPU topology, e.g. v5e:2x2"),

@@ -66,12 +66,13 @@ enum FastIDCT {
     }
     let columns = transform((row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7)))
     let rows = transform(IDCT.transpose(columns))
-    let level = Vector(repeating: 128), low = Vector(repeating: 0), high = Vector(repeating: 255)
-    @inline(__always) func pixels(_ v: Vector) -> Vector { ((v &>> (pass1Bits + 3)) &+ level).clamped(lowerBound: low, upperBound: high) }
+    let level = Vector(repeating: 128)
+    // Clamped after the transpose, in the narrowing to bytes (the clamp is per lane, so it commutes).
+    @inline(__always) func pixels(_ v: Vector) -> Vector { (v &>> (pass1Bits + 3)) &+ level }
     let p = IDCT.transpose((pixels(rows.0), pixels(rows.1), pixels(rows.2), pixels(rows.3),
                             pixels(rows.4), pixels(rows.5), pixels(rows.6), pixels(rows.7)))
     @inline(__always) func store(_ v: Vector, _ j: Int) {
-      UnsafeMutableRawPointer(out + j * stride).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: v), as: SIMD8<UInt8>.self)
+      UnsafeMutableRawPointer(out + j * stride).storeBytes(of: Lanes.clampedBytes(v), as: SIMD8<UInt8>.self)
     }
     store(p.0, 0); store(p.1, 1); store(p.2, 2); store(p.3, 3)
     store(p.4, 4); store(p.5, 5); store(p.6, 6); store(p.7, 7)

@@ -74,13 +74,12 @@ enum IDCT {
     t.0 &+= SIMD8<Int32>(repeating: 1 << (pass1Bits + 2))
     let shift2 = constBits + pass1Bits + 3
     let r = transform(t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7)
-    let level = SIMD8<Int32>(repeating: 128), low = SIMD8<Int32>(repeating: 0), high = SIMD8<Int32>(repeating: 255)
-    @inline(__always) func pixels(_ v: SIMD8<Int32>) -> SIMD8<Int32> {
-      ((v &>> shift2) &+ level).clamped(lowerBound: low, upperBound: high)
-    }
+    let level = SIMD8<Int32>(repeating: 128)
+    // Clamped after the transpose, in the narrowing to bytes (the clamp is per lane, so it commutes).
+    @inline(__always) func pixels(_ v: SIMD8<Int32>) -> SIMD8<Int32> { (v &>> shift2) &+ level }
     let p = transpose((pixels(r.0), pixels(r.1), pixels(r.2), pixels(r.3), pixels(r.4), pixels(r.5), pixels(r.6), pixels(r.7)))
     @inline(__always) func store(_ v: SIMD8<Int32>, _ j: Int) {
-      UnsafeMutableRawPointer(out + j * stride).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: v), as: SIMD8<UInt8>.self)
+      UnsafeMutableRawPointer(out + j * stride).storeBytes(of: Lanes.clampedBytes(v), as: SIMD8<UInt8>.self)
     }
     store(p.0, 0); store(p.1, 1); store(p.2, 2); store(p.3, 3)
     store(p.4, 4); store(p.5, 5); store(p.6, 6); store(p.7, 7)

@@ -177,14 +177,14 @@ final class Plane {
 enum Upsampling {
   /// Sixteen samples widened for arithmetic (also used by the colour conversion).
   @inline(__always) static func bytes(_ p: UnsafePointer<UInt8>) -> SIMD16<Int32> {
-    SIMD16<Int32>(truncatingIfNeeded: UnsafeRawPointer(p).loadUnaligned(as: SIMD16<UInt8>.self))
+    Lanes.widen(UnsafeRawPointer(p).loadUnaligned(as: SIMD16<UInt8>.self))
   }
   @inline(__always) static func words(_ p: UnsafePointer<Int32>) -> SIMD16<Int32> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Int32>.self)
   }
   /// Output samples 2x and 2x + 1 for sixteen x at once.
   @inline(__always) static func store(even: SIMD16<Int32>, odd: SIMD16<Int32>, _ out: UnsafeMutablePointer<UInt8>) {
-    let e = SIMD16<UInt8>(truncatingIfNeeded: even), o = SIMD16<UInt8>(truncatingIfNeeded: odd)
+    let e = Lanes.narrow(even), o = Lanes.narrow(odd)
     let low = SIMD16<UInt8>(e[0], o[0], e[1], o[1], e[2], o[2], e[3], o[3], e[4], o[4], e[5], o[5], e[6], o[6], e[7], o[7])
     let high = SIMD16<UInt8>(e[8], o[8], e[9], o[9], e[10], o[10], e[11], o[11], e[12], o[12], e[13], o[13], e[14], o[14], e[15], o[15])
     UnsafeMutableRawPointer(out).storeBytes(of: low, as: SIMD16<UInt8>.self)
@@ -264,10 +264,7 @@ enum ColorConversion {
       let red = luma &+ ((r &* kR &+ half) &>> scaleBits)
       let green = luma &+ ((b &* kGb &+ r &* kGr &+ half) &>> scaleBits)
       let blue = luma &+ ((b &* kB &+ half) &>> scaleBits)
-      let low = SIMD16<Int32>(repeating: 0), high = SIMD16<Int32>(repeating: 255)
-      let r8 = SIMD16<UInt8>(truncatingIfNeeded: red.clamped(lowerBound: low, upperBound: high))
-      let g8 = SIMD16<UInt8>(truncatingIfNeeded: green.clamped(lowerBound: low, upperBound: high))
-      let b8 = SIMD16<UInt8>(truncatingIfNeeded: blue.clamped(lowerBound: low, upperBound: high))
+      let r8 = Lanes.clampedBytes(red), g8 = Lanes.clampedBytes(green), b8 = Lanes.clampedBytes(blue)
       RGB.interleave(r8, g8, b8, into: out + 3 * x)
       x += 16
     }

@@ -17,8 +17,10 @@ public enum Conv2D {
   public static func workspaceElements(_ g: WindowGeometry) -> Int {
     if isPointwise(g) { return splitKChunks(g) * g.inC * g.outC }
     let filter = g.kh * g.kw * g.inC * g.outC
-    if g.strideH == 1 && g.strideW == 1 { return filter }
-    return max(filter, chunkRows(g) * g.kh * g.kw * g.inC)
+    // The filter gradient's dWᵀ, or its split-k partials; the flipped filter; strided columns.
+    let gradient = splitKChunks(g) * filter
+    if g.strideH == 1 && g.strideW == 1 { return gradient }
+    return max(gradient, chunkRows(g) * g.kh * g.kw * g.inC)
   }
 
   static func isPointwise(_ g: WindowGeometry) -> Bool {
@@ -136,6 +138,12 @@ public enum Conv2D {
       }
       return
     }
+    let chunks = splitKChunks(g)
+    if chunks > 1 {
+      windowFilterGradientSplitK(g, input: x, outputGradient: dy, filterGradient: dw, chunks: chunks, partials: workspace,
+                                 context: context)
+      return
+    }
     // dWᵀ[K_out, k] = dyᵀ · im2col: the windows become the shared, packed-once B operand (one
     // contiguous copy per pixel and sliver), then a small transpose gives the HWIO layout.
     let transposed = workspace
@@ -149,16 +157,18 @@ public enum Conv2D {
     }
   }
 
-  /// Pixels per split-k chunk of a pointwise filter gradient.
+  /// Pixels per split-k chunk of a filter gradient.
   static let splitKRows = 4096
 
-  /// How many chunks of pixels a pointwise filter gradient is split into: 1 (no split) unless the
-  /// product is small in channels and long in pixels, where one GEMM would spend its time packing;
-  /// the partials (chunks × C_in × C_out floats) stay under 4 Mi floats.
+  /// How many chunks of pixels a filter gradient is split into: 1 (no split) unless the filter is
+  /// small and the pixels many, where one GEMM would spend its time packing (pointwise) or would
+  /// have each thread pack the same dy for its share of the filter (windows); the partials
+  /// (chunks × filter floats) stay under 4 Mi floats. The count is a multiple of 8, so that pools
+  /// of 2, 4 or 8 threads share the chunks evenly, yet it never depends on the pool.
   static func splitKChunks(_ g: WindowGeometry) -> Int {
-    let filter = g.inC * g.outC
+    let filter = g.kh * g.kw * g.inC * g.outC
     guard filter <= 1 << 16, g.outputPixels >= 4 * splitKRows else { return 1 }
-    return min((g.outputPixels + splitKRows - 1) / splitKRows, max(1, (4 << 20) / filter))
+    return min(roundUp((g.outputPixels + splitKRows - 1) / splitKRows, 8), (4 << 20) / filter)
   }
 
   /// dW = Σ over chunks of x[chunk]ᵀ · dy[chunk]: each task multiplies one fixed-size chunk of
@@ -183,6 +193,34 @@ public enum Conv2D {
         var sum = partials[i]
         for chunk in 1..<chunks { sum += partials[chunk * filter + i] }
         dw[i] = sum
+      }
+    }
+  }
+
+  /// The windowed filter gradient split the same way: each task computes dWᵀ over one fixed-size
+  /// chunk of pixels (a serial GEMM, packing its own dy and windows), then the partials are added
+  /// in chunk order while transposing to HWIO, so the bits never depend on the thread count.
+  static func windowFilterGradientSplitK(_ g: WindowGeometry, input x: UnsafePointer<Float>,
+                                         outputGradient dy: UnsafePointer<Float>, filterGradient dw: UnsafeMutablePointer<Float>,
+                                         chunks: Int, partials: UnsafeMutablePointer<Float>, context: KernelContext) {
+    let k = g.kh * g.kw * g.inC, cout = g.outC, filter = k * cout
+    let rowsPerChunk = (g.outputPixels + chunks - 1) / chunks
+    context.pool.parallelFor(chunks) { chunk, thread in
+      let first = chunk * rowsPerChunk, rows = max(0, min(rowsPerChunk, g.outputPixels - first))
+      let gs = dy + first * cout
+      GEMM.serial(m: cout, n: k, k: rows, packA: { channel, pixel, channels, kc, out in
+        GEMM.packA(transA: true, a: gs, lda: cout, row: channel, column: pixel, rows: channels, kc: kc, mr: context.gemm.mr, into: out)
+      }, packB: { pixel, kIndex, kc, columns, out in
+        packWindowColumns(g, input: x, pixel: first + pixel, kIndex: kIndex, pixels: kc, columns: columns, nr: context.gemm.nr, into: out)
+      }, c: partials + chunk * filter, ldc: k, thread: thread, context: context)
+    }
+    Elementwise.parallelRanges(k, chunk: 64, context: context) { s, e in
+      for row in s..<e {
+        for channel in 0..<cout {
+          var sum = partials[channel * k + row]
+          for chunk in 1..<chunks { sum += partials[chunk * filter + channel * k + row] }
+          dw[row * cout + channel] = sum
+        }
       }
     }
   }

@@ -29,6 +29,9 @@ let convCases: [ConvCase] = [
   ConvCase(input: [1, 4, 4, 2], kernel: (4, 4), padding: .valid, outChannels: 3),
   // Enough pixels (16,384) for the split-k pointwise filter gradient, with ragged chunks.
   ConvCase(input: [4, 64, 64, 9], kernel: (1, 1), outChannels: 5),
+  // And for the split-k windowed filter gradient: 16,800 and 16,560 output pixels, ragged chunks.
+  ConvCase(input: [4, 60, 70, 6], kernel: (3, 3), outChannels: 7),
+  ConvCase(input: [8, 90, 92, 3], kernel: (3, 3), strides: (2, 2), outChannels: 4),
 ]
 
 @Suite struct ConvolutionTests {
@@ -36,6 +39,25 @@ let convCases: [ConvCase] = [
   let context = KernelContext(threads: 2)
 
   /// With every register tile this CPU runs: the packers follow the tile's MR×NR.
+  /// The split-k filter gradient's chunks are fixed by the pixel count, so its bits are the same
+  /// for any number of threads.
+  @Test func splitFilterGradientIsBitwiseIndependentOfThreadCount() {
+    let g = ConvCase(input: [4, 60, 70, 6], kernel: (3, 3), outChannels: 7).geometry
+    let x = randomArray(g.inputShape.elementCount, seed: 31), dy = randomArray(g.outputShape.elementCount, seed: 32)
+    let workspace = UnsafeMutablePointer<Float>.allocateAligned(Conv2D.workspaceElements(g))
+    defer { workspace.deallocate() }
+    var results: [[Float]] = []
+    for threads in [1, 2, 3] {
+      let context = KernelContext(threads: threads)
+      var dw = [Float](repeating: .nan, count: g.kh * g.kw * g.inC * g.outC)
+      dw.withUnsafeMutableBufferPointer {
+        Conv2D.backpropFilter(g, input: x, outputGradient: dy, filterGradient: $0.baseAddress!, workspace: workspace, context: context)
+      }
+      results.append(dw)
+    }
+    #expect(results[0] == results[1] && results[1] == results[2])
+  }
+
   @Test(arguments: convCases, GEMMKernel.runnable)
   func conv2dFastMatchesReference(_ c: ConvCase, variant: GEMMKernel.Variant) {
     let context = KernelContext(threads: 2, gemm: .variant(variant))

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,7 +12,8 @@ import Train
 ///
 /// 1. JPEG decode, one thread: MB/s of JPEG bytes and images/s over the fixture JPEGs and over
 ///    photos of ImageNet's typical size (500×375: four fixture pictures at their own resolution in
-///    the quadrants, encoded at quality 90 by `JPEGEncoder`). `--out DIR` keeps those JPEGs so that
+///    the quadrants, encoded at quality 90 by `JPEGEncoder`), or over `--photos DIR`'s JPEGs, made
+///    by another encoder (`Scripts/peers/make_photos.py`). `--out DIR` keeps the JPEGs so that
 ///    `Scripts/peers/pillow_decode_bench.py DIR` times Pillow on the same files.
 /// 2. The training pipeline (read, CRC, parse, decode, distorted crop, resize, flip, colour) at
 ///    `--image_size` on 1 and 2 threads, in images/s.
@@ -21,6 +23,7 @@ struct DataBenchmark {
   var repeats: Int
   var imageSize: Int
   var images: Int
+  var photoDirectory: String
 
   init(flags: Flags) throws {
     var flags = flags
@@ -29,14 +32,22 @@ struct DataBenchmark {
     repeats = try flags.int("repeats", default: 5)
     imageSize = try flags.int("image_size", default: 224)
     images = try flags.int("images", default: 64)
+    photoDirectory = flags.string("photos", default: "")
     try flags.finish()
   }
 
   func run() throws {
     print("bench data on \(machineDescription())")
     let fixtureJPEGs = try readFixtures()
-    let photos = makePhotos(from: fixtureJPEGs, count: images)
-    guard !photos.isEmpty else { throw UsageError("no fixture picture is at least 150 pixels a side to build the 500x375 photos from") }
+    let photos: [[UInt8]], photoSet: String
+    if photoDirectory.isEmpty {
+      photos = makePhotos(from: fixtureJPEGs, count: images)
+      photoSet = "\(photos.count), 500x375 q90 4:2:0"
+      guard !photos.isEmpty else { throw UsageError("no fixture picture is at least 150 pixels a side to build the 500x375 photos from") }
+    } else {
+      photos = try readPhotos(photoDirectory)
+      photoSet = "\(photos.count) from \(photoDirectory)"
+    }
     if !out.isEmpty {
       try FileIO.makeDirectory(out)
       for (i, jpeg) in fixtureJPEGs.enumerated() { try FileIO.writeAtomically(jpeg, to: "\(out)/fixture-\(i).jpg") }
@@ -44,7 +55,7 @@ struct DataBenchmark {
       print("wrote \(fixtureJPEGs.count) fixture and \(photos.count) photo JPEGs to \(out)")
     }
     print("decode (1 thread, median of \(repeats)):")
-    for (name, set) in [("fixtures (\(fixtureJPEGs.count), 37x53 to 256x256)", fixtureJPEGs), ("photos (\(photos.count), 500x375 q90 4:2:0)", photos)] {
+    for (name, set) in [("fixtures (\(fixtureJPEGs.count), 37x53 to 256x256)", fixtureJPEGs), ("photos (\(photoSet))", photos)] {
       let bytes = set.reduce(0) { $0 + $1.count }
       let failures = set.filter { (try? JPEG.decode($0)) == nil }.count
       guard failures == 0 else { throw UsageError("\(failures) of the \(name) JPEGs do not decode") }
@@ -101,6 +112,16 @@ struct DataBenchmark {
     }
     guard !jpegs.isEmpty else { throw UsageError("no JPEGs in \(fixtures); pass --fixtures DIR (the testdata's imagenet-format)") }
     return jpegs
+  }
+
+  /// Every .jpg/.jpeg file in `directory`, in name order.
+  private func readPhotos(_ directory: String) throws -> [[UInt8]] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else {
+      throw UsageError("--photos \(directory): cannot list the directory; give a folder of JPEG files (Scripts/peers/make_photos.py makes one)")
+    }
+    let jpegs = names.filter { $0.lowercased().hasSuffix(".jpg") || $0.lowercased().hasSuffix(".jpeg") }.sorted()
+    guard !jpegs.isEmpty else { throw UsageError("--photos \(directory): no .jpg or .jpeg files there") }
+    return try jpegs.map { try FileIO.read("\(directory)/\($0)") }
   }
 
   /// 500×375 photos: four fixture pictures at their own resolution (so the detail per pixel is a
