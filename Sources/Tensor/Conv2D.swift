@@ -205,8 +205,14 @@ public enum Conv2D {
                                          chunks: Int, partials: UnsafeMutablePointer<Float>, context: KernelContext) {
     let k = g.kh * g.kw * g.inC, cout = g.outC, filter = k * cout
     let rowsPerChunk = (g.outputPixels + chunks - 1) / chunks
+    let direct = readsWindowsDirectly(g, tile: context.gemm) && cout <= context.blocking.mc
     context.pool.parallelFor(chunks) { chunk, thread in
       let first = chunk * rowsPerChunk, rows = max(0, min(rowsPerChunk, g.outputPixels - first))
+      if direct {
+        directFilterGradientChunk(g, input: x, outputGradient: dy, first: first, pixels: rows, into: partials + chunk * filter,
+                                  thread: thread, context: context)
+        return
+      }
       let gs = dy + first * cout
       GEMM.serial(m: cout, n: k, k: rows, packA: { channel, pixel, channels, kc, out in
         GEMM.packA(transA: true, a: gs, lda: cout, row: channel, column: pixel, rows: channels, kc: kc, mr: context.gemm.mr, into: out)

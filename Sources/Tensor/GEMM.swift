@@ -237,7 +237,15 @@ public enum GEMM {
     var dst = out
     while ir < rows {
       let live = min(mr, rows - ir)
-      if transA {
+      if transA && live == mr {
+        // One short contiguous run per k (a filter gradient's dyᵀ packs this way): vector moves
+        // of four, where a scalar loop took a third of that pass's packing time.
+        let first = a + row + ir
+        for p in 0..<kc {
+          let offset = (column &+ p) &* lda
+          copyRun(dst + p &* mr, first + offset, mr)
+        }
+      } else if transA {
         for p in 0..<kc {
           let src = a + (column + p) * lda + row + ir
           for r in 0..<live { dst[p * mr + r] = src[r] }
@@ -256,6 +264,16 @@ public enum GEMM {
       ir += mr
     }
     return transA ? .kMajor : .rowMajor
+  }
+
+  @inline(__always)
+  private static func copyRun(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+    var j = 0
+    while j &+ 4 <= count {
+      UnsafeMutableRawPointer(dst + j).storeBytes(of: UnsafeRawPointer(src + j).loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+      j &+= 4
+    }
+    while j < count { dst[j] = src[j]; j &+= 1 }
   }
 
   /// Packs `kc`×`columns` of a stored B starting at (row, column) into NR-wide slivers (`PackB`).

@@ -32,6 +32,12 @@ let convCases: [ConvCase] = [
   // And for the split-k windowed filter gradient: 16,800 and 16,560 output pixels, ragged chunks.
   ConvCase(input: [4, 60, 70, 6], kernel: (3, 3), outChannels: 7),
   ConvCase(input: [8, 90, 92, 3], kernel: (3, 3), strides: (2, 2), outChannels: 4),
+  // C_in a multiple of 16: the 6×16 tile reads the windows straight from the image (runs of
+  // pixels per output row, cut by the padding, strides and dilation); 7 output channels leave a
+  // ragged row tile.
+  ConvCase(input: [16, 32, 33, 16], kernel: (3, 3), outChannels: 7),
+  ConvCase(input: [16, 64, 66, 16], kernel: (3, 3), strides: (2, 2), outChannels: 5),
+  ConvCase(input: [12, 45, 47, 16], kernel: (1, 7), dilations: (1, 2), padding: .valid, outChannels: 4),
 ]
 
 @Suite struct ConvolutionTests {

@@ -1,0 +1,147 @@
+/// The filter gradient with the windows read straight from the image instead of packed.
+///
+/// dWᵀ = dyᵀ · im2col: packing im2col (one 16-float copy per pixel, tap and sliver) cost a third
+/// of that pass, where the forward pass's packing costs a tenth. But a sliver of 16 im2col columns
+/// lies inside one tap when C_in is a multiple of 16, and then its row for pixel p is 16
+/// contiguous floats of the image; along an output row the pixels whose tap falls inside the
+/// image are consecutive and their rows are a fixed stride apart. So the tile reads B from the
+/// image through a short list of such runs (`Run`), skipping the pixels in the padding, whose
+/// contributions are zero. The k order and KC steps are the packed path's.
+extension Conv2D {
+  /// Whether the direct path applies: the 6×16 tile (its B rows are two `FloatVector`s of 8) and
+  /// slivers that never straddle two taps.
+  static func readsWindowsDirectly(_ g: WindowGeometry, tile: GEMMKernel) -> Bool {
+    tile.variant == .narrow && tile.nr == 2 * vectorWidth && g.inC % tile.nr == 0
+  }
+
+  /// Consecutive pixels of one output row whose tap lies inside the image: `count` k steps from
+  /// pixel `pixel` (relative to the packed A block), B's rows from `b` a fixed stride apart.
+  struct Run {
+    var pixel: Int
+    var count: Int
+    var b: UnsafePointer<Float>
+  }
+
+  /// One chunk's dWᵀ (`outC` × k, row stride k) over `pixels` pixels from `first`, on this thread.
+  static func directFilterGradientChunk(_ g: WindowGeometry, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                        first: Int, pixels: Int, into c: UnsafeMutablePointer<Float>, thread: Int,
+                                        context: KernelContext) {
+    let tile = context.gemm, mr = tile.mr, nr = tile.nr
+    let k = g.kh * g.kw * g.inC, cout = g.outC
+    guard pixels > 0 else { c.update(repeating: 0, count: cout * k); return }
+    let packedA = context.packedA(thread: thread)
+    let kcStep = context.blocking.kcStep(pixels)
+    // At most one run per output row the kc pixels touch, per tap.
+    let maxRuns = kcStep / max(g.outW, 1) + 2
+    withUnsafeTemporaryAllocation(of: Run.self, capacity: maxRuns) { runs in
+      var pc = 0
+      while pc < pixels {
+        let kc = min(kcStep, pixels - pc)
+        let beta: Float = pc == 0 ? 0 : 1
+        _ = GEMM.packA(transA: true, a: dy + (first + pc) * cout, lda: cout, row: 0, column: 0, rows: cout, kc: kc, mr: mr,
+                       into: packedA)
+        for i in 0..<g.kh {
+          for j in 0..<g.kw {
+            let count = collectRuns(g, x, tap: (i, j), firstPixel: first + pc, pixels: kc, into: runs.baseAddress!)
+            let tapColumn = (i * g.kw + j) * g.inC
+            var c0 = 0
+            while c0 < g.inC {
+              var ir = 0
+              while ir < cout {
+                let rows = min(mr, cout - ir)
+                let target = c + ir * k + tapColumn + c0
+                if rows == mr {
+                  runTile(a: packedA + ir * kc, runs: runs.baseAddress!, count: count, column: c0, bStride: g.strideW * g.inC,
+                          c: target, ldc: k, beta: beta)
+                } else {
+                  runEdgeTile(a: packedA + ir * kc, runs: runs.baseAddress!, count: count, column: c0, bStride: g.strideW * g.inC,
+                              c: target, ldc: k, rows: rows, beta: beta)
+                }
+                ir += mr
+              }
+              c0 += nr
+            }
+          }
+        }
+        pc += kc
+      }
+    }
+  }
+
+  /// The runs of pixels `firstPixel..<firstPixel+pixels` whose tap (i, j) lies inside the image.
+  static func collectRuns(_ g: WindowGeometry, _ x: UnsafePointer<Float>, tap: (Int, Int), firstPixel: Int, pixels: Int,
+                          into runs: UnsafeMutablePointer<Run>) -> Int {
+    var count = 0, done = 0
+    var position = PixelPosition(g, pixel: firstPixel)
+    // Output columns whose tap column falls inside the image: iw = ow·sW − padLeft + j·dW in [0, inW).
+    let offsetW = tap.1 * g.dilationW - g.padLeft
+    let lowW = offsetW >= 0 ? 0 : (-offsetW + g.strideW - 1) / g.strideW
+    let highW = min(g.outW, g.inW - offsetW <= 0 ? 0 : (g.inW - offsetW + g.strideW - 1) / g.strideW)
+    while done < pixels {
+      let inRow = min(g.outW - position.ow, pixels - done)
+      let ih = position.oh * g.strideH - g.padTop + tap.0 * g.dilationH
+      if ih >= 0 && ih < g.inH {
+        let start = max(position.ow, lowW), end = min(position.ow + inRow, highW)
+        if start < end {
+          let iw = start * g.strideW + offsetW
+          runs[count] = Run(pixel: done + start - position.ow, count: end - start,
+                            b: x + ((position.n * g.inH + ih) * g.inW + iw) * g.inC)
+          count += 1
+        }
+      }
+      done += inRow
+      position.ow += inRow
+      if position.ow == g.outW { position.ow = 0; position.oh += 1; if position.oh == g.outH { position.oh = 0; position.n += 1 } }
+    }
+    return count
+  }
+
+  /// The 6×16 tile (`GEMM.microKernelKMajor`'s arithmetic) over runs: A k-major (`a[p*6 + r]`),
+  /// B's row for pixel p of a run at `run.b + column + (p − run.pixel)·bStride`.
+  @inline(__always)
+  static func runTile(a: UnsafeMutablePointer<Float>, runs: UnsafePointer<Run>, count: Int, column: Int, bStride: Int,
+                      c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float) {
+    let w = vectorWidth
+    var c00 = FloatVector(), c01 = FloatVector(), c10 = FloatVector(), c11 = FloatVector()
+    var c20 = FloatVector(), c21 = FloatVector(), c30 = FloatVector(), c31 = FloatVector()
+    var c40 = FloatVector(), c41 = FloatVector(), c50 = FloatVector(), c51 = FloatVector()
+    for r in 0..<count {
+      let run = runs[r]
+      var ap = UnsafePointer(a + run.pixel &* 6), bp = run.b + column
+      for _ in 0..<run.count {
+        let b0 = bp.vector(at: 0), b1 = bp.vector(at: w)
+        var v = FloatVector(repeating: ap[0]); c00.addProduct(v, b0); c01.addProduct(v, b1)
+        v = FloatVector(repeating: ap[1]); c10.addProduct(v, b0); c11.addProduct(v, b1)
+        v = FloatVector(repeating: ap[2]); c20.addProduct(v, b0); c21.addProduct(v, b1)
+        v = FloatVector(repeating: ap[3]); c30.addProduct(v, b0); c31.addProduct(v, b1)
+        v = FloatVector(repeating: ap[4]); c40.addProduct(v, b0); c41.addProduct(v, b1)
+        v = FloatVector(repeating: ap[5]); c50.addProduct(v, b0); c51.addProduct(v, b1)
+        ap += 6
+        bp += bStride
+      }
+    }
+    storeRow(c00, c01, c, w, beta); storeRow(c10, c11, c + ldc, w, beta); storeRow(c20, c21, c + 2 * ldc, w, beta)
+    storeRow(c30, c31, c + 3 * ldc, w, beta); storeRow(c40, c41, c + 4 * ldc, w, beta); storeRow(c50, c51, c + 5 * ldc, w, beta)
+  }
+
+  @inline(__always)
+  private static func storeRow(_ v0: FloatVector, _ v1: FloatVector, _ row: UnsafeMutablePointer<Float>, _ w: Int, _ beta: Float) {
+    var r0 = v0, r1 = v1
+    if beta != 0 { r0 += row.vector(at: 0); r1 += row.vector(at: w) }
+    row.storeVector(r0, at: 0)
+    row.storeVector(r1, at: w)
+  }
+
+  /// Fewer than six rows of C: the full tile into scratch (A's sliver is zero-padded), then the live rows.
+  private static func runEdgeTile(a: UnsafeMutablePointer<Float>, runs: UnsafePointer<Run>, count: Int, column: Int, bStride: Int,
+                                  c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, beta: Float) {
+    let nr = 2 * vectorWidth
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * nr) { scratch in
+      let t = scratch.baseAddress!
+      runTile(a: a, runs: runs, count: count, column: column, bStride: bStride, c: t, ldc: nr, beta: 0)
+      for r in 0..<rows {
+        for j in 0..<nr { c[r * ldc + j] = beta == 0 ? t[r * nr + j] : c[r * ldc + j] + t[r * nr + j] }
+      }
+    }
+  }
+}
