@@ -96,40 +96,22 @@ extension Conv2D {
     return count
   }
 
-  /// The 6×16 tile (`GEMM.microKernelKMajor`'s arithmetic) over runs: A k-major (`a[p*6 + r]`),
-  /// B's row for pixel p of a run at `run.b + column + (p − run.pixel)·bStride`.
+  /// The 6×16 tile (`NarrowTile`) over runs: A k-major (`a[p*6 + r]`), B's row for pixel p of a
+  /// run at `run.b + column + (p − run.pixel)·bStride`.
   @inline(__always)
   static func runTile(a: UnsafeMutablePointer<Float>, runs: UnsafePointer<Run>, count: Int, column: Int, bStride: Int,
                       c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float) {
     let w = vectorWidth
-    var c00 = FloatVector(), c01 = FloatVector(), c10 = FloatVector(), c11 = FloatVector()
-    var c20 = FloatVector(), c21 = FloatVector(), c30 = FloatVector(), c31 = FloatVector()
-    var c40 = FloatVector(), c41 = FloatVector(), c50 = FloatVector(), c51 = FloatVector()
+    var tile = NarrowTile()
     for r in 0..<count {
       let run = runs[r]
       var ap = UnsafePointer(a + run.pixel &* 6), bp = run.b + column
       for _ in 0..<run.count {
-        let b0 = bp.vector(at: 0), b1 = bp.vector(at: w)
-        var v = FloatVector(repeating: ap[0]); c00.addProduct(v, b0); c01.addProduct(v, b1)
-        v = FloatVector(repeating: ap[1]); c10.addProduct(v, b0); c11.addProduct(v, b1)
-        v = FloatVector(repeating: ap[2]); c20.addProduct(v, b0); c21.addProduct(v, b1)
-        v = FloatVector(repeating: ap[3]); c30.addProduct(v, b0); c31.addProduct(v, b1)
-        v = FloatVector(repeating: ap[4]); c40.addProduct(v, b0); c41.addProduct(v, b1)
-        v = FloatVector(repeating: ap[5]); c50.addProduct(v, b0); c51.addProduct(v, b1)
-        ap += 6
-        bp += bStride
+        tile.update(bp.vector(at: 0), bp.vector(at: w)) { ap[$0] }
+        ap += 6; bp += bStride
       }
     }
-    storeRow(c00, c01, c, w, beta); storeRow(c10, c11, c + ldc, w, beta); storeRow(c20, c21, c + 2 * ldc, w, beta)
-    storeRow(c30, c31, c + 3 * ldc, w, beta); storeRow(c40, c41, c + 4 * ldc, w, beta); storeRow(c50, c51, c + 5 * ldc, w, beta)
-  }
-
-  @inline(__always)
-  private static func storeRow(_ v0: FloatVector, _ v1: FloatVector, _ row: UnsafeMutablePointer<Float>, _ w: Int, _ beta: Float) {
-    var r0 = v0, r1 = v1
-    if beta != 0 { r0 += row.vector(at: 0); r1 += row.vector(at: w) }
-    row.storeVector(r0, at: 0)
-    row.storeVector(r1, at: w)
+    tile.store(c, ldc: ldc, alpha: 1, beta: beta)
   }
 
   /// Fewer than six rows of C: the full tile into scratch (A's sliver is zero-padded), then the live rows.

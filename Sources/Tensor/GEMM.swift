@@ -336,75 +336,60 @@ public enum GEMM {
   /// The register-tiled core: a 6×(2·W) tile of C in 12 vector accumulators, updated with one
   /// broadcast of A and two vector loads of B per k. Twelve accumulators cover the FMA latency on
   /// two pipes and leave registers for the B vectors and the broadcast with 16 ymm registers.
-  /// Two copies, one per packed layout of A: a runtime stride in the loop made the compiler spill
+  /// Two loops, one per packed layout of A: a runtime stride in the loop made the compiler spill
   /// accumulators and halved the speed.
   @inline(__always)
   static func microKernel(kc: Int, a: UnsafePointer<Float>, layout: PackedLayout, b: UnsafePointer<Float>,
                           c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
-    if layout == .kMajor {
-      microKernelKMajor(kc: kc, a: a, b: b, c: c, ldc: ldc, alpha: alpha, beta: beta)
-    } else {
-      microKernelRowMajor(kc: kc, a: a, b: b, c: c, ldc: ldc, alpha: alpha, beta: beta)
-    }
-  }
-
-  @inline(__always)
-  static func microKernelKMajor(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                                c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
     let w = vectorWidth
-    var c00 = FloatVector(), c01 = FloatVector(), c10 = FloatVector(), c11 = FloatVector()
-    var c20 = FloatVector(), c21 = FloatVector(), c30 = FloatVector(), c31 = FloatVector()
-    var c40 = FloatVector(), c41 = FloatVector(), c50 = FloatVector(), c51 = FloatVector()
-    var ap = a, bp = b
-    for _ in 0..<kc {
-      let b0 = bp.vector(at: 0), b1 = bp.vector(at: w)
-      var x = FloatVector(repeating: ap[0]); c00.addProduct(x, b0); c01.addProduct(x, b1)
-      x = FloatVector(repeating: ap[1]); c10.addProduct(x, b0); c11.addProduct(x, b1)
-      x = FloatVector(repeating: ap[2]); c20.addProduct(x, b0); c21.addProduct(x, b1)
-      x = FloatVector(repeating: ap[3]); c30.addProduct(x, b0); c31.addProduct(x, b1)
-      x = FloatVector(repeating: ap[4]); c40.addProduct(x, b0); c41.addProduct(x, b1)
-      x = FloatVector(repeating: ap[5]); c50.addProduct(x, b0); c51.addProduct(x, b1)
-      ap += 6
-      bp += 2 * w
-    }
-    store(c00, c01, row: c, w: w, alpha: alpha, beta: beta)
-    store(c10, c11, row: c + ldc, w: w, alpha: alpha, beta: beta)
-    store(c20, c21, row: c + 2 * ldc, w: w, alpha: alpha, beta: beta)
-    store(c30, c31, row: c + 3 * ldc, w: w, alpha: alpha, beta: beta)
-    store(c40, c41, row: c + 4 * ldc, w: w, alpha: alpha, beta: beta)
-    store(c50, c51, row: c + 5 * ldc, w: w, alpha: alpha, beta: beta)
-  }
-
-  @inline(__always)
-  static func microKernelRowMajor(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                                  c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
-    let w = vectorWidth
-    var c00 = FloatVector(), c01 = FloatVector(), c10 = FloatVector(), c11 = FloatVector()
-    var c20 = FloatVector(), c21 = FloatVector(), c30 = FloatVector(), c31 = FloatVector()
-    var c40 = FloatVector(), c41 = FloatVector(), c50 = FloatVector(), c51 = FloatVector()
-    let a1 = a + kc, a2 = a + 2 * kc, a3 = a + 3 * kc, a4 = a + 4 * kc, a5 = a + 5 * kc
+    var tile = NarrowTile()
     var bp = b
-    for p in 0..<kc {
-      let b0 = bp.vector(at: 0), b1 = bp.vector(at: w)
-      var x = FloatVector(repeating: a[p]); c00.addProduct(x, b0); c01.addProduct(x, b1)
-      x = FloatVector(repeating: a1[p]); c10.addProduct(x, b0); c11.addProduct(x, b1)
-      x = FloatVector(repeating: a2[p]); c20.addProduct(x, b0); c21.addProduct(x, b1)
-      x = FloatVector(repeating: a3[p]); c30.addProduct(x, b0); c31.addProduct(x, b1)
-      x = FloatVector(repeating: a4[p]); c40.addProduct(x, b0); c41.addProduct(x, b1)
-      x = FloatVector(repeating: a5[p]); c50.addProduct(x, b0); c51.addProduct(x, b1)
-      bp += 2 * w
+    if layout == .kMajor {
+      var ap = a
+      for _ in 0..<kc {
+        tile.update(bp.vector(at: 0), bp.vector(at: w)) { ap[$0] }
+        ap += 6; bp += 2 * w
+      }
+    } else {
+      var ap = a
+      for _ in 0..<kc {
+        tile.update(bp.vector(at: 0), bp.vector(at: w)) { ap[$0 &* kc] }
+        ap += 1; bp += 2 * w
+      }
     }
-    store(c00, c01, row: c, w: w, alpha: alpha, beta: beta)
-    store(c10, c11, row: c + ldc, w: w, alpha: alpha, beta: beta)
-    store(c20, c21, row: c + 2 * ldc, w: w, alpha: alpha, beta: beta)
-    store(c30, c31, row: c + 3 * ldc, w: w, alpha: alpha, beta: beta)
-    store(c40, c41, row: c + 4 * ldc, w: w, alpha: alpha, beta: beta)
-    store(c50, c51, row: c + 5 * ldc, w: w, alpha: alpha, beta: beta)
+    tile.store(c, ldc: ldc, alpha: alpha, beta: beta)
+  }
+}
+
+/// The twelve accumulators of the 6×(2·W) tile, spelled out (an array of vectors would live in
+/// memory), shared by the GEMM's micro-kernel and the convolution filter gradient's run tile.
+struct NarrowTile {
+  var c00 = FloatVector(), c01 = FloatVector(), c10 = FloatVector(), c11 = FloatVector()
+  var c20 = FloatVector(), c21 = FloatVector(), c30 = FloatVector(), c31 = FloatVector()
+  var c40 = FloatVector(), c41 = FloatVector(), c50 = FloatVector(), c51 = FloatVector()
+
+  /// One k step: row r gains `a(r)` · (b0, b1).
+  @inline(__always)
+  mutating func update(_ b0: FloatVector, _ b1: FloatVector, _ a: (Int) -> Float) {
+    var x = FloatVector(repeating: a(0)); c00.addProduct(x, b0); c01.addProduct(x, b1)
+    x = FloatVector(repeating: a(1)); c10.addProduct(x, b0); c11.addProduct(x, b1)
+    x = FloatVector(repeating: a(2)); c20.addProduct(x, b0); c21.addProduct(x, b1)
+    x = FloatVector(repeating: a(3)); c30.addProduct(x, b0); c31.addProduct(x, b1)
+    x = FloatVector(repeating: a(4)); c40.addProduct(x, b0); c41.addProduct(x, b1)
+    x = FloatVector(repeating: a(5)); c50.addProduct(x, b0); c51.addProduct(x, b1)
+  }
+
+  /// C = alpha · tile + beta · C (C not read when beta is 0).
+  @inline(__always)
+  func store(_ c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
+    Self.row(c00, c01, c, alpha, beta); Self.row(c10, c11, c + ldc, alpha, beta)
+    Self.row(c20, c21, c + 2 * ldc, alpha, beta); Self.row(c30, c31, c + 3 * ldc, alpha, beta)
+    Self.row(c40, c41, c + 4 * ldc, alpha, beta); Self.row(c50, c51, c + 5 * ldc, alpha, beta)
   }
 
   @inline(__always)
-  private static func store(_ v0: FloatVector, _ v1: FloatVector, row: UnsafeMutablePointer<Float>,
-                            w: Int, alpha: Float, beta: Float) {
+  private static func row(_ v0: FloatVector, _ v1: FloatVector, _ row: UnsafeMutablePointer<Float>, _ alpha: Float, _ beta: Float) {
+    let w = vectorWidth
     var r0 = v0, r1 = v1
     if alpha != 1 { r0 *= alpha; r1 *= alpha }
     if beta != 0 {
