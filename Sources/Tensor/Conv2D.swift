@@ -94,6 +94,10 @@ public enum Conv2D {
                    b: w, ldb: g.outC, c: y, ldc: g.outC, context: context)
       return
     }
+    if readsRowsDirectly(g, context: context) {
+      indirectForward(g, input: x, filter: w, output: y, context: context)
+      return
+    }
     GEMM.compute(m: g.outputPixels, n: g.outC, k: k, packA: { pixel, kIndex, pixels, kc, out in
       packWindows(g, input: x, pixel: pixel, kIndex: kIndex, pixels: pixels, kc: kc, mr: context.gemm.mr, into: out)
     }, packB: { row, column, kc, columns, out in
