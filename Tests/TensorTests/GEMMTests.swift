@@ -58,7 +58,7 @@ import Tensor
     if ProcessInfo.processInfo.environment["AMOEBA_GEMM_KERNEL"] == nil {
       // With AVX-512 the choice rests on timing the two tiles; without it there is none to make.
       if CPUFeatures.current.hasAVX512 {
-        #expect([.avx512, .narrow].contains(GEMMKernel.detected.variant) && GEMMKernel.selection.reason.hasPrefix("in-cache rate"))
+        #expect([.avx512, .narrow].contains(GEMMKernel.detected.variant) && GEMMKernel.selection.reason.hasPrefix("the AVX-512 tile timed in cache"))
       } else {
         #expect(GEMMKernel.detected.variant == .narrow && GEMMKernel.selection.reason == "no AVX-512")
       }

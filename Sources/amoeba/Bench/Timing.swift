@@ -26,8 +26,8 @@ func medianSeconds(repeats: Int, _ body: () -> Void) -> Double {
 
 /// The host, for recording beside the figures, and the GEMM tile and blocking chosen for it.
 func machineDescription() -> String {
-  let cpu = CPUFeatures.current, tile = GEMMKernel.detected
+  let cpu = CPUFeatures.current, (tile, reason) = GEMMKernel.selection
   return "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores, \(cpu.model)\(cpu.hasAVX512 ? " (AVX-512)" : ""), \(CPUCaches.current); "
-    + "GEMM tile \(tile), \(GEMMBlocking.forThisHost(tile))"
+    + "GEMM tile \(tile) (\(reason)), \(GEMMBlocking.forThisHost(tile))"
 }
 
