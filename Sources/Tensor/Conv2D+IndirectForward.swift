@@ -33,10 +33,14 @@ extension Conv2D {
       GEMM.packB(transB: false, b: w, ldb: n, row: pc, column: 0, kc: min(kcStep, k - pc), columns: n, nr: nr,
                  into: packedB + pc * paddedN)
     }
-    let blocksWanted = roundUp(max((m + context.blocking.mc - 1) / context.blocking.mc, 1), threads)
-    let mc = roundUp(max((m + blocksWanted - 1) / blocksWanted, 1), mr)
-    let blocks = (m + mc - 1) / mc
+    // The indirection buffer lives on the stack: at most 8192 pointers (64 KiB) a block, which
+    // caps the block's rows only for very thin inputs (many taps per KC range).
     let maxSegments = kcStep / max(g.inC, 1) + 2
+    let largestBlock = max(mr, 8192 / (maxSegments * mr) * mr)
+    let blockRows = min(context.blocking.mc, largestBlock)
+    let blocksWanted = roundUp(max((m + blockRows - 1) / blockRows, 1), threads)
+    let mc = min(largestBlock, roundUp(max((m + blocksWanted - 1) / blocksWanted, 1), mr))
+    let blocks = (m + mc - 1) / mc
     context.pool.parallelFor(blocks) { block, _ in
       let first = block * mc, rows = min(mc, m - first), aSlivers = (rows + mr - 1) / mr
       withUnsafeTemporaryAllocation(of: Float.self, capacity: g.inC) { zeros in

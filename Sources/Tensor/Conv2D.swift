@@ -172,7 +172,7 @@ public enum Conv2D {
   static func splitKChunks(_ g: WindowGeometry) -> Int {
     let filter = g.kh * g.kw * g.inC * g.outC
     guard filter <= 1 << 16, g.outputPixels >= 4 * splitKRows else { return 1 }
-    return min(roundUp((g.outputPixels + splitKRows - 1) / splitKRows, 8), (4 << 20) / filter)
+    return min(roundUp((g.outputPixels + splitKRows - 1) / splitKRows, 8), (4 << 20) / filter / 8 * 8)
   }
 
   /// dW = Σ over chunks of x[chunk]ᵀ · dy[chunk]: each task multiplies one fixed-size chunk of
