@@ -38,30 +38,36 @@ extension Conv2D {
       while pc < pixels {
         let kc = min(kcStep, pixels - pc)
         let beta: Float = pc == 0 ? 0 : 1
-        _ = GEMM.packA(transA: true, a: dy + (first + pc) * cout, lda: cout, row: 0, column: 0, rows: cout, kc: kc, mr: mr,
-                       into: packedA)
-        for i in 0..<g.kh {
-          for j in 0..<g.kw {
-            let count = collectRuns(g, x, tap: (i, j), firstPixel: first + pc, pixels: kc, into: runs.baseAddress!)
-            let tapColumn = (i * g.kw + j) * g.inC
-            var c0 = 0
-            while c0 < g.inC {
-              var ir = 0
-              while ir < cout {
-                let rows = min(mr, cout - ir)
-                let target = c + ir * k + tapColumn + c0
-                if rows == mr {
-                  runTile(a: packedA + ir * kc, runs: runs.baseAddress!, count: count, column: c0, bStride: g.strideW * g.inC,
-                          c: target, ldc: k, beta: beta)
-                } else {
-                  runEdgeTile(a: packedA + ir * kc, runs: runs.baseAddress!, count: count, column: c0, bStride: g.strideW * g.inC,
-                              c: target, ldc: k, rows: rows, beta: beta)
+        // dyᵀ in blocks of at most MC channels (the packed-A scratch holds MC × KC).
+        var rowBlock = 0
+        while rowBlock < cout {
+          let blockRows = min(context.blocking.mc, cout - rowBlock)
+          _ = GEMM.packA(transA: true, a: dy + (first + pc) * cout, lda: cout, row: rowBlock, column: 0, rows: blockRows, kc: kc,
+                         mr: mr, into: packedA)
+          for i in 0..<g.kh {
+            for j in 0..<g.kw {
+              let count = collectRuns(g, x, tap: (i, j), firstPixel: first + pc, pixels: kc, into: runs.baseAddress!)
+              let tapColumn = (i * g.kw + j) * g.inC
+              var c0 = 0
+              while c0 < g.inC {
+                var ir = 0
+                while ir < blockRows {
+                  let rows = min(mr, blockRows - ir)
+                  let target = c + (rowBlock + ir) * k + tapColumn + c0
+                  if rows == mr {
+                    runTile(a: packedA + ir * kc, runs: runs.baseAddress!, count: count, column: c0, bStride: g.strideW * g.inC,
+                            c: target, ldc: k, beta: beta)
+                  } else {
+                    runEdgeTile(a: packedA + ir * kc, runs: runs.baseAddress!, count: count, column: c0, bStride: g.strideW * g.inC,
+                                c: target, ldc: k, rows: rows, beta: beta)
+                  }
+                  ir += mr
                 }
-                ir += mr
+                c0 += nr
               }
-              c0 += nr
             }
           }
+          rowBlock += blockRows
         }
         pc += kc
       }

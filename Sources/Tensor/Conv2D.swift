@@ -209,7 +209,7 @@ public enum Conv2D {
                                          chunks: Int, partials: UnsafeMutablePointer<Float>, context: KernelContext) {
     let k = g.kh * g.kw * g.inC, cout = g.outC, filter = k * cout
     let rowsPerChunk = (g.outputPixels + chunks - 1) / chunks
-    let direct = readsWindowsDirectly(g, tile: context.gemm) && cout <= context.blocking.mc
+    let direct = readsWindowsDirectly(g, tile: context.gemm)
     context.pool.parallelFor(chunks) { chunk, thread in
       let first = chunk * rowsPerChunk, rows = max(0, min(rowsPerChunk, g.outputPixels - first))
       if direct {

@@ -9,7 +9,9 @@ import Synchronization
 ///   of L1d, leaving the other half to the A slivers streaming past it; but KC is at least 256:
 ///   below that the tile's load and store of C per KC step cost more than the L1 misses save
 ///   (measured on Zen 4 with the 12×32 tile: KC 128 gave 83–90, KC 256 95 GFLOP/s on one core).
-/// - MC: one MC×KC block of packed A, reused by every sliver of B, fills half of L2.
+/// - MC: one MC×KC block of packed A, reused by every sliver of B, fills an eighth of L2, the
+///   rest left to the B slivers streaming through from L3 (measured on Zen 4, 1 MiB L2, 2048³ on
+///   one thread: MC 96 and 126 gave 99–106 GFLOP/s, MC 252 94–100, MC 510 — half of L2 — 95–100).
 /// - NC: one KC×NC block of packed B, shared by all threads, fills a quarter of the L3 share of
 ///   the cores that use it.
 ///
@@ -45,7 +47,7 @@ public struct GEMMBlocking: Sendable, Equatable, CustomStringConvertible {
   public static func chosen(for tile: GEMMKernel, caches: CPUCaches = .current) -> GEMMBlocking {
     let float = MemoryLayout<Float>.size
     let kc = clamp(caches.l1d / 2 / (tile.nr * float) / 16 * 16, 256, 512)
-    let mc = clamp(caches.l2 / 2 / (kc * float) / tile.mr * tile.mr, tile.mr, 1020 / tile.mr * tile.mr)
+    let mc = clamp(caches.l2 / 8 / (kc * float) / tile.mr * tile.mr, tile.mr, 1020 / tile.mr * tile.mr)
     let nc = clamp(caches.l3PerCore / 4 / (kc * float) / tile.nr * tile.nr, 8 * tile.nr, 4096 / tile.nr * tile.nr)
     return GEMMBlocking(kc: kc, mc: mc, nc: nc)
   }

@@ -67,6 +67,25 @@ let convCases: [ConvCase] = [
     #expect(results[0] == results[1] && results[1] == results[2])
   }
 
+  /// Blocks far smaller than the caches choose (MC 12 rows, KC 64): the direct filter gradient
+  /// packs dy in several blocks of channels and the indirect forward runs many blocks and KC steps.
+  @Test func smallBlocksMatchTheReference() {
+    let context = KernelContext(threads: 2, gemm: .narrow, blocking: GEMMBlocking(kc: 64, mc: 12, nc: 64))
+    let g = ConvCase(input: [16, 32, 33, 16], kernel: (3, 3), outChannels: 20).geometry
+    let x = randomArray(g.inputShape.elementCount, seed: 41), w = randomArray(g.kh * g.kw * g.inC * g.outC, seed: 42)
+    let dy = randomArray(g.outputShape.elementCount, seed: 43)
+    let workspace = UnsafeMutablePointer<Float>.allocateAligned(Conv2D.workspaceElements(g))
+    defer { workspace.deallocate() }
+    var fast = [Float](repeating: .nan, count: g.outputShape.elementCount), slow = fast
+    fast.withUnsafeMutableBufferPointer { Conv2D.forward(g, input: x, filter: w, output: $0.baseAddress!, workspace: workspace, context: context) }
+    slow.withUnsafeMutableBufferPointer { Conv2D.forwardReference(g, input: x, filter: w, output: $0.baseAddress!) }
+    #expect(maxRelativeError(fast, slow) < 1e-4, "forward")
+    var fastDw = [Float](repeating: .nan, count: w.count), slowDw = fastDw
+    fastDw.withUnsafeMutableBufferPointer { Conv2D.backpropFilter(g, input: x, outputGradient: dy, filterGradient: $0.baseAddress!, workspace: workspace, context: context) }
+    slowDw.withUnsafeMutableBufferPointer { Conv2D.backpropFilterReference(g, input: x, outputGradient: dy, filterGradient: $0.baseAddress!) }
+    #expect(maxRelativeError(fastDw, slowDw) < 1e-4, "backprop filter")
+  }
+
   @Test(arguments: convCases, GEMMKernel.runnable)
   func conv2dFastMatchesReference(_ c: ConvCase, variant: GEMMKernel.Variant) {
     let context = KernelContext(threads: 2, gemm: .variant(variant))

@@ -65,13 +65,13 @@ import Tensor
     }
   }
 
-  /// The blocks follow the caches: KC×NR of B fills half of L1d, MC×KC of A half of L2, and MC and
+  /// The blocks follow the caches: KC×NR of B fills half of L1d, MC×KC of A an eighth of L2, and MC and
   /// NC stay multiples of the tile.
   @Test func blockingFollowsTheCaches() {
     let zen4 = CPUCaches(l1d: 32 << 10, l2: 1 << 20, l3PerCore: 16 << 20)
     let narrow = GEMMBlocking.chosen(for: .narrow, caches: zen4)
     #expect(narrow.kc * GEMMKernel.narrow.nr * 4 == 16 << 10)
-    #expect(narrow.mc % GEMMKernel.narrow.mr == 0 && narrow.mc * narrow.kc * 4 <= 512 << 10)
+    #expect(narrow.mc % GEMMKernel.narrow.mr == 0 && narrow.mc * narrow.kc * 4 <= 128 << 10 && narrow.mc >= 120)
     #expect(narrow.nc % GEMMKernel.narrow.nr == 0 && narrow.nc <= 4096)
     let wide = GEMMBlocking.chosen(for: .wideBaseline, caches: CPUCaches(l1d: 48 << 10, l2: 1 << 20, l3PerCore: 4 << 20))
     #expect(wide.kc == 256 && wide.mc % 12 == 0 && wide.nc % 32 == 0)
