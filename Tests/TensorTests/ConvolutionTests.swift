@@ -47,7 +47,6 @@ let convCases: [ConvCase] = [
   /// Each test gets its own pool: a KernelContext serves one caller at a time.
   let context = KernelContext(threads: 2)
 
-  /// With every register tile this CPU runs: the packers follow the tile's MR×NR.
   /// The split-k filter gradient's chunks are fixed by the pixel count, so its bits are the same
   /// for any number of threads.
   @Test func splitFilterGradientIsBitwiseIndependentOfThreadCount() {
@@ -71,46 +70,40 @@ let convCases: [ConvCase] = [
   /// packs dy in several blocks of channels and the indirect forward runs many blocks and KC steps.
   @Test func smallBlocksMatchTheReference() {
     let context = KernelContext(threads: 2, gemm: .narrow, blocking: GEMMBlocking(kc: 64, mc: 12, nc: 64))
-    let g = ConvCase(input: [16, 32, 33, 16], kernel: (3, 3), outChannels: 20).geometry
-    let x = randomArray(g.inputShape.elementCount, seed: 41), w = randomArray(g.kh * g.kw * g.inC * g.outC, seed: 42)
-    let dy = randomArray(g.outputShape.elementCount, seed: 43)
-    let workspace = UnsafeMutablePointer<Float>.allocateAligned(Conv2D.workspaceElements(g))
-    defer { workspace.deallocate() }
-    var fast = [Float](repeating: .nan, count: g.outputShape.elementCount), slow = fast
-    fast.withUnsafeMutableBufferPointer { Conv2D.forward(g, input: x, filter: w, output: $0.baseAddress!, workspace: workspace, context: context) }
-    slow.withUnsafeMutableBufferPointer { Conv2D.forwardReference(g, input: x, filter: w, output: $0.baseAddress!) }
-    #expect(maxRelativeError(fast, slow) < 1e-4, "forward")
-    var fastDw = [Float](repeating: .nan, count: w.count), slowDw = fastDw
-    fastDw.withUnsafeMutableBufferPointer { Conv2D.backpropFilter(g, input: x, outputGradient: dy, filterGradient: $0.baseAddress!, workspace: workspace, context: context) }
-    slowDw.withUnsafeMutableBufferPointer { Conv2D.backpropFilterReference(g, input: x, outputGradient: dy, filterGradient: $0.baseAddress!) }
-    #expect(maxRelativeError(fastDw, slowDw) < 1e-4, "backprop filter")
+    expectAllPassesMatchTheReference(ConvCase(input: [16, 32, 33, 16], kernel: (3, 3), outChannels: 20).geometry,
+                                     context: context, label: "MC 12, KC 64")
   }
 
+  /// With every register tile this CPU runs: the packers follow the tile's MR×NR.
   @Test(arguments: convCases, GEMMKernel.runnable)
   func conv2dFastMatchesReference(_ c: ConvCase, variant: GEMMKernel.Variant) {
-    let context = KernelContext(threads: 2, gemm: .variant(variant))
-    let g = c.geometry
+    expectAllPassesMatchTheReference(c.geometry, context: KernelContext(threads: 2, gemm: .variant(variant)), label: "\(variant)")
+  }
+
+  /// Forward, input gradient and filter gradient of the fast kernels against their reference twins.
+  private func expectAllPassesMatchTheReference(_ g: WindowGeometry, context: KernelContext, label: String) {
     let x = randomArray(g.inputShape.elementCount, seed: 11)
     let w = randomArray(g.kh * g.kw * g.inC * g.outC, seed: 12)
     let dy = randomArray(g.outputShape.elementCount, seed: 13)
     let workspace = UnsafeMutablePointer<Float>.allocateAligned(Conv2D.workspaceElements(g))
     defer { workspace.deallocate() }
 
-    var fast = [Float](repeating: 0, count: g.outputShape.elementCount), slow = fast
+    var fast = [Float](repeating: .nan, count: g.outputShape.elementCount), slow = fast
     fast.withUnsafeMutableBufferPointer { Conv2D.forward(g, input: x, filter: w, output: $0.baseAddress!, workspace: workspace, context: context) }
     slow.withUnsafeMutableBufferPointer { Conv2D.forwardReference(g, input: x, filter: w, output: $0.baseAddress!) }
-    #expect(maxRelativeError(fast, slow) < 1e-4, "forward, \(variant)")
+    #expect(maxRelativeError(fast, slow) < 1e-4, "forward, \(label)")
 
     var fastDx = [Float](repeating: .nan, count: x.count), slowDx = fastDx
     fastDx.withUnsafeMutableBufferPointer { Conv2D.backpropInput(g, outputGradient: dy, filter: w, inputGradient: $0.baseAddress!, workspace: workspace, context: context) }
     slowDx.withUnsafeMutableBufferPointer { Conv2D.backpropInputReference(g, outputGradient: dy, filter: w, inputGradient: $0.baseAddress!) }
-    #expect(maxRelativeError(fastDx, slowDx) < 1e-4, "backprop input, \(variant)")
+    #expect(maxRelativeError(fastDx, slowDx) < 1e-4, "backprop input, \(label)")
 
     var fastDw = [Float](repeating: .nan, count: w.count), slowDw = fastDw
     fastDw.withUnsafeMutableBufferPointer { Conv2D.backpropFilter(g, input: x, outputGradient: dy, filterGradient: $0.baseAddress!, workspace: workspace, context: context) }
     slowDw.withUnsafeMutableBufferPointer { Conv2D.backpropFilterReference(g, input: x, outputGradient: dy, filterGradient: $0.baseAddress!) }
-    #expect(maxRelativeError(fastDw, slowDw) < 1e-4, "backprop filter, \(variant)")
+    #expect(maxRelativeError(fastDw, slowDw) < 1e-4, "backprop filter, \(label)")
   }
+
 
   @Test(arguments: convCases.filter { $0.dilations == (1, 1) || true })
   func depthwiseFastMatchesReference(_ c: ConvCase) {
