@@ -52,15 +52,8 @@ extension Conv2D {
               while c0 < g.inC {
                 var ir = 0
                 while ir < blockRows {
-                  let rows = min(mr, blockRows - ir)
-                  let target = c + (rowBlock + ir) * k + tapColumn + c0
-                  if rows == mr {
-                    runTile(a: packedA + ir * kc, runs: runs.baseAddress!, count: count, column: c0, bStride: g.strideW * g.inC,
-                            c: target, ldc: k, beta: beta)
-                  } else {
-                    runEdgeTile(a: packedA + ir * kc, runs: runs.baseAddress!, count: count, column: c0, bStride: g.strideW * g.inC,
-                                c: target, ldc: k, rows: rows, beta: beta)
-                  }
+                  runTile(a: packedA + ir * kc, runs: runs.baseAddress!, count: count, column: c0, bStride: g.strideW * g.inC,
+                          c: c + (rowBlock + ir) * k + tapColumn + c0, ldc: k, rows: min(mr, blockRows - ir), beta: beta)
                   ir += mr
                 }
                 c0 += nr
@@ -103,13 +96,14 @@ extension Conv2D {
   }
 
   /// The 6×16 tile (`NarrowTile`) over runs: A k-major (`a[p*6 + r]`), B's row for pixel p of a
-  /// run at `run.b + column + (p − run.pixel)·bStride`. Its own function, and the inner loop a
+  /// run at `run.b + column + (p − run.pixel)·bStride`; the first `rows` rows of C are written
+  /// (A's last sliver is zero-padded past them). Its own function, and the inner loop a
   /// `repeat` (a run has at least one pixel): inlined into the loops around it, or with a `for`
   /// over a range that may be empty, the register allocator spilled five accumulators in the
   /// inner loop (filter gradient 85 → 63 GFLOP/s).
   @inline(never)
   static func runTile(a: UnsafeMutablePointer<Float>, runs: UnsafePointer<Run>, count: Int, column: Int, bStride: Int,
-                      c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float) {
+                      c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, beta: Float) {
     let w = vectorWidth
     var tile = NarrowTile()
     for r in 0..<count {
@@ -120,19 +114,6 @@ extension Conv2D {
         ap += 6; bp += bStride; left &-= 1
       } while left > 0
     }
-    tile.store(c, ldc: ldc, alpha: 1, beta: beta)
-  }
-
-  /// Fewer than six rows of C: the full tile into scratch (A's sliver is zero-padded), then the live rows.
-  private static func runEdgeTile(a: UnsafeMutablePointer<Float>, runs: UnsafePointer<Run>, count: Int, column: Int, bStride: Int,
-                                  c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, beta: Float) {
-    let nr = 2 * vectorWidth
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * nr) { scratch in
-      let t = scratch.baseAddress!
-      runTile(a: a, runs: runs, count: count, column: column, bStride: bStride, c: t, ldc: nr, beta: 0)
-      for r in 0..<rows {
-        for j in 0..<nr { c[r * ldc + j] = beta == 0 ? t[r * nr + j] : c[r * ldc + j] + t[r * nr + j] }
-      }
-    }
+    tile.store(c, ldc: ldc, rows: rows, columns: 2 * w, beta: beta)
   }
 }

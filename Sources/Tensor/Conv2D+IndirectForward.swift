@@ -36,10 +36,7 @@ extension Conv2D {
     // The indirection buffer lives on the stack: at most 8192 pointers (64 KiB) a block, which
     // caps the block's rows only for very thin inputs (many taps per KC range).
     let maxSegments = kcStep / max(g.inC, 1) + 2
-    let largestBlock = max(mr, 8192 / (maxSegments * mr) * mr)
-    let blockRows = min(context.blocking.mc, largestBlock)
-    let blocksWanted = roundUp(max((m + blockRows - 1) / blockRows, 1), threads)
-    let mc = min(largestBlock, roundUp(max((m + blocksWanted - 1) / blocksWanted, 1), mr))
+    let mc = context.blocking.rowBlock(m: m, threads: threads, mr: mr, cap: max(mr, 8192 / (maxSegments * mr) * mr))
     let blocks = (m + mc - 1) / mc
     context.pool.parallelFor(blocks) { block, _ in
       let first = block * mc, rows = min(mc, m - first), aSlivers = (rows + mr - 1) / mr
@@ -112,8 +109,8 @@ extension Conv2D {
   }
 
   /// C[rows × columns] (+)= the six pointed-at rows · B over the segments, B packed k-major
-  /// (`b[p*16 + j]`) across all of them.
-  /// Its own function with a `repeat` inner loop (a segment has at least one k-index), as `runTile`, for the same reason.
+  /// (`b[p*16 + j]`) across all of them. Its own function with a `repeat` inner loop (a segment
+  /// has at least one k-index), as `runTile`, for the same reason.
   @inline(never)
   static func indirectTile(pointers: UnsafePointer<UnsafePointer<Float>>, segments: UnsafePointer<TapSegment>, count: Int,
                            b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int, beta: Float) {
@@ -131,16 +128,6 @@ extension Conv2D {
         bp += nr; q &+= 1
       } while q < segments[s].length
     }
-    if rows == 6 && columns == nr {
-      tile.store(c, ldc: ldc, alpha: 1, beta: beta)
-      return
-    }
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * nr) { scratch in
-      let t = scratch.baseAddress!
-      tile.store(t, ldc: nr, alpha: 1, beta: 0)
-      for r in 0..<rows {
-        for j in 0..<columns { c[r * ldc + j] = beta == 0 ? t[r * nr + j] : c[r * ldc + j] + t[r * nr + j] }
-      }
-    }
+    tile.store(c, ldc: ldc, rows: rows, columns: columns, beta: beta)
   }
 }

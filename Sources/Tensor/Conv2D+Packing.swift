@@ -40,7 +40,7 @@ extension Conv2D {
         var done = 0
         while done < length {
           let take = min(nr - inSliver, length - done)
-          if let source { copyFloats(sliver + inSliver, source + done, take) } else { (sliver + inSliver).update(repeating: 0, count: take) }
+          if let source { copyShortRun(sliver + inSliver, source + done, take) } else { (sliver + inSliver).update(repeating: 0, count: take) }
           done += take; inSliver += take
           if inSliver == nr { inSliver = 0; sliver += sliverStride }
         }
@@ -48,16 +48,6 @@ extension Conv2D {
       if ragged != 0 { (sliver + ragged).update(repeating: 0, count: nr - ragged) }
       position.advance(g)
     }
-  }
-
-  /// A short copy with vector moves: most runs here are one sliver's 16 or 32 floats, where a
-  /// memcpy call costs as much as the copy.
-  @inline(__always)
-  static func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
-    let w = vectorWidth
-    var j = 0
-    while j + w <= count { dst.storeVector(src.vector(at: j), at: j); j += w }
-    while j < count { dst[j] = src[j]; j += 1 }
   }
 
   /// Where k-index `kIndex` falls in the filter: tap (i, j) and channel. Built with one division

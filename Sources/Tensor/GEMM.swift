@@ -82,10 +82,9 @@ public enum GEMM {
       rectangles(m: m, n: n, k: k, alpha: alpha, packA: packA, packB: packB, beta: beta, c: c, ldc: ldc, context: context)
       return
     }
-    // Split M into blocks of at most MC rows, as many as a multiple of the thread count so no
-    // thread waits on a last odd block; if M is too short for that, split N as well.
-    let blocksWanted = roundUp(max((m + B.mc - 1) / B.mc, 1), threads)
-    let mc = roundUp(max((m + blocksWanted - 1) / blocksWanted, 1), tile.mr)
+    // Split M into balanced blocks of at most MC rows; if M is too short for one block per
+    // thread, split N as well.
+    let mc = B.rowBlock(m: m, threads: threads, mr: tile.mr)
     let mBlocks = (m + mc - 1) / mc
 
     var jc = 0
@@ -243,7 +242,7 @@ public enum GEMM {
         let first = a + row + ir
         for p in 0..<kc {
           let offset = (column &+ p) &* lda
-          copyRun(dst + p &* mr, first + offset, mr)
+          copyShortRun(dst + p &* mr, first + offset, mr)
         }
       } else if transA {
         for p in 0..<kc {
@@ -264,16 +263,6 @@ public enum GEMM {
       ir += mr
     }
     return transA ? .kMajor : .rowMajor
-  }
-
-  @inline(__always)
-  private static func copyRun(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
-    var j = 0
-    while j &+ 4 <= count {
-      UnsafeMutableRawPointer(dst + j).storeBytes(of: UnsafeRawPointer(src + j).loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
-      j &+= 4
-    }
-    while j < count { dst[j] = src[j]; j &+= 1 }
   }
 
   /// Packs `kc`×`columns` of a stored B starting at (row, column) into NR-wide slivers (`PackB`).
@@ -324,11 +313,18 @@ public enum GEMM {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: tile.mr * tile.nr) { scratch in
       let t = scratch.baseAddress!
       tile.multiply(kc, a, rowMajor, b, t, tile.nr, alpha, 0)
-      for r in 0..<rows {
-        for j in 0..<columns {
-          let prior = beta == 0 ? 0 : beta * c[r * ldc + j]
-          c[r * ldc + j] = t[r * tile.nr + j] + prior
-        }
+      mergeTile(t, ldt: tile.nr, into: c, ldc: ldc, rows: rows, columns: columns, beta: beta)
+    }
+  }
+
+  /// C[rows × columns] = t + beta · C, for the live corner of a tile computed into scratch.
+  @inline(__always)
+  static func mergeTile(_ t: UnsafePointer<Float>, ldt: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
+                        rows: Int, columns: Int, beta: Float) {
+    for r in 0..<rows {
+      for j in 0..<columns {
+        let prior = beta == 0 ? 0 : beta * c[r * ldc + j]
+        c[r * ldc + j] = t[r * ldt + j] + prior
       }
     }
   }
@@ -385,6 +381,17 @@ struct NarrowTile {
     Self.row(c00, c01, c, alpha, beta); Self.row(c10, c11, c + ldc, alpha, beta)
     Self.row(c20, c21, c + 2 * ldc, alpha, beta); Self.row(c30, c31, c + 3 * ldc, alpha, beta)
     Self.row(c40, c41, c + 4 * ldc, alpha, beta); Self.row(c50, c51, c + 5 * ldc, alpha, beta)
+  }
+
+  /// The live `rows` × `columns` corner only: C = tile + beta · C there (alpha 1).
+  @inline(__always)
+  func store(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int, beta: Float) {
+    let nr = 2 * vectorWidth
+    if rows == 6 && columns == nr { store(c, ldc: ldc, alpha: 1, beta: beta); return }
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * nr) { scratch in
+      store(scratch.baseAddress!, ldc: nr, alpha: 1, beta: 0)
+      GEMM.mergeTile(scratch.baseAddress!, ldt: nr, into: c, ldc: ldc, rows: rows, columns: columns, beta: beta)
+    }
   }
 
   @inline(__always)

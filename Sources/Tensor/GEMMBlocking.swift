@@ -38,6 +38,15 @@ public struct GEMMBlocking: Sendable, Equatable, CustomStringConvertible {
     return Swift.min(kc, roundUp((k + steps - 1) / steps, 8))
   }
 
+  /// Rows per block when `m` rows are split into blocks of at most `cap` (MC by default): as many
+  /// blocks as a multiple of the thread count, so no thread waits on a last odd block, each a
+  /// multiple of MR rows.
+  func rowBlock(m: Int, threads: Int, mr: Int, cap: Int? = nil) -> Int {
+    let limit = Swift.min(mc, cap ?? mc)
+    let blocks = roundUp(Swift.max((m + limit - 1) / limit, 1), threads)
+    return Swift.min(limit, roundUp(Swift.max((m + blocks - 1) / blocks, 1), mr))
+  }
+
   var packedAElements: Int { mc * kc }
   var packedBElements: Int { kc * nc }
   func panelBElements(nr: Int) -> Int { kc * Self.panelSlivers * nr }

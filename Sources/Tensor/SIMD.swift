@@ -35,3 +35,16 @@ func keepWherePositive(_ value: FloatVector, _ selector: FloatVector) -> FloatVe
   let bits = unsafeBitCast(value, to: FloatVector.MaskStorage.self) & (selector .> FloatVector())._storage
   return unsafeBitCast(bits, to: FloatVector.self)
 }
+
+/// A copy of a few floats with vector moves (8, then 4, then single): for the packers' runs of
+/// 6 to 32 floats, where a memcpy call or a scalar loop costs as much as the copy.
+@inline(__always)
+func copyShortRun(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+  var j = 0
+  while j &+ vectorWidth <= count { dst.storeVector(src.vector(at: j), at: j); j &+= vectorWidth }
+  while j &+ 4 <= count {
+    UnsafeMutableRawPointer(dst + j).storeBytes(of: UnsafeRawPointer(src + j).loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+    j &+= 4
+  }
+  while j < count { dst[j] = src[j]; j &+= 1 }
+}
